@@ -1,0 +1,6 @@
+//! Who is calling: argon2 password hashes, HS256 login tokens, and extractors that make
+//! each handler's signature say who may call it.
+
+pub mod extract;
+pub mod password;
+pub mod token;

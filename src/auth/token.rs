@@ -1,0 +1,154 @@
+//! Login tokens: HS256 JWTs carrying the user, the tenant and the role. Expiry is checked
+//! with no leeway: an expired token is refused at once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtSecret;
+use crate::domain::ids::{TenantId, UserId};
+use crate::domain::role::Role;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's id.
+    pub sub: UserId,
+    pub tenant_id: TenantId,
+    /// The tenant's slug, compared with the `{slug}` of each request.
+    pub tenant: String,
+    pub username: String,
+    pub role: Role,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &JwtSecret, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose()),
+            decoding: DecodingKey::from_secret(secret.expose()),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn issue(
+        &self,
+        user: UserId,
+        username: &str,
+        role: Role,
+        tenant_id: TenantId,
+        tenant_slug: &str,
+    ) -> Result<IssuedToken, ApiError> {
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(self.ttl).map_err(ApiError::internal)?;
+        let expires_at = now + ttl;
+        let claims = Claims {
+            sub: user,
+            tenant_id,
+            tenant: tenant_slug.to_owned(),
+            username: username.to_owned(),
+            role,
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)?;
+        Ok(IssuedToken { token, expires_at })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => ApiError::TokenExpired,
+                _ => ApiError::InvalidToken,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(ttl_secs: u64) -> TokenKeys {
+        let secret = JwtSecret::parse("k".repeat(32)).unwrap();
+        TokenKeys::new(&secret, Duration::from_secs(ttl_secs))
+    }
+
+    #[test]
+    fn a_token_round_trips_its_claims() {
+        let keys = keys(60);
+        let (user, tenant) = (UserId::new(), TenantId::new());
+        let issued = keys
+            .issue(user, "ana", Role::Admin, tenant, "demo")
+            .unwrap();
+        let claims = keys.verify(&issued.token).unwrap();
+        assert_eq!((claims.sub, claims.tenant_id), (user, tenant));
+        assert_eq!((claims.tenant.as_str(), claims.role), ("demo", Role::Admin));
+        assert_eq!(claims.exp, issued.expires_at.timestamp());
+    }
+
+    #[test]
+    fn tokens_signed_with_another_secret_or_tampered_are_invalid() {
+        let issued = keys(60)
+            .issue(
+                UserId::new(),
+                "ana",
+                Role::Operator,
+                TenantId::new(),
+                "demo",
+            )
+            .unwrap();
+        let other = TokenKeys::new(
+            &JwtSecret::parse("z".repeat(32)).unwrap(),
+            Duration::from_secs(60),
+        );
+        assert!(matches!(
+            other.verify(&issued.token),
+            Err(ApiError::InvalidToken)
+        ));
+        assert!(matches!(
+            keys(60).verify("not.a.token"),
+            Err(ApiError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_without_leeway() {
+        let keys = keys(60);
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: UserId::new(),
+            tenant_id: TenantId::new(),
+            tenant: "demo".into(),
+            username: "ana".into(),
+            role: Role::Operator,
+            iat: now - 120,
+            exp: now - 1,
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert!(matches!(keys.verify(&token), Err(ApiError::TokenExpired)));
+    }
+}

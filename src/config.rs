@@ -1,0 +1,232 @@
+//! Configuration from the environment (and `.env`), read once and checked at start-up.
+//! Defaults live next to the fields; `.env.example` documents every variable.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Database used when `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/nextup";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: PostgreSQL URL; the database is created if missing.
+    pub database_url: String,
+    /// `DATABASE_POOL_SIZE`: connections kept by this process (default 10).
+    pub database_pool_size: u32,
+    /// `BIND_ADDR`: listen address; port 0 picks a free port (default 127.0.0.1:8080).
+    pub bind_addr: String,
+    /// `JWT_SECRET`: HMAC key for operator tokens, at least 32 bytes. Optional here because
+    /// only `serve` needs it, and `serve --demo` generates one when it is missing.
+    pub jwt_secret: Option<JwtSecret>,
+    /// `TOKEN_TTL_SECS`: lifetime of a login token (default 12 h).
+    pub token_ttl: Duration,
+    /// `HEARTBEAT_INTERVAL_SECS`: server WebSocket ping interval (default 15 s).
+    pub heartbeat_interval: Duration,
+    /// `CLIENT_TIMEOUT_SECS`: a session silent for this long is closed (default 45 s).
+    pub client_timeout: Duration,
+    /// `ISSUE_RATE_PER_MINUTE`: tickets one client address may issue per minute without a
+    /// token (default 30), with bursts of up to `ISSUE_BURST` (default 10).
+    pub issue_rate_per_minute: u32,
+    pub issue_burst: u32,
+    /// `STATIC_DIR`: where the pages are served from (default `static`).
+    pub static_dir: String,
+}
+
+/// The JWT signing secret. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct JwtSecret(String);
+
+impl JwtSecret {
+    pub const MIN_BYTES: usize = 32;
+
+    pub fn parse(raw: String) -> Result<Self, String> {
+        if raw.len() < Self::MIN_BYTES {
+            return Err(format!(
+                "JWT_SECRET must be at least {} bytes long (it is {}); generate one with `openssl rand -hex 32`",
+                Self::MIN_BYTES,
+                raw.len()
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtSecret(<redacted>)")
+    }
+}
+
+impl Config {
+    /// Reads the process environment (after `.env`, which `main` loads).
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`; every problem found is reported, in one line.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut problems = Vec::new();
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let mut number = |name: &str, default: u64, min: u64, max: u64| -> u64 {
+            match get(name) {
+                None => default,
+                Some(raw) => match raw.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => n,
+                    _ => {
+                        problems.push(format!(
+                            "{name} must be a whole number from {min} to {max}, got '{raw}'"
+                        ));
+                        default
+                    }
+                },
+            }
+        };
+        let database_pool_size = number("DATABASE_POOL_SIZE", 10, 1, 1000) as u32;
+        let token_ttl = Duration::from_secs(number("TOKEN_TTL_SECS", 43_200, 1, 31_536_000));
+        let heartbeat_interval =
+            Duration::from_secs(number("HEARTBEAT_INTERVAL_SECS", 15, 1, 3_600));
+        let client_timeout = Duration::from_secs(number("CLIENT_TIMEOUT_SECS", 45, 1, 86_400));
+        let issue_rate_per_minute = number("ISSUE_RATE_PER_MINUTE", 30, 1, 1_000_000) as u32;
+        let issue_burst = number("ISSUE_BURST", 10, 1, 1_000_000) as u32;
+
+        if client_timeout <= heartbeat_interval {
+            problems.push(format!(
+                "CLIENT_TIMEOUT_SECS ({}) must be longer than HEARTBEAT_INTERVAL_SECS ({})",
+                client_timeout.as_secs(),
+                heartbeat_interval.as_secs()
+            ));
+        }
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            problems.push(format!(
+                "DATABASE_URL must be a postgres:// URL, got '{}'",
+                redact_url(&database_url)
+            ));
+        }
+
+        let bind_addr = get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        if !bind_addr.contains(':') {
+            problems.push(format!("BIND_ADDR must be HOST:PORT, got '{bind_addr}'"));
+        }
+
+        let jwt_secret = match lookup("JWT_SECRET") {
+            None => None,
+            Some(raw) => match JwtSecret::parse(raw) {
+                Ok(secret) => Some(secret),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            },
+        };
+
+        if !problems.is_empty() {
+            return Err(format!("invalid configuration: {}", problems.join("; ")));
+        }
+        Ok(Self {
+            database_url,
+            database_pool_size,
+            bind_addr,
+            jwt_secret,
+            token_ttl,
+            heartbeat_interval,
+            client_timeout,
+            issue_rate_per_minute,
+            issue_burst,
+            static_dir: get("STATIC_DIR").unwrap_or_else(|| "static".to_owned()),
+        })
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.bind_addr, "127.0.0.1:8080");
+        assert_eq!(c.token_ttl, Duration::from_secs(43_200));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
+        assert_eq!(c.client_timeout, Duration::from_secs(45));
+        assert!(c.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused_by_name() {
+        let err = config(&[("JWT_SECRET", "too-short")]).unwrap_err();
+        assert!(
+            err.contains("JWT_SECRET must be at least 32 bytes"),
+            "{err}"
+        );
+        let ok = config(&[("JWT_SECRET", &"k".repeat(32))]).unwrap();
+        assert!(ok.jwt_secret.is_some());
+    }
+
+    #[test]
+    fn every_problem_is_reported_on_one_line() {
+        let err = config(&[
+            ("TOKEN_TTL_SECS", "soon"),
+            ("DATABASE_URL", "mysql://x"),
+            ("HEARTBEAT_INTERVAL_SECS", "60"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("TOKEN_TTL_SECS must be a whole number"),
+            "{err}"
+        );
+        assert!(
+            err.contains("DATABASE_URL must be a postgres:// URL"),
+            "{err}"
+        );
+        assert!(
+            err.contains("CLIENT_TIMEOUT_SECS (45) must be longer"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output_or_messages() {
+        let c = config(&[("JWT_SECRET", &"s3cr3t".repeat(8))]).unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/nextup"),
+            "postgres://app:***@db:5432/nextup"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/nextup"),
+            "postgres://postgres@127.0.0.1/nextup"
+        );
+    }
+}

@@ -1,0 +1,99 @@
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use crate::domain::ids::{TenantId, TicketId};
+use crate::error::ApiError;
+
+/// An event as stored in the log.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub seq: i64,
+    pub action: String,
+    pub previous_status: Option<String>,
+    pub ticket: serde_json::Value,
+    pub queue: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Takes the tenant's next seq. This locks the tenant's sequence row until commit, which
+/// serialises the tenant's writers: call it as late in the transaction as possible.
+pub async fn next_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, ApiError> {
+    Ok(sqlx::query_scalar!(
+        "update event_sequences set last_seq = last_seq + 1 where tenant_id = $1
+         returning last_seq",
+        tenant.get()
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+pub async fn current_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, ApiError> {
+    Ok(sqlx::query_scalar!(
+        "select last_seq from event_sequences where tenant_id = $1",
+        tenant.get()
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+pub struct NewEvent<'a> {
+    pub tenant: TenantId,
+    pub seq: i64,
+    pub action: &'a str,
+    pub previous_status: Option<&'a str>,
+    pub ticket_id: TicketId,
+    pub ticket: serde_json::Value,
+    pub queue: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert_event(conn: &mut PgConnection, event: NewEvent<'_>) -> Result<(), ApiError> {
+    sqlx::query!(
+        "insert into events (tenant_id, seq, action, previous_status, ticket_id, ticket, queue,
+                             created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        event.tenant.get(),
+        event.seq,
+        event.action,
+        event.previous_status,
+        event.ticket_id.get(),
+        event.ticket,
+        event.queue,
+        event.created_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The smallest seq still in the log, if any.
+pub async fn oldest_seq(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Option<i64>, ApiError> {
+    Ok(sqlx::query_scalar!(
+        "select min(seq) from events where tenant_id = $1",
+        tenant.get()
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Events with `after < seq <= up_to`, in seq order.
+pub async fn list_events(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    after: i64,
+    up_to: i64,
+) -> Result<Vec<EventRow>, ApiError> {
+    Ok(sqlx::query_as!(
+        EventRow,
+        "select seq, action, previous_status, ticket, queue, created_at from events
+         where tenant_id = $1 and seq > $2 and seq <= $3 order by seq",
+        tenant.get(),
+        after,
+        up_to
+    )
+    .fetch_all(conn)
+    .await?)
+}

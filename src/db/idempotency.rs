@@ -1,0 +1,68 @@
+use sqlx::PgConnection;
+
+use crate::domain::ids::TenantId;
+use crate::error::ApiError;
+
+/// A response saved for an idempotency key.
+pub struct SavedResponse {
+    pub request: serde_json::Value,
+    pub status_code: i16,
+    pub body: Option<serde_json::Value>,
+}
+
+/// Tries to take the key for this transaction without waiting. `false` means another
+/// request holds it right now.
+pub async fn try_lock_key(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    key: &str,
+) -> Result<bool, ApiError> {
+    Ok(sqlx::query_scalar!(
+        r#"select pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0)) as "locked!""#,
+        tenant.get().to_string(),
+        key
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// The saved response for the key, if it was used within the last 24 hours.
+pub async fn find_saved(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    key: &str,
+) -> Result<Option<SavedResponse>, ApiError> {
+    Ok(sqlx::query_as!(
+        SavedResponse,
+        r#"select request, status_code, response_body as body from idempotency_keys
+           where tenant_id = $1 and key = $2 and created_at > now() - interval '24 hours'"#,
+        tenant.get(),
+        key
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Saves (or, for an expired key, replaces) the response given for the key.
+pub async fn save_response(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    key: &str,
+    response: &SavedResponse,
+) -> Result<(), ApiError> {
+    sqlx::query!(
+        "insert into idempotency_keys (tenant_id, key, request, status_code, response_body)
+         values ($1, $2, $3, $4, $5)
+         on conflict (tenant_id, key) do update
+         set request = excluded.request, status_code = excluded.status_code,
+             response_body = excluded.response_body, created_at = now()",
+        tenant.get(),
+        key,
+        response.request,
+        response.status_code,
+        response.body
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

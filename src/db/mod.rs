@@ -1,0 +1,94 @@
+//! All SQL lives here. Query functions take `&mut PgConnection`, so the caller decides
+//! whether they run alone or inside its transaction.
+
+pub mod counters;
+pub mod events;
+pub mod idempotency;
+pub mod queue;
+pub mod services;
+pub mod tenants;
+pub mod tickets;
+pub mod users;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use crate::config::{Config, redact_url};
+
+/// Embedded migrations, applied by `serve` and `migrate`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a request waits for a pooled connection before failing with 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Creates the database if it does not exist, connects a pool and applies migrations.
+pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<PgPool> {
+    let url = &config.database_url;
+    let shown = redact_url(url);
+    let unreachable = |e: sqlx::Error| {
+        anyhow::anyhow!(
+            "cannot connect to PostgreSQL at {shown} ({e}); start PostgreSQL or set DATABASE_URL"
+        )
+    };
+    let exists = Postgres::database_exists(url).await.map_err(unreachable)?;
+    if !exists {
+        match Postgres::create_database(url).await {
+            Ok(()) => log::info!("created database {shown}"),
+            // Another process may have created it in the meantime.
+            Err(e) if Postgres::database_exists(url).await.unwrap_or(false) => {
+                log::debug!("database appeared while creating it: {e}")
+            }
+            Err(e) => return Err(unreachable(e)),
+        }
+    }
+    let options: PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("DATABASE_URL {shown} is not a valid PostgreSQL URL"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.database_pool_size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(unreachable)?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .with_context(|| format!("applying migrations to {shown}"))?;
+    Ok(pool)
+}
+
+/// Begins a read-only repeatable-read transaction: everything read in it is one consistent
+/// snapshot (a seq and the tickets as of that seq).
+pub async fn begin_snapshot(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Lets id newtypes be read from `uuid` columns (`select id as "id: TicketId"`).
+macro_rules! uuid_column {
+    ($($ty:ty),*) => {$(
+        impl sqlx::Type<Postgres> for $ty {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <uuid::Uuid as sqlx::Type<Postgres>>::type_info()
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, Postgres> for $ty {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<uuid::Uuid as sqlx::Decode<'r, Postgres>>::decode(value)?.into())
+            }
+        }
+    )*};
+}
+
+use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
+uuid_column!(TenantId, ServiceId, CounterId, UserId, TicketId);

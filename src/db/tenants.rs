@@ -1,0 +1,98 @@
+use chrono_tz::Tz;
+use sqlx::PgConnection;
+
+use crate::domain::ids::{DisplayName, Slug, TenantId};
+use crate::domain::numbering::parse_timezone;
+use crate::error::{ApiError, OnConstraint, Resource};
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+    pub timezone: Tz,
+}
+
+struct TenantRow {
+    id: TenantId,
+    slug: String,
+    name: String,
+    timezone: String,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = ApiError;
+    fn try_from(row: TenantRow) -> Result<Self, ApiError> {
+        let timezone = parse_timezone(&row.timezone).map_err(|e| {
+            ApiError::internal(anyhow::anyhow!(
+                "tenant {} has a bad time zone: {e}",
+                row.slug
+            ))
+        })?;
+        Ok(Tenant {
+            id: row.id,
+            slug: row.slug,
+            name: row.name,
+            timezone,
+        })
+    }
+}
+
+/// Creates a tenant and its event sequence (starting at seq 0).
+pub async fn insert_tenant(
+    conn: &mut PgConnection,
+    slug: &Slug,
+    name: &DisplayName,
+    timezone: Tz,
+) -> Result<Tenant, ApiError> {
+    let id = TenantId::new();
+    sqlx::query!(
+        "insert into tenants (id, slug, name, timezone) values ($1, $2, $3, $4)",
+        id.get(),
+        slug.as_str(),
+        name.as_str(),
+        timezone.name()
+    )
+    .execute(&mut *conn)
+    .await
+    .on_constraint("tenants_slug_key", ApiError::SlugTaken)?;
+    sqlx::query!(
+        "insert into event_sequences (tenant_id) values ($1)",
+        id.get()
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(Tenant {
+        id,
+        slug: slug.as_str().to_owned(),
+        name: name.as_str().to_owned(),
+        timezone,
+    })
+}
+
+pub async fn find_tenant(conn: &mut PgConnection, slug: &str) -> Result<Option<Tenant>, ApiError> {
+    let row = sqlx::query_as!(
+        TenantRow,
+        r#"select id as "id: TenantId", slug, name, timezone from tenants where slug = $1"#,
+        slug
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(Tenant::try_from).transpose()
+}
+
+pub async fn get_tenant(conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
+    find_tenant(conn, slug)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Tenant))
+}
+
+pub async fn list_tenants(conn: &mut PgConnection) -> Result<Vec<Tenant>, ApiError> {
+    let rows = sqlx::query_as!(
+        TenantRow,
+        r#"select id as "id: TenantId", slug, name, timezone from tenants order by slug"#
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Tenant::try_from).collect()
+}

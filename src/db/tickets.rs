@@ -1,0 +1,299 @@
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgConnection;
+
+use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
+use crate::domain::ticket::{Priority, Status};
+use crate::error::{ApiError, OnConstraint};
+
+/// A ticket with the names of what it refers to: everything either projection needs.
+#[derive(Debug, Clone)]
+pub struct TicketRecord {
+    pub id: TicketId,
+    pub code: String,
+    pub status: String,
+    pub priority: String,
+    pub call_count: i32,
+    pub customer_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub called_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub service_id: ServiceId,
+    pub service_code: String,
+    pub service_name: String,
+    pub counter_id: Option<CounterId>,
+    pub counter_name: Option<String>,
+    pub operator_id: Option<UserId>,
+    pub operator_username: Option<String>,
+}
+
+/// The fields of a locked ticket that transitions look at.
+#[derive(Debug, Clone)]
+pub struct LockedTicket {
+    pub id: TicketId,
+    pub status: Status,
+    pub service_id: ServiceId,
+}
+
+pub struct NewTicket<'a> {
+    pub tenant: TenantId,
+    pub service: ServiceId,
+    pub code: &'a str,
+    pub service_day: NaiveDate,
+    pub priority: Priority,
+    pub customer_name: Option<&'a str>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Hands out the next number of a service for a day. The upsert takes a row lock, so
+/// concurrent issues get distinct numbers.
+pub async fn next_number(
+    conn: &mut PgConnection,
+    service: ServiceId,
+    day: NaiveDate,
+) -> Result<u32, ApiError> {
+    let number = sqlx::query_scalar!(
+        "insert into daily_numbers (service_id, service_day, last_number) values ($1, $2, 1)
+         on conflict (service_id, service_day)
+         do update set last_number = daily_numbers.last_number + 1
+         returning last_number",
+        service.get(),
+        day
+    )
+    .fetch_one(conn)
+    .await?;
+    u32::try_from(number).map_err(ApiError::internal)
+}
+
+pub async fn insert_ticket(
+    conn: &mut PgConnection,
+    new: NewTicket<'_>,
+) -> Result<TicketId, ApiError> {
+    let id = TicketId::new();
+    sqlx::query!(
+        "insert into tickets (id, tenant_id, service_id, code, service_day, status, priority,
+                              customer_name, created_at)
+         values ($1, $2, $3, $4, $5, 'waiting', $6, $7, $8)",
+        id.get(),
+        new.tenant.get(),
+        new.service.get(),
+        new.code,
+        new.service_day,
+        new.priority.as_str(),
+        new.customer_name,
+        new.created_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+fn locked(id: TicketId, status: &str, service_id: ServiceId) -> Result<LockedTicket, ApiError> {
+    Ok(LockedTicket {
+        id,
+        status: status.parse().map_err(ApiError::internal)?,
+        service_id,
+    })
+}
+
+/// Locks one ticket of the tenant for the rest of the transaction.
+pub async fn lock_ticket(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: TicketId,
+) -> Result<Option<LockedTicket>, ApiError> {
+    let row = sqlx::query!(
+        r#"select id as "id: TicketId", status, service_id as "service_id: ServiceId"
+           from tickets where tenant_id = $1 and id = $2 for update"#,
+        tenant.get(),
+        id.get()
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| locked(r.id, &r.status, r.service_id))
+        .transpose()
+}
+
+/// Locks the ticket call-next should call: among waiting tickets of the given services
+/// (all when `None`), priority first, then oldest. Rows locked by a concurrent call are
+/// skipped, so two operators never take the same ticket.
+pub async fn lock_next_waiting(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    services: Option<&[uuid::Uuid]>,
+) -> Result<Option<LockedTicket>, ApiError> {
+    let row = sqlx::query!(
+        r#"select id as "id: TicketId", status, service_id as "service_id: ServiceId"
+           from tickets
+           where tenant_id = $1 and status = 'waiting'
+             and ($2::uuid[] is null or service_id = any($2))
+           order by (priority = 'normal'), created_at, id
+           limit 1
+           for update skip locked"#,
+        tenant.get(),
+        services
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| locked(r.id, &r.status, r.service_id))
+        .transpose()
+}
+
+/// Calls the ticket to a counter. The partial unique index on active tickets per counter
+/// is the last line of defence for the busy-counter rule.
+pub async fn mark_called(
+    conn: &mut PgConnection,
+    id: TicketId,
+    counter: CounterId,
+    operator: UserId,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    sqlx::query!(
+        "update tickets set status = 'called', counter_id = $2, operator_id = $3, called_at = $4,
+                call_count = call_count + 1
+         where id = $1",
+        id.get(),
+        counter.get(),
+        operator.get(),
+        now
+    )
+    .execute(conn)
+    .await
+    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)?;
+    Ok(())
+}
+
+pub async fn mark_recalled(
+    conn: &mut PgConnection,
+    id: TicketId,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    sqlx::query!(
+        "update tickets set called_at = $2, call_count = call_count + 1 where id = $1",
+        id.get(),
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the ticket to `serving` or to a final status, stamping the matching time.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: TicketId,
+    status: Status,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    sqlx::query!(
+        "update tickets set status = $2,
+                started_at = case when $2 = 'serving' then $3 else started_at end,
+                finished_at = case when $2 in ('done', 'no_show', 'cancelled') then $3
+                                   else finished_at end
+         where id = $1",
+        id.get(),
+        status.as_str(),
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts the ticket back in a queue (transfer, reactivate): it keeps its code and issue
+/// time, so it regains its place, and forgets its calls.
+pub async fn requeue(
+    conn: &mut PgConnection,
+    id: TicketId,
+    service: ServiceId,
+) -> Result<(), ApiError> {
+    sqlx::query!(
+        "update tickets set status = 'waiting', service_id = $2, counter_id = null,
+                operator_id = null, call_count = 0, called_at = null, started_at = null,
+                finished_at = null
+         where id = $1",
+        id.get(),
+        service.get()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_record(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: TicketId,
+) -> Result<Option<TicketRecord>, ApiError> {
+    Ok(sqlx::query_as!(
+        TicketRecord,
+        r#"select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
+                  t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
+                  s.id as "service_id: ServiceId", s.code as service_code,
+                  s.name as service_name,
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+           from tickets t
+           join services s on s.id = t.service_id
+           left join counters c on c.id = t.counter_id
+           left join users u on u.id = t.operator_id
+           where t.tenant_id = $1 and t.id = $2"#,
+        tenant.get(),
+        id.get()
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Tickets of the tenant in the given statuses (and service), oldest first; with a
+/// `limit`, only that many of the most recently issued.
+pub async fn list_records(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    statuses: &[Status],
+    service: Option<ServiceId>,
+    limit: Option<i64>,
+) -> Result<Vec<TicketRecord>, ApiError> {
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let mut records = sqlx::query_as!(
+        TicketRecord,
+        r#"select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
+                  t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
+                  s.id as "service_id: ServiceId", s.code as service_code,
+                  s.name as service_name,
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+           from tickets t
+           join services s on s.id = t.service_id
+           left join counters c on c.id = t.counter_id
+           left join users u on u.id = t.operator_id
+           where t.tenant_id = $1 and t.status = any($2)
+             and ($3::uuid is null or t.service_id = $3)
+           order by t.created_at desc, t.id desc
+           limit $4"#,
+        tenant.get(),
+        &statuses as &[&str],
+        service.map(ServiceId::get),
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    records.reverse();
+    Ok(records)
+}
+
+/// How many waiting tickets of the service call-next would call before this one.
+pub async fn count_ahead(conn: &mut PgConnection, ticket: &TicketRecord) -> Result<u32, ApiError> {
+    let ahead = sqlx::query_scalar!(
+        r#"select count(*) as "ahead!" from tickets
+           where service_id = $1 and status = 'waiting'
+             and ((priority = 'normal'), created_at, id) < (($2 = 'normal'), $3, $4)"#,
+        ticket.service_id.get(),
+        ticket.priority,
+        ticket.created_at,
+        ticket.id.get()
+    )
+    .fetch_one(conn)
+    .await?;
+    u32::try_from(ahead).map_err(ApiError::internal)
+}

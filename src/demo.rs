@@ -1,0 +1,78 @@
+//! `serve --demo`: the tenant `demo`, ready to try.
+
+use anyhow::Context;
+use sqlx::PgPool;
+
+use crate::auth::password::hash_password;
+use crate::db;
+use crate::domain::ids::{DisplayName, ServiceCode, Slug, Username};
+use crate::domain::role::Role;
+use crate::error::ApiError;
+
+pub const SLUG: &str = "demo";
+
+const SERVICES: [(&str, &str); 3] = [("A", "General"), ("E", "Exams"), ("P", "Pharmacy")];
+const COUNTERS: [&str; 3] = ["Desk 1", "Desk 2", "Desk 3"];
+/// Demo logins; printed at start-up, so they are not secrets.
+const USERS: [(&str, &str, Role); 3] = [
+    ("admin", "demo-admin", Role::Admin),
+    ("ana", "demo-operator", Role::Operator),
+    ("bruno", "demo-operator", Role::Operator),
+];
+
+pub struct DemoLogins {
+    created: bool,
+}
+
+/// Creates the demo tenant unless it exists (then leaves it as it is).
+pub async fn seed(pool: &PgPool) -> anyhow::Result<DemoLogins> {
+    let mut tx = pool.begin().await?;
+    let slug = Slug::parse(SLUG)?;
+    if db::tenants::find_tenant(&mut tx, SLUG).await?.is_some() {
+        return Ok(DemoLogins { created: false });
+    }
+    let name = DisplayName::parse("name", "Demo Clinic")?;
+    let tenant = match db::tenants::insert_tenant(&mut tx, &slug, &name, chrono_tz::UTC).await {
+        // Another process seeded it at the same moment.
+        Err(ApiError::SlugTaken) => return Ok(DemoLogins { created: false }),
+        other => other.context("creating the demo tenant")?,
+    };
+    for (code, name) in SERVICES {
+        let code = ServiceCode::parse(code)?;
+        let name = DisplayName::parse("name", name)?;
+        db::services::insert_service(&mut tx, tenant.id, &code, &name).await?;
+    }
+    for name in COUNTERS {
+        db::counters::insert_counter(&mut tx, tenant.id, &DisplayName::parse("name", name)?)
+            .await?;
+    }
+    for (username, password, role) in USERS {
+        let hash = hash_password(password)?;
+        db::users::insert_user(&mut tx, tenant.id, &Username::parse(username)?, &hash, role)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(DemoLogins { created: true })
+}
+
+impl DemoLogins {
+    pub fn print(&self, base_url: &str) {
+        let state = if self.created {
+            "created"
+        } else {
+            "already there, left as it was"
+        };
+        println!();
+        println!("demo tenant '{SLUG}' {state}");
+        println!("  logins (tenant '{SLUG}'):");
+        for (username, password, role) in USERS {
+            println!("    {role:<8} {username} / {password}");
+        }
+        println!("  pages:");
+        println!("    kiosk     {base_url}/t/{SLUG}/totem");
+        println!("    display   {base_url}/t/{SLUG}/display");
+        println!("    operator  {base_url}/t/{SLUG}/operator");
+        println!("    queue API {base_url}/api/v1/tenants/{SLUG}/queue");
+        println!();
+    }
+}

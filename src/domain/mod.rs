@@ -1,0 +1,8 @@
+//! Pure domain logic: no I/O, no sqlx, no actix. Everything here is a function of its
+//! inputs (the clock is always passed in), so it is unit-tested in place.
+
+pub mod estimate;
+pub mod ids;
+pub mod numbering;
+pub mod role;
+pub mod ticket;

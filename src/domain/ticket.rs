@@ -1,0 +1,379 @@
+//! The ticket life cycle of contract §2.
+//!
+//! A ticket is issued `waiting`, called to a counter, served and finished, or leaves the
+//! queue as `no_show` / `cancelled` (from where it can be reactivated, keeping its original
+//! issue time and so its place). `transition` is the only place that decides which moves
+//! are legal; the database layer applies the side effects (timestamps, counter, operator).
+//!
+//! Call order: among waiting tickets, `priority` ones first, then the oldest issue time,
+//! then the id as a stable tie-break. The SQL of call-next orders by the same key.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Waiting,
+    Called,
+    Serving,
+    Done,
+    NoShow,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Waiting,
+        Status::Called,
+        Status::Serving,
+        Status::Done,
+        Status::NoShow,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Waiting => "waiting",
+            Status::Called => "called",
+            Status::Serving => "serving",
+            Status::Done => "done",
+            Status::NoShow => "no_show",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// A ticket in this status occupies its counter.
+    pub fn holds_counter(self) -> bool {
+        matches!(self, Status::Called | Status::Serving)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{value}'")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl FromStr for Status {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                what: "status",
+                value: s.to_owned(),
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    Normal,
+    Priority,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::Priority => "priority",
+        }
+    }
+}
+
+impl FromStr for Priority {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "normal" => Ok(Priority::Normal),
+            "priority" => Ok(Priority::Priority),
+            _ => Err(UnknownValue {
+                what: "priority",
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// What can happen to an existing ticket. Issuing creates one and is not a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Call,
+    Recall,
+    Start,
+    Finish,
+    NoShow,
+    Cancel,
+    Transfer,
+    Reactivate,
+}
+
+impl Action {
+    pub const ALL: [Action; 8] = [
+        Action::Call,
+        Action::Recall,
+        Action::Start,
+        Action::Finish,
+        Action::NoShow,
+        Action::Cancel,
+        Action::Transfer,
+        Action::Reactivate,
+    ];
+
+    /// The action as it appears in a URL: `POST …/tickets/{id}/{action}`.
+    pub fn path_name(self) -> &'static str {
+        match self {
+            Action::Call => "call",
+            Action::Recall => "recall",
+            Action::Start => "start",
+            Action::Finish => "finish",
+            Action::NoShow => "no-show",
+            Action::Cancel => "cancel",
+            Action::Transfer => "transfer",
+            Action::Reactivate => "reactivate",
+        }
+    }
+
+    pub fn from_path_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.path_name() == name)
+    }
+
+    /// The event this action produces (`ticket_update.data.action`).
+    pub fn event(self) -> EventAction {
+        match self {
+            Action::Call => EventAction::Called,
+            Action::Recall => EventAction::Recalled,
+            Action::Start => EventAction::Started,
+            Action::Finish => EventAction::Finished,
+            Action::NoShow => EventAction::NoShow,
+            Action::Cancel => EventAction::Cancelled,
+            Action::Transfer => EventAction::Transferred,
+            Action::Reactivate => EventAction::Reactivated,
+        }
+    }
+}
+
+/// The `action` of a `ticket_update` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventAction {
+    Issued,
+    Called,
+    Recalled,
+    Started,
+    Finished,
+    NoShow,
+    Cancelled,
+    Transferred,
+    Reactivated,
+}
+
+impl EventAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventAction::Issued => "issued",
+            EventAction::Called => "called",
+            EventAction::Recalled => "recalled",
+            EventAction::Started => "started",
+            EventAction::Finished => "finished",
+            EventAction::NoShow => "no_show",
+            EventAction::Cancelled => "cancelled",
+            EventAction::Transferred => "transferred",
+            EventAction::Reactivated => "reactivated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a ticket that is {from} cannot be {}", .action.event().as_str().replace('_', "-"))]
+pub struct TransitionError {
+    pub from: Status,
+    pub action: Action,
+}
+
+/// The status a ticket moves to when `action` is applied in status `from`.
+pub fn transition(from: Status, action: Action) -> Result<Status, TransitionError> {
+    use Action as A;
+    use Status as S;
+    let to = match (from, action) {
+        (S::Waiting, A::Call) => S::Called,
+        (S::Called, A::Recall) => S::Called,
+        (S::Called, A::Start) => S::Serving,
+        (S::Serving, A::Finish) => S::Done,
+        (S::Called, A::NoShow) => S::NoShow,
+        (S::Waiting | S::Called, A::Cancel) => S::Cancelled,
+        (S::Called | S::Serving, A::Transfer) => S::Waiting,
+        (S::NoShow | S::Cancelled, A::Reactivate) => S::Waiting,
+        _ => return Err(TransitionError { from, action }),
+    };
+    Ok(to)
+}
+
+/// The key call-next sorts waiting tickets by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallOrder<Id> {
+    pub priority: Priority,
+    pub created_at: DateTime<Utc>,
+    pub id: Id,
+}
+
+impl<Id: Ord> Ord for CallOrder<Id> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let rank = |p: Priority| match p {
+            Priority::Priority => 0,
+            Priority::Normal => 1,
+        };
+        rank(self.priority)
+            .cmp(&rank(other.priority))
+            .then(self.created_at.cmp(&other.created_at))
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl<Id: Ord> PartialOrd for CallOrder<Id> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// For tickets listed in call order, how many tickets of the same service come before each:
+/// the `ahead` of contract §3.
+pub fn ahead_in_service<S: Eq + Hash>(
+    services_in_call_order: impl IntoIterator<Item = S>,
+) -> Vec<u32> {
+    let mut seen: HashMap<S, u32> = HashMap::new();
+    services_in_call_order
+        .into_iter()
+        .map(|service| {
+            let count = seen.entry(service).or_insert(0);
+            let ahead = *count;
+            *count += 1;
+            ahead
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    use Action as A;
+    use Status as S;
+
+    /// Contract §2, as a table: every (status, action) pair not listed is forbidden.
+    const ALLOWED: &[(Status, Action, Status)] = &[
+        (S::Waiting, A::Call, S::Called),
+        (S::Called, A::Recall, S::Called),
+        (S::Called, A::Start, S::Serving),
+        (S::Serving, A::Finish, S::Done),
+        (S::Called, A::NoShow, S::NoShow),
+        (S::Waiting, A::Cancel, S::Cancelled),
+        (S::Called, A::Cancel, S::Cancelled),
+        (S::Called, A::Transfer, S::Waiting),
+        (S::Serving, A::Transfer, S::Waiting),
+        (S::NoShow, A::Reactivate, S::Waiting),
+        (S::Cancelled, A::Reactivate, S::Waiting),
+    ];
+
+    #[test]
+    fn every_status_and_action_pair_follows_the_contract_table() {
+        let mut checked = 0;
+        for from in Status::ALL {
+            for action in Action::ALL {
+                let expected = ALLOWED
+                    .iter()
+                    .find(|(f, a, _)| *f == from && *a == action)
+                    .map(|(_, _, to)| *to);
+                match (transition(from, action), expected) {
+                    (Ok(to), Some(want)) => assert_eq!(to, want, "{from} + {action:?}"),
+                    (Err(e), None) => assert_eq!(e, TransitionError { from, action }),
+                    (got, want) => panic!("{from} + {action:?}: got {got:?}, want {want:?}"),
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 48);
+    }
+
+    #[test]
+    fn finished_tickets_accept_no_action() {
+        for action in Action::ALL {
+            assert!(transition(S::Done, action).is_err(), "done + {action:?}");
+        }
+    }
+
+    #[test]
+    fn transition_errors_read_as_sentences() {
+        let err = transition(S::Done, A::NoShow).unwrap_err();
+        assert_eq!(err.to_string(), "a ticket that is done cannot be no-show");
+        let err = transition(S::Waiting, A::Start).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a ticket that is waiting cannot be started"
+        );
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>().unwrap(), status);
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        for action in Action::ALL {
+            assert_eq!(Action::from_path_name(action.path_name()), Some(action));
+            assert_eq!(
+                serde_json::to_value(action.event()).unwrap(),
+                action.event().as_str()
+            );
+        }
+        assert_eq!(Action::from_path_name("no_show"), None);
+        assert!("urgent".parse::<Priority>().is_err());
+    }
+
+    #[test]
+    fn call_order_puts_priority_first_then_oldest_then_id() {
+        let t = |secs: i64| Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
+        let order = |priority, secs, id| CallOrder {
+            priority,
+            created_at: t(secs),
+            id,
+        };
+        let mut tickets = [
+            order(Priority::Normal, 1, 1),
+            order(Priority::Priority, 9, 2),
+            order(Priority::Normal, 0, 3),
+            order(Priority::Priority, 5, 4),
+            order(Priority::Normal, 0, 0),
+        ];
+        tickets.sort();
+        let ids: Vec<_> = tickets.iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec![4, 2, 0, 3, 1]);
+    }
+
+    #[test]
+    fn ahead_counts_only_earlier_tickets_of_the_same_service() {
+        assert_eq!(
+            ahead_in_service(["A", "B", "A", "A", "B", "C"]),
+            vec![0, 0, 1, 2, 1, 0]
+        );
+        assert!(ahead_in_service(Vec::<&str>::new()).is_empty());
+    }
+}

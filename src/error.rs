@@ -1,0 +1,301 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every failure a client can see is an [`ApiError`]; `parts()` gives each variant its
+//! status and snake_case code, and `error_response()` writes the contract body
+//! `{"error": {"code", "message"}}`. Extractor failures and anything actix produces on its
+//! own (unknown routes, oversized bodies) are routed here too, see [`json_error_handlers`].
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::json;
+
+use crate::domain::ids::InvalidName;
+use crate::domain::ticket::TransitionError;
+
+/// Seconds a client should wait before retrying while the database is unreachable.
+const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request body does not have the expected fields: {0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    InvalidPath(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters")]
+    InvalidIdempotencyKey,
+
+    #[error("this endpoint needs an operator token: send Authorization: Bearer <token>")]
+    MissingToken,
+    #[error("the token is not valid; log in again")]
+    InvalidToken,
+    #[error("the token has expired; log in again")]
+    TokenExpired,
+    #[error("unknown tenant, username or password")]
+    InvalidCredentials,
+    #[error("this token belongs to another tenant")]
+    WrongTenant,
+    #[error("only an admin may do this")]
+    AdminRequired,
+
+    #[error("{0} not found")]
+    NotFound(Resource),
+    #[error("{0}")]
+    InvalidTransition(#[from] TransitionError),
+    #[error("this counter already has a called or serving ticket; finish it first")]
+    CounterBusy,
+    #[error("a tenant with this slug already exists")]
+    SlugTaken,
+    #[error("this tenant already has a service with this code")]
+    ServiceCodeTaken,
+    #[error("this tenant already has a counter with this name")]
+    CounterNameTaken,
+    #[error("this tenant already has a user with this username")]
+    UsernameTaken,
+    #[error("the service is not active")]
+    ServiceInactive,
+    #[error("the ticket is already in this service")]
+    SameService,
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    RequestInProgress,
+    #[error(
+        "events after {since} are not available (current seq is {current}); load the queue snapshot instead"
+    )]
+    SinceUnavailable { since: i64, current: i64 },
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+
+    #[error("the database is unavailable; retry shortly")]
+    DatabaseUnavailable,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// What a 404 was about; its code is `<resource>_not_found`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Tenant,
+    Service,
+    Counter,
+    Ticket,
+    Route,
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Resource::Tenant => "tenant",
+            Resource::Service => "service",
+            Resource::Counter => "counter",
+            Resource::Ticket => "ticket",
+            Resource::Route => "route",
+        })
+    }
+}
+
+impl ApiError {
+    /// Status and code of every variant, in one table.
+    pub fn parts(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
+            InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+            PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            WrongTenant => (StatusCode::FORBIDDEN, "wrong_tenant"),
+            AdminRequired => (StatusCode::FORBIDDEN, "admin_required"),
+            NotFound(Resource::Tenant) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            NotFound(Resource::Service) => (StatusCode::NOT_FOUND, "service_not_found"),
+            NotFound(Resource::Counter) => (StatusCode::NOT_FOUND, "counter_not_found"),
+            NotFound(Resource::Ticket) => (StatusCode::NOT_FOUND, "ticket_not_found"),
+            NotFound(Resource::Route) => (StatusCode::NOT_FOUND, "not_found"),
+            InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            CounterBusy => (StatusCode::CONFLICT, "counter_busy"),
+            SlugTaken => (StatusCode::CONFLICT, "slug_taken"),
+            ServiceCodeTaken => (StatusCode::CONFLICT, "service_code_taken"),
+            CounterNameTaken => (StatusCode::CONFLICT, "counter_name_taken"),
+            UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
+            ServiceInactive => (StatusCode::UNPROCESSABLE_ENTITY, "service_inactive"),
+            SameService => (StatusCode::UNPROCESSABLE_ENTITY, "same_service"),
+            IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            RequestInProgress => (StatusCode::CONFLICT, "request_in_progress"),
+            SinceUnavailable { .. } => (StatusCode::GONE, "since_unavailable"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(err.into())
+    }
+}
+
+impl From<InvalidName> for ApiError {
+    fn from(err: InvalidName) -> Self {
+        ApiError::Invalid(err.0)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_connection_failure(&err) {
+            log::warn!("database unavailable: {err}");
+            ApiError::DatabaseUnavailable
+        } else {
+            ApiError::Internal(anyhow::Error::new(err))
+        }
+    }
+}
+
+/// Whether the error means "no usable connection" rather than "this query failed".
+pub fn is_connection_failure(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P0x: the server is shutting down or starting.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    }
+}
+
+/// Maps a violation of the named constraint to `error`; anything else converts as usual.
+pub trait OnConstraint<T> {
+    fn on_constraint(self, name: &str, error: ApiError) -> Result<T, ApiError>;
+}
+
+impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
+    fn on_constraint(self, name: &str, error: ApiError) -> Result<T, ApiError> {
+        self.map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.constraint() == Some(name) => error,
+            _ => ApiError::from(err),
+        })
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = self.parts();
+        if let ApiError::Internal(cause) = self {
+            // Logged once, here, with its cause chain; the client sees a generic message.
+            log::error!("internal error: {cause:#}");
+        }
+        let mut response = HttpResponse::build(status);
+        match self {
+            ApiError::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            ApiError::DatabaseUnavailable => {
+                response
+                    .insert_header((header::RETRY_AFTER, DATABASE_RETRY_AFTER_SECS.to_string()));
+            }
+            ApiError::MissingToken | ApiError::InvalidToken | ApiError::TokenExpired => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        response.json(error_body(code, &self.to_string()))
+    }
+}
+
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    json!({ "error": { "code": code, "message": message } })
+}
+
+// ---- extractor failures -------------------------------------------------------------
+
+/// Parses a JSON request body in two steps, so that the error says which is wrong: the
+/// syntax (400 `malformed_json`) or the shape (422 `invalid_body`). serde_json alone
+/// reports some shape errors (a number where an enum's string belongs) as syntax errors.
+pub fn parse_json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    T::deserialize(value).map_err(|e| ApiError::InvalidBody(e.to_string()))
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        ApiError::InvalidPath(format!("a path segment is malformed: {err}")).into()
+    })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        ApiError::InvalidQuery(format!("the query string is malformed: {err}")).into()
+    })
+}
+
+pub fn payload_config(limit: usize) -> web::PayloadConfig {
+    web::PayloadConfig::new(limit)
+}
+
+/// Unknown routes are JSON 404s.
+pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    log::debug!("no route for {} {}", req.method(), req.path());
+    Err(ApiError::NotFound(Resource::Route))
+}
+
+/// Last resort: any error response that is not already JSON (actix's own 405, an oversized
+/// `Bytes` body, …) gets the contract body, with a code derived from its status.
+pub fn json_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_json = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json || !(res.status().is_client_error() || res.status().is_server_error()) {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let code = match status {
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            s if s.is_server_error() => "internal_error",
+            _ => "bad_request",
+        };
+        let message = status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_lowercase();
+        let (req, res) = res.into_parts();
+        let body = error_body(code, &message).to_string();
+        let mut res = res.set_body(body);
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let res: ServiceResponse<EitherBody<B, BoxBody>> = ServiceResponse::new(req, res)
+            .map_into_boxed_body()
+            .map_into_right_body();
+        Ok(ErrorHandlerResponse::Response(res))
+    })
+}

@@ -1,0 +1,157 @@
+//! `Idempotency-Key` for POSTs that change tickets.
+//!
+//! The key is taken with a transaction-scoped advisory lock, without waiting: a second
+//! request with a key still being processed gets 409 `request_in_progress`. Under the lock,
+//! a saved response is replayed (or 422 if the request differs); otherwise the command runs
+//! in a savepoint and its response is saved in the same transaction as the change, so a
+//! crash can never leave a change without its saved response or a key stuck "in progress".
+//! Client errors (4xx) are saved too: the key's first answer is its answer for 24 hours.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::{Value, json};
+use sqlx::{Acquire, PgConnection};
+
+use crate::db;
+use crate::db::idempotency::SavedResponse;
+use crate::db::tenants::Tenant;
+use crate::error::{ApiError, error_body};
+use crate::state::AppState;
+use crate::views::Audience;
+
+pub const HEADER: &str = "Idempotency-Key";
+
+/// What a command answered: a status and an optional JSON body.
+pub struct Outcome {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+}
+
+impl Outcome {
+    pub fn json(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            body: Some(body),
+        }
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+        }
+    }
+
+    fn into_response(self, replayed: bool) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if replayed {
+            response.insert_header(("Idempotent-Replayed", "true"));
+        }
+        match self.body {
+            Some(body) => response.json(body),
+            None => response.finish(),
+        }
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidIdempotencyKey)?;
+    let printable = key.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    if key.is_empty() || key.len() > 255 || !printable {
+        return Err(ApiError::InvalidIdempotencyKey);
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Runs `command` for the tenant `slug` in one transaction, honouring the request's
+/// `Idempotency-Key` if it has one. `audience` is the projection the caller gets; it is
+/// part of what must match for a replay, so a saved operator view is never replayed to
+/// an anonymous caller.
+pub async fn run(
+    state: &AppState,
+    req: &HttpRequest,
+    slug: &str,
+    body: &[u8],
+    audience: Audience,
+    command: impl AsyncFnOnce(&mut PgConnection, &Tenant) -> Result<Outcome, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(req)?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, slug).await?;
+    let Some(key) = key else {
+        let outcome = command(&mut tx, &tenant).await?;
+        tx.commit().await?;
+        return Ok(outcome.into_response(false));
+    };
+
+    if !db::idempotency::try_lock_key(&mut tx, tenant.id, &key).await? {
+        return Err(ApiError::RequestInProgress);
+    }
+    let request = json!({
+        "method": req.method().as_str(),
+        "path": req.path(),
+        "audience": match audience {
+            Audience::Public => "public",
+            Audience::Operator => "operator",
+        },
+        "body": serde_json::from_slice::<Value>(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+    });
+    if let Some(saved) = db::idempotency::find_saved(&mut tx, tenant.id, &key).await? {
+        if saved.request != request {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        let status = u16::try_from(saved.status_code)
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad saved status")))?;
+        return Ok(Outcome {
+            status,
+            body: saved.body,
+        }
+        .into_response(true));
+    }
+
+    let mut savepoint = tx.begin().await?;
+    let result = command(&mut savepoint, &tenant).await;
+    let (outcome, error) = match result {
+        Ok(outcome) => {
+            savepoint.commit().await?;
+            (outcome, None)
+        }
+        Err(error) if is_final_answer(&error) => {
+            savepoint.rollback().await?;
+            let (status, code) = error.parts();
+            let body = error_body(code, &error.to_string());
+            (Outcome::json(status, body), Some(error))
+        }
+        Err(error) => return Err(error),
+    };
+    let saved = SavedResponse {
+        request,
+        status_code: outcome.status.as_u16() as i16,
+        body: outcome.body.clone(),
+    };
+    db::idempotency::save_response(&mut tx, tenant.id, &key, &saved).await?;
+    tx.commit().await?;
+    match error {
+        Some(error) => Err(error),
+        None => Ok(outcome.into_response(false)),
+    }
+}
+
+/// Client errors that describe the request itself are the key's answer; errors that say
+/// "try again" (overload, unavailability, 5xx) are not saved.
+fn is_final_answer(error: &ApiError) -> bool {
+    let (status, _) = error.parts();
+    status.is_client_error()
+        && !matches!(
+            error,
+            ApiError::RateLimited { .. } | ApiError::RequestInProgress
+        )
+}

@@ -1,0 +1,65 @@
+use actix_web::HttpResponse;
+use actix_web::web::{self, Data};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::JsonBody;
+use crate::auth::password::{decoy_hash, verify_password};
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/auth/login").route(web::post().to(login)));
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    tenant: String,
+    username: String,
+    password: String,
+}
+
+/// Unknown tenant, unknown user and wrong password all get the same 401, after the same
+/// amount of hashing work.
+async fn login(
+    state: Data<AppState>,
+    body: JsonBody<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest {
+        tenant,
+        username,
+        password,
+    } = body.0;
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::find_tenant(&mut conn, &tenant).await?;
+    let credentials = match &tenant {
+        Some(tenant) => db::users::find_credentials(&mut conn, tenant.id, &username).await?,
+        None => None,
+    };
+    drop(conn);
+    let hash = credentials
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| decoy_hash().to_owned());
+    let matches = web::block(move || verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let (Some(tenant), Some(credentials), true) = (tenant, credentials, matches) else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    let user = credentials.user;
+    let issued = state
+        .tokens
+        .issue(user.id, &user.username, user.role, tenant.id, &tenant.slug)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "token": issued.token,
+        "expires_at": issued.expires_at,
+        "user": {
+            "id": user.id,
+            "username": user.username,
+            "role": user.role,
+            "tenant": tenant.slug,
+        },
+    })))
+}

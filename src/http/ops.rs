@@ -1,0 +1,35 @@
+//! Operations endpoints: liveness and readiness.
+
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use actix_web::web::{self, Data};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+/// 200 while the process runs.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// 200 when the database answers, 503 otherwise.
+async fn readyz(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let ping = sqlx::query("select 1").execute(&state.db);
+    match actix_web::rt::time::timeout(READY_CHECK_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
+        Ok(Err(e)) => {
+            log::warn!("readiness check failed: {e}");
+            Err(ApiError::DatabaseUnavailable)
+        }
+        Err(_) => Err(ApiError::DatabaseUnavailable),
+    }
+}

@@ -1,0 +1,117 @@
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Data, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::extract::MaybeOperator;
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::ticketing::reads;
+use crate::views::{Audience, event_messages};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/tenants").route(web::get().to(list_tenants)))
+        .service(web::resource("/tenants/{slug}/queue").route(web::get().to(get_queue)))
+        .service(web::resource("/tenants/{slug}/events").route(web::get().to(list_events)));
+}
+
+/// Public: the tenants this server hosts (for the start page).
+async fn list_tenants(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let tenants = db::tenants::list_tenants(&mut conn).await?;
+    let tenants: Vec<_> = tenants
+        .iter()
+        .map(|t| json!({ "slug": t.slug, "name": t.name }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "tenants": tenants })))
+}
+
+fn audience_of(auth: &MaybeOperator) -> Audience {
+    match auth.0 {
+        Some(_) => Audience::Operator,
+        None => Audience::Public,
+    }
+}
+
+/// The tag of the queue at `seq`; each projection has its own.
+fn etag(seq: i64, audience: Audience) -> String {
+    match audience {
+        Audience::Public => format!("\"{seq}\""),
+        Audience::Operator => format!("\"{seq}-operator\""),
+    }
+}
+
+fn matches_if_none_match(req: &HttpRequest, tag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().trim_start_matches("W/"))
+        .any(|v| v == tag || v == "*")
+}
+
+/// Public (operators get the operator view): the queue snapshot, with an `ETag` that
+/// changes exactly when the tenant's seq does, and 304 for a matching `If-None-Match`.
+async fn get_queue(
+    req: HttpRequest,
+    state: Data<AppState>,
+    slug: Path<String>,
+    auth: MaybeOperator,
+) -> Result<HttpResponse, ApiError> {
+    let audience = audience_of(&auth);
+    let mut tx = db::begin_snapshot(&state.db).await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let seq = db::events::current_seq(&mut tx, tenant.id).await?;
+    let tag = etag(seq, audience);
+    let unchanged = matches_if_none_match(&req, &tag);
+    let mut response = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, tag))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .insert_header((header::VARY, HeaderValue::from_static("Authorization")));
+    if unchanged {
+        return Ok(response.finish());
+    }
+    let snapshot = reads::queue_snapshot(&mut tx, &tenant, state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(response.json(snapshot.to_json(audience)))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    since: i64,
+}
+
+/// Public (operators get the operator view): the messages the WebSocket sent after `since`.
+async fn list_events(
+    state: Data<AppState>,
+    slug: Path<String>,
+    query: Query<EventsQuery>,
+    auth: MaybeOperator,
+) -> Result<HttpResponse, ApiError> {
+    let audience = audience_of(&auth);
+    let since = query.since;
+    let mut tx = db::begin_snapshot(&state.db).await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let current = db::events::current_seq(&mut tx, tenant.id).await?;
+    // Every event after `since` must still be in the log.
+    let oldest_kept = db::events::oldest_seq(&mut tx, tenant.id)
+        .await?
+        .unwrap_or(current + 1);
+    if since < 0 || since > current || since + 1 < oldest_kept {
+        return Err(ApiError::SinceUnavailable { since, current });
+    }
+    let rows = db::events::list_events(&mut tx, tenant.id, since, current).await?;
+    tx.commit().await?;
+    let mut events = Vec::with_capacity(rows.len() * 2);
+    for row in &rows {
+        events.extend(event_messages(row, audience)?);
+    }
+    Ok(HttpResponse::Ok().json(json!({ "seq": current, "events": events })))
+}

@@ -1,0 +1,87 @@
+use actix_web::HttpResponse;
+use actix_web::web::{self, Data, Path};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::JsonBody;
+use crate::auth::extract::AdminAuth;
+use crate::db;
+use crate::domain::ids::{DisplayName, ServiceCode, ServiceId};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/tenants/{slug}/services")
+            .route(web::get().to(list_services))
+            .route(web::post().to(create_service)),
+    )
+    .service(web::resource("/tenants/{slug}/services/{id}").route(web::patch().to(update_service)));
+}
+
+/// The service as clients see it; `active` only matters to admins.
+fn service_json(service: &db::services::Service) -> serde_json::Value {
+    json!({ "id": service.id, "code": service.code, "name": service.name, "active": service.active })
+}
+
+/// Public: the active services, for a kiosk to offer.
+async fn list_services(
+    state: Data<AppState>,
+    slug: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let services = db::services::list_services(&mut conn, tenant.id, true).await?;
+    let services: Vec<_> = services
+        .iter()
+        .map(|s| json!({ "id": s.id, "code": s.code, "name": s.name }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "services": services })))
+}
+
+#[derive(Deserialize)]
+struct CreateServiceRequest {
+    code: String,
+    name: String,
+}
+
+async fn create_service(
+    state: Data<AppState>,
+    slug: Path<String>,
+    _auth: AdminAuth,
+    body: JsonBody<CreateServiceRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let code = ServiceCode::parse(&body.0.code)?;
+    let name = DisplayName::parse("name", &body.0.name)?;
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let service = db::services::insert_service(&mut conn, tenant.id, &code, &name).await?;
+    Ok(HttpResponse::Created().json(service_json(&service)))
+}
+
+#[derive(Deserialize)]
+struct UpdateServiceRequest {
+    name: Option<String>,
+    active: Option<bool>,
+}
+
+async fn update_service(
+    state: Data<AppState>,
+    path: Path<(String, ServiceId)>,
+    _auth: AdminAuth,
+    body: JsonBody<UpdateServiceRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    let name = body
+        .0
+        .name
+        .as_deref()
+        .map(|n| DisplayName::parse("name", n))
+        .transpose()?;
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let service =
+        db::services::update_service(&mut conn, tenant.id, id, name.as_ref(), body.0.active)
+            .await?;
+    Ok(HttpResponse::Ok().json(service_json(&service)))
+}

@@ -1,0 +1,251 @@
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes, Data, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::idempotency::{self, Outcome};
+use crate::auth::extract::{MaybeOperator, OperatorAuth};
+use crate::db;
+use crate::domain::ids::{CounterId, ServiceId, TicketId};
+use crate::domain::ticket::{Action, Priority, Status};
+use crate::error::{ApiError, Resource, parse_json_body};
+use crate::state::AppState;
+use crate::ticketing::{commands, reads};
+use crate::views::Audience;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/tenants/{slug}/tickets")
+            .route(web::post().to(issue_ticket))
+            .route(web::get().to(list_tickets)),
+    )
+    .service(web::resource("/tenants/{slug}/tickets/{id}").route(web::get().to(get_ticket)))
+    // `call` and `transfer` take a body; registered before the generic action route.
+    .service(web::resource("/tenants/{slug}/tickets/{id}/call").route(web::post().to(call_ticket)))
+    .service(
+        web::resource("/tenants/{slug}/tickets/{id}/transfer")
+            .route(web::post().to(transfer_ticket)),
+    )
+    .service(
+        web::resource("/tenants/{slug}/tickets/{id}/{action}").route(web::post().to(act_on_ticket)),
+    );
+}
+
+/// Longest customer name kept, in characters.
+const MAX_CUSTOMER_NAME_CHARS: usize = 200;
+
+#[derive(Deserialize)]
+struct IssueRequest {
+    service_id: ServiceId,
+    #[serde(default)]
+    priority: Priority,
+    customer_name: Option<String>,
+}
+
+fn customer_name(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(name) = raw.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > MAX_CUSTOMER_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::Invalid(format!(
+            "customer_name must be at most {MAX_CUSTOMER_NAME_CHARS} characters, without control characters"
+        )));
+    }
+    Ok(Some(name))
+}
+
+/// Public: a kiosk takes a ticket (rate-limited per address). With an operator token the
+/// ticket may carry a customer name and the answer is the operator view.
+async fn issue_ticket(
+    req: HttpRequest,
+    state: Data<AppState>,
+    slug: Path<String>,
+    auth: MaybeOperator,
+    body: Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let audience = match auth.0 {
+        Some(_) => Audience::Operator,
+        None => {
+            state.issue_limiter.check(&req)?;
+            Audience::Public
+        }
+    };
+    let request: IssueRequest = parse_json_body(&body)?;
+    // Anonymous callers cannot attach personal data to a ticket.
+    let customer_name = match audience {
+        Audience::Operator => customer_name(request.customer_name)?,
+        Audience::Public => None,
+    };
+    let now = state.clock.now();
+    idempotency::run(
+        &state,
+        &req,
+        &slug,
+        &body,
+        audience,
+        async |conn, tenant| {
+            let issue = commands::IssueTicket {
+                service: request.service_id,
+                priority: request.priority,
+                customer_name,
+            };
+            let change = commands::issue(conn, tenant, issue, now).await?;
+            Ok(Outcome::json(
+                StatusCode::CREATED,
+                change.ticket.project(audience),
+            ))
+        },
+    )
+    .await
+}
+
+/// Finished tickets accumulate forever: a listing of them returns the most recent ones.
+/// Active tickets (waiting, called, serving) are always listed in full.
+const FINISHED_LIST_LIMIT: i64 = 1000;
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<Status>,
+    service_id: Option<ServiceId>,
+}
+
+/// Operators: tickets by status (default: waiting, called and serving) and service.
+/// Finished statuses list the most recent [`FINISHED_LIST_LIMIT`] tickets.
+async fn list_tickets(
+    state: Data<AppState>,
+    slug: Path<String>,
+    query: Query<ListQuery>,
+    _auth: OperatorAuth,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let statuses = match query.status {
+        Some(status) => vec![status],
+        None => vec![Status::Waiting, Status::Called, Status::Serving],
+    };
+    let limit = statuses
+        .iter()
+        .any(|s| !matches!(s, Status::Waiting | Status::Called | Status::Serving))
+        .then_some(FINISHED_LIST_LIMIT);
+    let records =
+        db::tickets::list_records(&mut conn, tenant.id, &statuses, query.service_id, limit).await?;
+    let loads = db::queue::service_loads(&mut conn, tenant.id, state.clock.now()).await?;
+    let (waiting, others) = reads::in_queue_order(records, &loads)?;
+    let tickets: Vec<_> = waiting
+        .iter()
+        .chain(&others)
+        .map(|t| t.project(Audience::Operator))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "tickets": tickets })))
+}
+
+/// Public: one ticket, as a person following it on their phone sees it.
+async fn get_ticket(
+    state: Data<AppState>,
+    path: Path<(String, TicketId)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let ticket = reads::load_ticket(&mut conn, &tenant, id, state.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(ticket.project(Audience::Public)))
+}
+
+#[derive(Deserialize)]
+struct CallTicketRequest {
+    counter_id: CounterId,
+}
+
+/// Operators: call this waiting ticket to a counter, out of order.
+async fn call_ticket(
+    req: HttpRequest,
+    state: Data<AppState>,
+    path: Path<(String, TicketId)>,
+    auth: OperatorAuth,
+    body: Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    let request: CallTicketRequest = parse_json_body(&body)?;
+    let now = state.clock.now();
+    idempotency::run(
+        &state,
+        &req,
+        &slug,
+        &body,
+        Audience::Operator,
+        async |conn, tenant| {
+            let change =
+                commands::call_ticket(conn, tenant, id, request.counter_id, auth.0.sub, now)
+                    .await?;
+            Ok(Outcome::json(
+                StatusCode::OK,
+                change.ticket.project(Audience::Operator),
+            ))
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct TransferRequest {
+    service_id: ServiceId,
+}
+
+/// Operators: move a called or serving ticket to another service's queue.
+async fn transfer_ticket(
+    req: HttpRequest,
+    state: Data<AppState>,
+    path: Path<(String, TicketId)>,
+    _auth: OperatorAuth,
+    body: Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    let request: TransferRequest = parse_json_body(&body)?;
+    let now = state.clock.now();
+    idempotency::run(
+        &state,
+        &req,
+        &slug,
+        &body,
+        Audience::Operator,
+        async |conn, tenant| {
+            let change = commands::transfer(conn, tenant, id, request.service_id, now).await?;
+            Ok(Outcome::json(
+                StatusCode::OK,
+                change.ticket.project(Audience::Operator),
+            ))
+        },
+    )
+    .await
+}
+
+/// Operators: recall, start, finish, no-show, cancel, reactivate.
+async fn act_on_ticket(
+    req: HttpRequest,
+    state: Data<AppState>,
+    path: Path<(String, TicketId, String)>,
+    _auth: OperatorAuth,
+    body: Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id, action_name) = path.into_inner();
+    let action = Action::from_path_name(&action_name)
+        .filter(|a| !matches!(a, Action::Call | Action::Transfer))
+        .ok_or(ApiError::NotFound(Resource::Route))?;
+    let now = state.clock.now();
+    idempotency::run(
+        &state,
+        &req,
+        &slug,
+        &body,
+        Audience::Operator,
+        async |conn, tenant| {
+            let change = commands::act(conn, tenant, id, action, now).await?;
+            Ok(Outcome::json(
+                StatusCode::OK,
+                change.ticket.project(Audience::Operator),
+            ))
+        },
+    )
+    .await
+}

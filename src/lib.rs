@@ -1,0 +1,13 @@
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod ticketing;
+pub mod views;

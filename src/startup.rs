@@ -1,0 +1,100 @@
+//! Builds the application: the same code path for `nextup serve` and for the tests.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use sqlx::PgPool;
+
+use crate::auth::token::TokenKeys;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error;
+use crate::http;
+use crate::http::rate_limit::IssueLimiter;
+use crate::state::AppState;
+
+/// Largest request body accepted, in bytes (contract §4).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub struct Application {
+    server: Server,
+    host: String,
+    port: u16,
+}
+
+impl Application {
+    /// Connects to the database (creating and migrating it), binds `BIND_ADDR` and
+    /// prepares the server. Nothing is served until [`Application::run_until_stopped`].
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let pool = crate::db::connect_and_migrate(&config).await?;
+        Self::build_with_pool(config, pool, clock)
+    }
+
+    pub fn build_with_pool(
+        config: Config,
+        pool: PgPool,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let secret = config.jwt_secret.clone().context(
+            "JWT_SECRET is not set: set it to at least 32 random bytes (or run `serve --demo`)",
+        )?;
+        let listener = TcpListener::bind(&config.bind_addr)
+            .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
+        let local = listener.local_addr()?;
+        let state = web::Data::new(AppState {
+            db: pool,
+            tokens: TokenKeys::new(&secret, config.token_ttl),
+            issue_limiter: IssueLimiter::new(config.issue_rate_per_minute, config.issue_burst),
+            config: Arc::new(config),
+            clock,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(error::json_error_handlers())
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .configure(|cfg| configure_app(cfg, state.clone()))
+        })
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            server,
+            host: local.ip().to_string(),
+            port: local.port(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://HOST:PORT` of the bound listener.
+    pub fn base_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Registers state, extractor configuration, every route and the pages.
+pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let static_dir = state.config.static_dir.clone();
+    cfg.app_data(state)
+        .app_data(error::payload_config(MAX_BODY_BYTES))
+        .app_data(error::path_config())
+        .app_data(error::query_config())
+        .service(web::scope("/api/v1").configure(http::configure_api))
+        .configure(http::ops::configure)
+        .configure(|cfg| http::pages::configure(cfg, &static_dir))
+        .default_service(web::to(error::route_not_found));
+}

@@ -1,0 +1,17 @@
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::auth::token::TokenKeys;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http::rate_limit::IssueLimiter;
+
+/// Everything handlers share, created once before the HTTP server starts.
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub tokens: TokenKeys,
+    pub clock: Arc<dyn Clock>,
+    pub issue_limiter: IssueLimiter,
+}

@@ -1,0 +1,249 @@
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use crate::db;
+use crate::db::events::{EventRow, NewEvent};
+use crate::db::tenants::Tenant;
+use crate::domain::ids::{CounterId, ServiceCode, ServiceId, TicketId, UserId};
+use crate::domain::numbering::{service_day, ticket_code};
+use crate::domain::ticket::{Action, EventAction, Priority, Status, transition};
+use crate::error::{ApiError, Resource};
+use crate::views::{OperatorTicket, service_summaries};
+
+/// A ticket change as committed: the ticket right after it, and its event.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub ticket: OperatorTicket,
+    pub event: EventRow,
+}
+
+pub struct IssueTicket {
+    pub service: ServiceId,
+    pub priority: Priority,
+    pub customer_name: Option<String>,
+}
+
+pub async fn issue(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    request: IssueTicket,
+    now: DateTime<Utc>,
+) -> Result<Change, ApiError> {
+    let service = db::services::get_service(conn, tenant.id, request.service).await?;
+    if !service.active {
+        return Err(ApiError::ServiceInactive);
+    }
+    let code = ServiceCode::parse(&service.code).map_err(ApiError::internal)?;
+    let day = service_day(now, tenant.timezone);
+    let number = db::tickets::next_number(conn, service.id, day).await?;
+    let code = ticket_code(&code, number);
+    let id = db::tickets::insert_ticket(
+        conn,
+        db::tickets::NewTicket {
+            tenant: tenant.id,
+            service: service.id,
+            code: &code,
+            service_day: day,
+            priority: request.priority,
+            customer_name: request.customer_name.as_deref(),
+            created_at: now,
+        },
+    )
+    .await?;
+    record_change(conn, tenant, id, EventAction::Issued, None, now).await
+}
+
+/// Calls the next waiting ticket of `services` (all services when `None`) to the counter;
+/// `None` when nobody is waiting.
+pub async fn call_next(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    counter: CounterId,
+    services: Option<Vec<ServiceId>>,
+    operator: UserId,
+    now: DateTime<Utc>,
+) -> Result<Option<Change>, ApiError> {
+    let counter = db::counters::lock_counter(conn, tenant.id, counter).await?;
+    if db::counters::is_counter_busy(conn, counter.id).await? {
+        return Err(ApiError::CounterBusy);
+    }
+    let services = match services {
+        None => None,
+        Some(wanted) => Some(known_services(conn, tenant, wanted).await?),
+    };
+    let Some(ticket) = db::tickets::lock_next_waiting(conn, tenant.id, services.as_deref()).await?
+    else {
+        return Ok(None);
+    };
+    transition(ticket.status, Action::Call)?;
+    db::tickets::mark_called(conn, ticket.id, counter.id, operator, now).await?;
+    let change = record_change(
+        conn,
+        tenant,
+        ticket.id,
+        EventAction::Called,
+        Some(ticket.status),
+        now,
+    )
+    .await?;
+    Ok(Some(change))
+}
+
+async fn known_services(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    wanted: Vec<ServiceId>,
+) -> Result<Vec<uuid::Uuid>, ApiError> {
+    if wanted.is_empty() {
+        return Err(ApiError::Invalid(
+            "service_ids must list at least one service (omit it to call from all)".into(),
+        ));
+    }
+    let known = db::services::list_services(conn, tenant.id, false).await?;
+    wanted
+        .into_iter()
+        .map(|id| {
+            known
+                .iter()
+                .any(|s| s.id == id)
+                .then_some(id.get())
+                .ok_or(ApiError::NotFound(Resource::Service))
+        })
+        .collect()
+}
+
+/// Calls this waiting ticket to the counter, out of order.
+pub async fn call_ticket(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: TicketId,
+    counter: CounterId,
+    operator: UserId,
+    now: DateTime<Utc>,
+) -> Result<Change, ApiError> {
+    let counter = db::counters::lock_counter(conn, tenant.id, counter).await?;
+    let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    transition(ticket.status, Action::Call)?;
+    if db::counters::is_counter_busy(conn, counter.id).await? {
+        return Err(ApiError::CounterBusy);
+    }
+    db::tickets::mark_called(conn, ticket.id, counter.id, operator, now).await?;
+    record_change(
+        conn,
+        tenant,
+        id,
+        EventAction::Called,
+        Some(ticket.status),
+        now,
+    )
+    .await
+}
+
+/// Applies one of the actions that need nothing but the ticket: recall, start, finish,
+/// no-show, cancel and reactivate.
+pub async fn act(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: TicketId,
+    action: Action,
+    now: DateTime<Utc>,
+) -> Result<Change, ApiError> {
+    let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    let to = transition(ticket.status, action)?;
+    match action {
+        Action::Recall => db::tickets::mark_recalled(conn, id, now).await?,
+        Action::Start | Action::Finish | Action::NoShow | Action::Cancel => {
+            db::tickets::set_status(conn, id, to, now).await?
+        }
+        Action::Reactivate => db::tickets::requeue(conn, id, ticket.service_id).await?,
+        Action::Call | Action::Transfer => {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "{action:?} needs a counter or a service; it has its own command"
+            )));
+        }
+    }
+    record_change(conn, tenant, id, action.event(), Some(ticket.status), now).await
+}
+
+/// Moves a called or serving ticket to the waiting queue of another service, keeping its
+/// code and original issue time.
+pub async fn transfer(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: TicketId,
+    target: ServiceId,
+    now: DateTime<Utc>,
+) -> Result<Change, ApiError> {
+    let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    transition(ticket.status, Action::Transfer)?;
+    let target = db::services::get_service(conn, tenant.id, target).await?;
+    if target.id == ticket.service_id {
+        return Err(ApiError::SameService);
+    }
+    if !target.active {
+        return Err(ApiError::ServiceInactive);
+    }
+    db::tickets::requeue(conn, id, target.id).await?;
+    record_change(
+        conn,
+        tenant,
+        id,
+        EventAction::Transferred,
+        Some(ticket.status),
+        now,
+    )
+    .await
+}
+
+/// Appends the event of a change. Taking the seq locks the tenant's sequence row until
+/// commit, and everything read after it (queue counts, `ahead`) includes every change
+/// committed with a smaller seq, so each event describes the queue exactly at its seq.
+async fn record_change(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: TicketId,
+    action: EventAction,
+    previous: Option<Status>,
+    now: DateTime<Utc>,
+) -> Result<Change, ApiError> {
+    let seq = db::events::next_seq(conn, tenant.id).await?;
+    let loads = db::queue::service_loads(conn, tenant.id, now).await?;
+    let record = db::tickets::find_record(conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    let ahead = if record.status == Status::Waiting.as_str() {
+        Some(db::tickets::count_ahead(conn, &record).await?)
+    } else {
+        None
+    };
+    let ticket = OperatorTicket::from_record(record, ahead, &loads)?;
+    let event = EventRow {
+        seq,
+        action: action.as_str().to_owned(),
+        previous_status: previous.map(|s| s.as_str().to_owned()),
+        ticket: serde_json::to_value(&ticket).map_err(ApiError::internal)?,
+        queue: serde_json::to_value(service_summaries(&loads)).map_err(ApiError::internal)?,
+        created_at: now,
+    };
+    db::events::insert_event(
+        conn,
+        NewEvent {
+            tenant: tenant.id,
+            seq,
+            action: &event.action,
+            previous_status: event.previous_status.as_deref(),
+            ticket_id: id,
+            ticket: event.ticket.clone(),
+            queue: event.queue.clone(),
+            created_at: now,
+        },
+    )
+    .await?;
+    Ok(Change { ticket, event })
+}

@@ -1,0 +1,128 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::db;
+use crate::db::queue::ServiceLoad;
+use crate::db::tenants::Tenant;
+use crate::domain::ids::TicketId;
+use crate::domain::ticket::{CallOrder, Priority, Status, ahead_in_service};
+use crate::error::{ApiError, Resource};
+use crate::views::{Audience, OperatorTicket, ServiceSummary, service_summaries};
+
+/// One ticket with `ahead` and its estimate.
+pub async fn load_ticket(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: TicketId,
+    now: DateTime<Utc>,
+) -> Result<OperatorTicket, ApiError> {
+    let record = db::tickets::find_record(conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    let (ahead, loads) = if record.status == Status::Waiting.as_str() {
+        let ahead = db::tickets::count_ahead(conn, &record).await?;
+        let loads = db::queue::service_loads(conn, tenant.id, now).await?;
+        (Some(ahead), loads)
+    } else {
+        (None, Vec::new())
+    };
+    OperatorTicket::from_record(record, ahead, &loads)
+}
+
+/// The queue as of `seq`: read in one repeatable-read snapshot, so the tickets listed are
+/// exactly the state after event `seq`.
+#[derive(Debug, Clone)]
+pub struct QueueSnapshot {
+    pub tenant_slug: String,
+    pub tenant_name: String,
+    pub seq: i64,
+    pub services: Vec<ServiceSummary>,
+    /// In call order.
+    pub waiting: Vec<OperatorTicket>,
+    /// Called or serving, most recent call first.
+    pub called: Vec<OperatorTicket>,
+}
+
+#[derive(Serialize)]
+struct TenantRef<'a> {
+    slug: &'a str,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct SnapshotBody<'a> {
+    tenant: TenantRef<'a>,
+    seq: i64,
+    services: &'a [ServiceSummary],
+    waiting: Vec<serde_json::Value>,
+    called: Vec<serde_json::Value>,
+}
+
+impl QueueSnapshot {
+    pub fn to_json(&self, audience: Audience) -> serde_json::Value {
+        let body = SnapshotBody {
+            tenant: TenantRef {
+                slug: &self.tenant_slug,
+                name: &self.tenant_name,
+            },
+            seq: self.seq,
+            services: &self.services,
+            waiting: self.waiting.iter().map(|t| t.project(audience)).collect(),
+            called: self.called.iter().map(|t| t.project(audience)).collect(),
+        };
+        serde_json::to_value(body).expect("snapshots always serialize")
+    }
+}
+
+/// Reads the snapshot. `conn` must be in a repeatable-read transaction for `seq` and the
+/// tickets to agree (see `snapshot_transaction`).
+pub async fn queue_snapshot(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    now: DateTime<Utc>,
+) -> Result<QueueSnapshot, ApiError> {
+    let seq = db::events::current_seq(conn, tenant.id).await?;
+    let loads = db::queue::service_loads(conn, tenant.id, now).await?;
+    let active = [Status::Waiting, Status::Called, Status::Serving];
+    let records = db::tickets::list_records(conn, tenant.id, &active, None, None).await?;
+    let (waiting, mut called) = in_queue_order(records, &loads)?;
+    called.sort_by_key(|t| std::cmp::Reverse(t.public.called_at));
+    Ok(QueueSnapshot {
+        tenant_slug: tenant.slug.clone(),
+        tenant_name: tenant.name.clone(),
+        seq,
+        services: service_summaries(&loads),
+        waiting,
+        called,
+    })
+}
+
+/// Splits tickets into the waiting ones, in call order with their `ahead`, and the others
+/// in the order given. `records` must hold every waiting ticket of their services for
+/// `ahead` to be right.
+pub fn in_queue_order(
+    records: Vec<db::tickets::TicketRecord>,
+    loads: &[ServiceLoad],
+) -> Result<(Vec<OperatorTicket>, Vec<OperatorTicket>), ApiError> {
+    let (mut waiting, called): (Vec<_>, Vec<_>) = records
+        .into_iter()
+        .partition(|r| r.status == Status::Waiting.as_str());
+    let order = |r: &db::tickets::TicketRecord| CallOrder {
+        priority: r.priority.parse().unwrap_or(Priority::Normal),
+        created_at: r.created_at,
+        id: r.id,
+    };
+    waiting.sort_by_key(order);
+    let aheads = ahead_in_service(waiting.iter().map(|r| r.service_id));
+    let waiting = waiting
+        .into_iter()
+        .zip(aheads)
+        .map(|(record, ahead)| OperatorTicket::from_record(record, Some(ahead), loads))
+        .collect::<Result<Vec<_>, _>>()?;
+    let called = called
+        .into_iter()
+        .map(|record| OperatorTicket::from_record(record, None, loads))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((waiting, called))
+}
