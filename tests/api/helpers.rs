@@ -1,0 +1,346 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::Method;
+use awc::Client;
+use nextup::clock::ShiftedClock;
+use nextup::config::{Config, JwtSecret};
+use nextup::startup::Application;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// The PostgreSQL server the tests use (a database is created per test).
+pub fn postgres_server_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+
+pub struct TestApp {
+    pub base: String,
+    pub db_name: String,
+    pub pool: PgPool,
+    pub clock: Arc<ShiftedClock>,
+    client: Client,
+}
+
+/// A response, with its body parsed as JSON (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: actix_web::http::header::HeaderMap,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.raw);
+        self.body
+    }
+
+    /// Asserts a contract error body with this status and code.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.raw);
+        assert_eq!(self.body["error"]["code"], code, "body: {}", self.raw);
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "error without a message: {}",
+            self.raw
+        );
+    }
+}
+
+/// A tenant ready for tests: an admin and an operator logged in, services and counters.
+pub struct Site {
+    pub slug: String,
+    pub admin: String,
+    pub operator: String,
+    /// Service ids by creation order (codes A, B, C…).
+    pub services: Vec<String>,
+    pub counters: Vec<String>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let db_name = format!("nextup_test_{}", Uuid::new_v4().simple());
+        let database_url = format!("{}/{db_name}", postgres_server_url());
+        let mut config = Config::from_lookup(|_| None).expect("default configuration");
+        config.database_url = database_url.clone();
+        config.bind_addr = "127.0.0.1:0".into();
+        config.jwt_secret = Some(JwtSecret::parse(TEST_JWT_SECRET.into()).unwrap());
+        config.database_pool_size = 20;
+        // Tests issue many tickets from one address; the limit has its own test.
+        config.issue_rate_per_minute = 1_000_000;
+        config.issue_burst = 1_000_000;
+        config.static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static").into();
+        adjust(&mut config);
+
+        let clock = Arc::new(ShiftedClock::default());
+        let app = Application::build_with_clock(config, clock.clone())
+            .await
+            .expect("the application builds");
+        let base = app.base_url();
+        actix_web::rt::spawn(app.run_until_stopped());
+        let pool = PgPool::connect(&database_url).await.expect("test pool");
+        let client = Client::builder().timeout(Duration::from_secs(30)).finish();
+        TestApp {
+            base,
+            db_name,
+            pool,
+            clock,
+            client,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
+        let mut response = match body {
+            Some(body) => request
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(body)
+                .await
+                .expect("request sent"),
+            None => request.send().await.expect("request sent"),
+        };
+        let bytes = response
+            .body()
+            .limit(16 * 1024 * 1024)
+            .await
+            .expect("body read");
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body,
+            raw,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(Method::GET, path, token, &[], None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            token,
+            &[],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    /// Creates a tenant directly in the database (as `nextup tenant create` does).
+    pub async fn create_tenant(&self, slug: &str, timezone: &str) {
+        let mut conn = self.pool.acquire().await.unwrap();
+        nextup::db::tenants::insert_tenant(
+            &mut conn,
+            &nextup::domain::ids::Slug::parse(slug).unwrap(),
+            &nextup::domain::ids::DisplayName::parse("name", &format!("Tenant {slug}")).unwrap(),
+            timezone.parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Creates a user directly in the database (as `nextup user create` does).
+    pub async fn create_user(&self, slug: &str, username: &str, password: &str, role: &str) {
+        let mut conn = self.pool.acquire().await.unwrap();
+        let tenant = nextup::db::tenants::get_tenant(&mut conn, slug)
+            .await
+            .unwrap();
+        let hash = nextup::auth::password::hash_password(password).unwrap();
+        nextup::db::users::insert_user(
+            &mut conn,
+            tenant.id,
+            &nextup::domain::ids::Username::parse(username).unwrap(),
+            &hash,
+            role.parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub async fn login(&self, slug: &str, username: &str, password: &str) -> String {
+        let body = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({ "tenant": slug, "username": username, "password": password }),
+            )
+            .await
+            .expect(200);
+        body["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// A tenant with `services` services (codes A, B, …), `counters` counters, an admin and
+    /// an operator, in the given time zone.
+    pub async fn site_in(
+        &self,
+        slug: &str,
+        timezone: &str,
+        services: usize,
+        counters: usize,
+    ) -> Site {
+        self.create_tenant(slug, timezone).await;
+        self.create_user(slug, "boss", "boss-password", "admin")
+            .await;
+        let admin = self.login(slug, "boss", "boss-password").await;
+        self.post(
+            &format!("/api/v1/tenants/{slug}/users"),
+            Some(&admin),
+            json!({ "username": "olga", "password": "olga-password", "role": "operator" }),
+        )
+        .await
+        .expect(201);
+        let operator = self.login(slug, "olga", "olga-password").await;
+        let mut service_ids = Vec::new();
+        for i in 0..services {
+            let code = char::from(b'A' + i as u8).to_string();
+            let body = self
+                .post(
+                    &format!("/api/v1/tenants/{slug}/services"),
+                    Some(&admin),
+                    json!({ "code": code, "name": format!("Service {code}") }),
+                )
+                .await
+                .expect(201);
+            service_ids.push(body["id"].as_str().unwrap().to_owned());
+        }
+        let mut counter_ids = Vec::new();
+        for i in 0..counters {
+            let body = self
+                .post(
+                    &format!("/api/v1/tenants/{slug}/counters"),
+                    Some(&admin),
+                    json!({ "name": format!("Desk {}", i + 1) }),
+                )
+                .await
+                .expect(201);
+            counter_ids.push(body["id"].as_str().unwrap().to_owned());
+        }
+        Site {
+            slug: slug.to_owned(),
+            admin,
+            operator,
+            services: service_ids,
+            counters: counter_ids,
+        }
+    }
+
+    pub async fn site(&self, slug: &str, services: usize, counters: usize) -> Site {
+        self.site_in(slug, "UTC", services, counters).await
+    }
+
+    /// Issues a ticket anonymously (public view).
+    pub async fn issue(&self, site: &Site, service: usize) -> Value {
+        self.post(
+            &format!("/api/v1/tenants/{}/tickets", site.slug),
+            None,
+            json!({ "service_id": site.services[service] }),
+        )
+        .await
+        .expect(201)
+    }
+
+    pub async fn issue_priority(&self, site: &Site, service: usize) -> Value {
+        self.post(
+            &format!("/api/v1/tenants/{}/tickets", site.slug),
+            None,
+            json!({ "service_id": site.services[service], "priority": "priority" }),
+        )
+        .await
+        .expect(201)
+    }
+
+    /// Call-next to a counter, from all services.
+    pub async fn call_next(&self, site: &Site, counter: usize) -> Reply {
+        self.post(
+            &format!(
+                "/api/v1/tenants/{}/counters/{}/call",
+                site.slug, site.counters[counter]
+            ),
+            Some(&site.operator),
+            json!({}),
+        )
+        .await
+    }
+
+    pub async fn act(&self, site: &Site, ticket: &Value, action: &str) -> Reply {
+        let id = ticket["id"].as_str().expect("ticket id");
+        self.post(
+            &format!("/api/v1/tenants/{}/tickets/{id}/{action}", site.slug),
+            Some(&site.operator),
+            json!({}),
+        )
+        .await
+    }
+
+    pub async fn queue(&self, site: &Site) -> Value {
+        self.get(&format!("/api/v1/tenants/{}/queue", site.slug), None)
+            .await
+            .expect(200)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop_test_database(&self.db_name);
+    }
+}
+
+/// Drops a test database, closing its connections. The test's async runtime may already be
+/// gone, so this runs on a thread and runtime of its own.
+pub fn drop_test_database(db_name: &str) {
+    let admin_url = format!("{}/postgres", postgres_server_url());
+    let statement = format!(r#"drop database if exists "{db_name}" with (force)"#);
+    let dropped = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let mut conn = PgConnection::connect(&admin_url).await?;
+            conn.execute(statement.as_str()).await.map(|_| ())
+        })
+    })
+    .join();
+    if let Ok(Err(e)) | Err(e) = dropped.map_err(|_| sqlx::Error::PoolClosed) {
+        eprintln!("could not drop test database {db_name}: {e}");
+    }
+}

@@ -1,0 +1,14 @@
+//! One integration-test binary: every test spawns the real application (the same builder
+//! `nextup serve` uses) on port 0 against its own fresh PostgreSQL database.
+
+mod helpers;
+
+mod admin;
+mod auth;
+mod bad_input;
+mod cli;
+mod concurrency;
+mod events;
+mod idempotency;
+mod lifecycle;
+mod queue_order;
