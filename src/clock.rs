@@ -3,9 +3,11 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 pub trait Clock: Send + Sync + 'static {
+    /// The current time in microseconds, the precision PostgreSQL stores: a time sent to
+    /// clients before it was stored reads the same as after.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -13,7 +15,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now().trunc_subsecs(6)
     }
 }
 
@@ -34,10 +36,24 @@ impl ShiftedClock {
 
 impl Clock for ShiftedClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-            + *self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let offset = *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (Utc::now() + offset).trunc_subsecs(6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Timelike;
+
+    #[test]
+    fn clocks_tick_in_microseconds() {
+        assert_eq!(SystemClock.now().nanosecond() % 1_000, 0);
+        let shifted = ShiftedClock::default();
+        shifted.jump_to(Utc::now() + Duration::nanoseconds(123_456_789));
+        assert_eq!(shifted.now().nanosecond() % 1_000, 0);
     }
 }
