@@ -11,3 +11,4 @@ pub mod startup;
 pub mod state;
 pub mod ticketing;
 pub mod views;
+pub mod ws;

@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -16,14 +16,22 @@ use crate::error;
 use crate::http;
 use crate::http::rate_limit::IssueLimiter;
 use crate::state::AppState;
+use crate::ws;
+use crate::ws::registry::HubRegistry;
 
 /// Largest request body accepted, in bytes (contract §4).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Kernel send buffer of each connection. Linux would let it grow to 4 MiB for a client
+/// that stops reading; bounded, a stalled WebSocket client costs little kernel memory and
+/// its session soon counts as slow (and is closed with 1013) instead.
+pub const SOCKET_SEND_BUFFER_BYTES: usize = 128 * 1024;
 
 pub struct Application {
     server: Server,
     host: String,
     port: u16,
+    hubs: HubRegistry,
 }
 
 impl Application {
@@ -49,27 +57,40 @@ impl Application {
         let listener = TcpListener::bind(&config.bind_addr)
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
         let local = listener.local_addr()?;
+        // Created once, outside the per-worker factory: one hub per tenant for all workers.
+        let hubs = HubRegistry::start(pool.clone());
         let state = web::Data::new(AppState {
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
             issue_limiter: IssueLimiter::new(config.issue_rate_per_minute, config.issue_burst),
             config: Arc::new(config),
             clock,
+            hubs: hubs.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(error::json_error_handlers())
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(
+                    Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                        .custom_request_replace("request", redacted_request_line),
+                )
                 .configure(|cfg| configure_app(cfg, state.clone()))
         })
+        .on_connect(bound_send_buffer)
         .listen(listener)?
         .run();
         Ok(Self {
             server,
             host: local.ip().to_string(),
             port: local.port(),
+            hubs,
         })
+    }
+
+    /// The hubs of this instance (tests read their session counts).
+    pub fn hubs(&self) -> HubRegistry {
+        self.hubs.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -94,7 +115,39 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .app_data(error::path_config())
         .app_data(error::query_config())
         .service(web::scope("/api/v1").configure(http::configure_api))
+        .configure(ws::configure)
         .configure(http::ops::configure)
         .configure(|cfg| http::pages::configure(cfg, &static_dir))
         .default_service(web::to(error::route_not_found));
+}
+
+/// The request line for the access log, with `token=` query values hidden: operators'
+/// WebSocket URLs carry their login token.
+fn redacted_request_line(req: &ServiceRequest) -> String {
+    let query = req
+        .query_string()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some(("token", _)) => "token=<redacted>",
+            _ => pair,
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let separator = if query.is_empty() { "" } else { "?" };
+    format!(
+        "{} {}{separator}{query} {:?}",
+        req.method(),
+        req.path(),
+        req.version()
+    )
+}
+
+fn bound_send_buffer(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(e) =
+            socket2::SockRef::from(stream).set_send_buffer_size(SOCKET_SEND_BUFFER_BYTES)
+    {
+        log::debug!("cannot bound the send buffer of a connection: {e}");
+    }
 }

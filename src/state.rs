@@ -6,6 +6,7 @@ use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::rate_limit::IssueLimiter;
+use crate::ws::registry::HubRegistry;
 
 /// Everything handlers share, created once before the HTTP server starts.
 pub struct AppState {
@@ -14,4 +15,5 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub clock: Arc<dyn Clock>,
     pub issue_limiter: IssueLimiter,
+    pub hubs: HubRegistry,
 }

@@ -25,7 +25,9 @@ pub struct AdminAuth(pub Claims);
 #[derive(Debug, Clone)]
 pub struct MaybeOperator(pub Option<Claims>);
 
-fn bearer_token(req: &HttpRequest) -> Option<Result<&str, ApiError>> {
+/// The token of an `Authorization: Bearer …` header: `None` without the header, an error
+/// if the header is not a bearer token.
+pub fn bearer_token(req: &HttpRequest) -> Option<Result<&str, ApiError>> {
     let value = req.headers().get(header::AUTHORIZATION)?;
     let token = value
         .to_str()
@@ -43,10 +45,17 @@ fn verify_for_path(req: &HttpRequest, token: &str) -> Result<Claims, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
+    match req.match_info().get("slug") {
+        Some(slug) => verify_for_slug(state, token, slug),
+        None => state.tokens.verify(token),
+    }
+}
+
+/// Verifies a token for the tenant `slug`: 401 if invalid or expired, 403 if it belongs to
+/// another tenant.
+pub fn verify_for_slug(state: &AppState, token: &str, slug: &str) -> Result<Claims, ApiError> {
     let claims = state.tokens.verify(token)?;
-    if let Some(slug) = req.match_info().get("slug")
-        && slug != claims.tenant
-    {
+    if claims.tenant != slug {
         return Err(ApiError::WrongTenant);
     }
     Ok(claims)

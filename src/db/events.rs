@@ -79,20 +79,22 @@ pub async fn oldest_seq(
     .await?)
 }
 
-/// Events with `after < seq <= up_to`, in seq order.
+/// The first `limit` events with `after < seq <= up_to`, in seq order.
 pub async fn list_events(
     conn: &mut PgConnection,
     tenant: TenantId,
     after: i64,
     up_to: i64,
+    limit: i64,
 ) -> Result<Vec<EventRow>, ApiError> {
     Ok(sqlx::query_as!(
         EventRow,
         "select seq, action, previous_status, ticket, queue, created_at from events
-         where tenant_id = $1 and seq > $2 and seq <= $3 order by seq",
+         where tenant_id = $1 and seq > $2 and seq <= $3 order by seq limit $4",
         tenant.get(),
         after,
-        up_to
+        up_to,
+        limit
     )
     .fetch_all(conn)
     .await?)

@@ -87,9 +87,7 @@ async fn call_next(
                 commands::call_next(conn, tenant, counter, request.service_ids, auth.0.sub, now)
                     .await?;
             Ok(match called {
-                Some(change) => {
-                    Outcome::json(StatusCode::OK, change.ticket.project(Audience::Operator))
-                }
+                Some(change) => Outcome::change(StatusCode::OK, change, Audience::Operator),
                 None => Outcome::no_content(),
             })
         },

@@ -7,24 +7,30 @@
 //! crash can never leave a change without its saved response or a key stuck "in progress".
 //! Client errors (4xx) are saved too: the key's first answer is its answer for 24 hours.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 use sqlx::{Acquire, PgConnection};
 
 use crate::db;
+use crate::db::events::EventRow;
 use crate::db::idempotency::SavedResponse;
 use crate::db::tenants::Tenant;
 use crate::error::{ApiError, error_body};
 use crate::state::AppState;
+use crate::ticketing::commands::Change;
 use crate::views::Audience;
 
 pub const HEADER: &str = "Idempotency-Key";
 
-/// What a command answered: a status and an optional JSON body.
+/// What a command answered: a status, an optional JSON body, and the event its change
+/// appended (published to the hub once the transaction has committed).
 pub struct Outcome {
     pub status: StatusCode,
     pub body: Option<Value>,
+    pub event: Option<EventRow>,
 }
 
 impl Outcome {
@@ -32,6 +38,16 @@ impl Outcome {
         Self {
             status,
             body: Some(body),
+            event: None,
+        }
+    }
+
+    /// The answer to a change: the ticket in the caller's projection, and its event.
+    pub fn change(status: StatusCode, change: Change, audience: Audience) -> Self {
+        Self {
+            status,
+            body: Some(change.ticket.project(audience)),
+            event: Some(change.event),
         }
     }
 
@@ -39,6 +55,14 @@ impl Outcome {
         Self {
             status: StatusCode::NO_CONTENT,
             body: None,
+            event: None,
+        }
+    }
+
+    /// After commit: hand the event to the hub without waiting for the fan-out.
+    fn publish(&mut self, state: &AppState, tenant: &Tenant) {
+        if let Some(event) = self.event.take() {
+            state.hubs.publish(tenant.id, Arc::new(event));
         }
     }
 
@@ -84,8 +108,9 @@ pub async fn run(
     let mut tx = state.db.begin().await?;
     let tenant = db::tenants::get_tenant(&mut tx, slug).await?;
     let Some(key) = key else {
-        let outcome = command(&mut tx, &tenant).await?;
+        let mut outcome = command(&mut tx, &tenant).await?;
         tx.commit().await?;
+        outcome.publish(state, &tenant);
         return Ok(outcome.into_response(false));
     };
 
@@ -113,6 +138,7 @@ pub async fn run(
         return Ok(Outcome {
             status,
             body: saved.body,
+            event: None,
         }
         .into_response(true));
     }
@@ -139,6 +165,8 @@ pub async fn run(
     };
     db::idempotency::save_response(&mut tx, tenant.id, &key, &saved).await?;
     tx.commit().await?;
+    let mut outcome = outcome;
+    outcome.publish(state, &tenant);
     match error {
         Some(error) => Err(error),
         None => Ok(outcome.into_response(false)),

@@ -1,0 +1,184 @@
+//! Events from the database to the hubs: the way changes made by *other* server processes
+//! (and any event a hub missed) arrive.
+//!
+//! Every insert into the event log fires `NOTIFY nextup_events, '<tenant>:<seq>'` (a trigger;
+//! PostgreSQL delivers it at commit, in commit order). The listener hands `(tenant, seq)`
+//! to the tenant's hub as a doorbell; a hub missing events asks the [`LogReader`] to read
+//! them from the log. Notifications sent while the listener is disconnected are lost, so
+//! after every (re)connection all hubs catch up from the log.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::rt::time::{sleep, timeout};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+
+use super::hub::Hub;
+use super::messages::Fetched;
+use super::registry::RegistryInner;
+use crate::db;
+use crate::domain::ids::TenantId;
+
+pub const CHANNEL: &str = "nextup_events";
+/// A quiet listener connection is checked this often (a half-open TCP link never errors).
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(10);
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(5);
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Events read from the log per request; a longer gap takes several reads.
+const READ_LIMIT: i64 = 1000;
+
+/// Reads events from the log for hubs, so that hubs never wait on the database.
+pub struct LogReader {
+    pool: PgPool,
+}
+
+impl LogReader {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+impl Actor for LogReader {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReadLog {
+    pub tenant: TenantId,
+    pub after: i64,
+    pub up_to: i64,
+    pub reply_to: Addr<Hub>,
+}
+
+impl Handler<ReadLog> for LogReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadLog, ctx: &mut Context<Self>) {
+        let pool = self.pool.clone();
+        let read = async move {
+            let mut conn = pool.acquire().await?;
+            db::events::list_events(&mut conn, msg.tenant, msg.after, msg.up_to, READ_LIMIT).await
+        };
+        ctx.spawn(
+            async move {
+                let fetched = match read.await {
+                    Ok(rows) => Fetched {
+                        complete: (rows.len() as i64) < READ_LIMIT,
+                        events: Some(rows.into_iter().map(Arc::new).collect()),
+                    },
+                    Err(e) => {
+                        log::warn!("reading the event log for tenant {}: {e}", msg.tenant);
+                        Fetched {
+                            events: None,
+                            complete: false,
+                        }
+                    }
+                };
+                msg.reply_to.do_send(fetched);
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Listens for commits until the registry is gone, reconnecting as needed.
+pub async fn run_listener(
+    pool: PgPool,
+    registry: Weak<RegistryInner>,
+    backend_pid: Arc<AtomicI32>,
+) {
+    loop {
+        match listen(&pool).await {
+            Ok((mut listener, pid)) => {
+                backend_pid.store(pid, Ordering::Relaxed);
+                log::debug!("listening for events (backend {pid})");
+                let Some(inner) = registry.upgrade() else {
+                    return;
+                };
+                // Anything committed while nobody listened is read from the log.
+                inner.catch_up_all();
+                drop(inner);
+                if let Err(reason) = receive(&mut listener, &registry).await {
+                    log::warn!("event listener lost its connection ({reason}); reconnecting");
+                }
+            }
+            Err(e) => log::warn!("cannot listen for events: {e}; retrying"),
+        }
+        if registry.strong_count() == 0 {
+            return;
+        }
+        sleep(RECONNECT_DELAY).await;
+    }
+}
+
+async fn listen(pool: &PgPool) -> Result<(PgListener, i32), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    // We rebuild the listener ourselves after a loss, to catch up at the right moment.
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&mut listener)
+        .await?;
+    Ok((listener, pid))
+}
+
+/// Dispatches notifications until the connection fails (`Err` says why) or the registry
+/// is gone.
+async fn receive(listener: &mut PgListener, registry: &Weak<RegistryInner>) -> Result<(), String> {
+    loop {
+        match timeout(LIVENESS_INTERVAL, listener.try_recv()).await {
+            Ok(Ok(Some(notification))) => {
+                let Some(inner) = registry.upgrade() else {
+                    return Ok(());
+                };
+                match parse_payload(notification.payload()) {
+                    Some((tenant, seq)) => inner.committed(tenant, seq),
+                    None => {
+                        log::warn!("unexpected event notification {:?}", notification.payload())
+                    }
+                }
+            }
+            Ok(Ok(None)) => return Err("connection closed".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_quiet) => {
+                let ping = sqlx::query("select 1").execute(&mut *listener);
+                match timeout(LIVENESS_TIMEOUT, ping).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err("liveness check timed out".into()),
+                }
+                if registry.strong_count() == 0 {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn parse_payload(payload: &str) -> Option<(TenantId, i64)> {
+    let (tenant, seq) = payload.split_once(':')?;
+    Some((
+        uuid::Uuid::parse_str(tenant).ok()?.into(),
+        seq.parse().ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_tenant_and_seq() {
+        let tenant = uuid::Uuid::new_v4();
+        assert_eq!(
+            parse_payload(&format!("{tenant}:42")),
+            Some((tenant.into(), 42))
+        );
+        assert_eq!(parse_payload("garbage"), None);
+        assert_eq!(parse_payload(&format!("{tenant}:x")), None);
+    }
+}

@@ -1,0 +1,99 @@
+//! Messages between sessions, hubs and the log feed, and the JSON frames sent to clients.
+
+use std::sync::Arc;
+
+use actix::{Message, Recipient};
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db::events::EventRow;
+use crate::views::Audience;
+
+pub type SessionId = Uuid;
+
+/// One event encoded for one audience: its `ticket_update` and `queue_update` frames.
+/// Cloning shares the bytes, so a broadcast encodes each event once per audience.
+#[derive(Debug, Clone)]
+pub struct EventFrames {
+    pub seq: i64,
+    pub frames: [ByteString; 2],
+}
+
+/// Everything the hub tells a session, through the session's one bounded mailbox.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum ToSession {
+    Event(EventFrames),
+    /// Close the connection with this code (e.g. 1013 for a client that reads too slowly).
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
+}
+
+/// A session joins its tenant's hub, having already sent its client the state as of
+/// `after` (a snapshot, or the events replayed up to it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub session: SessionId,
+    pub audience: Audience,
+    pub recipient: Recipient<ToSession>,
+    pub after: i64,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub session: SessionId,
+}
+
+/// A committed event, from the request that made it or read back from the log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub Arc<EventRow>);
+
+/// The database says event `seq` of the hub's tenant was committed (by any process).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Committed(pub i64);
+
+/// The feed's listener was reconnected: notifications may have been lost, so read the log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CatchUp;
+
+/// Events read from the log at the hub's request: `None` if the read failed; `complete`
+/// when the log had nothing more up to the requested bound.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fetched {
+    pub events: Option<Vec<Arc<EventRow>>>,
+    pub complete: bool,
+}
+
+/// How many sessions the hub has, by audience (totem, operator).
+#[derive(Message)]
+#[rtype(result = "(usize, usize)")]
+pub struct SessionCount;
+
+/// A server message without `seq` (`hello`, `pong`, `error`).
+pub fn frame(kind: &str, ts: DateTime<Utc>, data: serde_json::Value) -> ByteString {
+    json!({ "type": kind, "ts": ts, "data": data })
+        .to_string()
+        .into()
+}
+
+/// A server message with `seq` (`snapshot`).
+pub fn frame_with_seq(
+    kind: &str,
+    seq: i64,
+    ts: DateTime<Utc>,
+    data: serde_json::Value,
+) -> ByteString {
+    json!({ "type": kind, "seq": seq, "ts": ts, "data": data })
+        .to_string()
+        .into()
+}

@@ -1,0 +1,201 @@
+//! Live updates over WebSocket (contract §5): handshake routes, sessions, hubs, the feed.
+
+pub mod feed;
+pub mod hub;
+pub mod messages;
+pub mod registry;
+pub mod session;
+
+use std::time::Instant;
+
+use actix_web::web::{self, Data, Path, Payload, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use bytestring::ByteString;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use self::messages::{frame, frame_with_seq};
+use self::session::WsSession;
+use crate::auth::extract::{bearer_token, verify_for_slug};
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::ticketing::reads;
+use crate::views::{Audience, event_messages};
+
+/// Largest frame a client may send; clients send tiny JSON messages.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 4096;
+/// A session resuming further behind than this gets a snapshot instead of a replay.
+pub const MAX_REPLAY_EVENTS: i64 = 1000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/{slug}/totem", web::get().to(totem_session))
+        .route("/ws/{slug}/operator", web::get().to(operator_session));
+}
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    since: Option<i64>,
+    token: Option<String>,
+}
+
+async fn totem_session(
+    req: HttpRequest,
+    stream: Payload,
+    state: Data<AppState>,
+    slug: Path<String>,
+    query: Query<SessionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    start_session(
+        req,
+        stream,
+        &state,
+        &slug,
+        Audience::Public,
+        None,
+        query.since,
+    )
+    .await
+}
+
+/// The token comes as `?token=` (browsers cannot set headers on a WebSocket) or as
+/// `Authorization: Bearer`.
+async fn operator_session(
+    req: HttpRequest,
+    stream: Payload,
+    state: Data<AppState>,
+    slug: Path<String>,
+    query: Query<SessionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let token = match (query.token.as_deref(), bearer_token(&req)) {
+        (Some(token), _) => token,
+        (None, Some(header)) => header?,
+        (None, None) => return Err(ApiError::MissingToken),
+    };
+    let claims = verify_for_slug(&state, token, &slug)?;
+    let expires_at = Utc
+        .timestamp_opt(claims.exp, 0)
+        .single()
+        .ok_or(ApiError::InvalidToken)?;
+    start_session(
+        req,
+        stream,
+        &state,
+        &slug,
+        Audience::Operator,
+        Some(expires_at),
+        query.since,
+    )
+    .await
+}
+
+async fn start_session(
+    req: HttpRequest,
+    stream: Payload,
+    state: &AppState,
+    slug: &str,
+    audience: Audience,
+    token_expires_at: Option<DateTime<Utc>>,
+    since: Option<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = {
+        let mut conn = state.db.acquire().await?;
+        db::tenants::get_tenant(&mut conn, slug).await?
+    };
+    // The hub must exist before the state is read: every event committed after that read
+    // then reaches the hub, and nothing falls between the two.
+    let hub = state.hubs.hub(tenant.id);
+    let session_id = uuid::Uuid::new_v4();
+    let now = state.clock.now();
+
+    let mut tx = db::begin_snapshot(&state.db).await?;
+    let seq = db::events::current_seq(&mut tx, tenant.id).await?;
+    let oldest = db::events::oldest_seq(&mut tx, tenant.id)
+        .await?
+        .unwrap_or(seq + 1);
+    let mut initial: Vec<ByteString> = vec![frame(
+        "hello",
+        now,
+        json!({
+            "session_id": session_id,
+            "audience": match audience { Audience::Public => "totem", Audience::Operator => "operator" },
+            "seq": seq,
+            "heartbeat_interval_secs": state.config.heartbeat_interval.as_secs(),
+        }),
+    )];
+    match replay_from(since, seq, oldest) {
+        Some(since) => {
+            let events = db::events::list_events(&mut tx, tenant.id, since, seq, i64::MAX).await?;
+            for event in &events {
+                for message in event_messages(event, audience)? {
+                    initial.push(message.to_string().into());
+                }
+            }
+        }
+        None => {
+            let snapshot = reads::queue_snapshot(&mut tx, &tenant, now).await?;
+            initial.push(frame_with_seq(
+                "snapshot",
+                seq,
+                now,
+                snapshot.to_json(audience),
+            ));
+        }
+    }
+    tx.commit().await?;
+
+    let session = WsSession {
+        id: session_id,
+        audience,
+        hub,
+        initial,
+        last_seq: seq,
+        heartbeat: state.config.heartbeat_interval,
+        client_timeout: state.config.client_timeout,
+        token_expires_at,
+        last_heard: Instant::now(),
+    };
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(MAX_CLIENT_FRAME_BYTES)
+        .start()
+        .map_err(|e| {
+            log::debug!("WebSocket handshake refused: {e}");
+            ApiError::NotWebSocket
+        })
+}
+
+/// Whether a session asking for the events after `since` gets them replayed (`Some`), or a
+/// snapshot: when it has no `since`, when `since` is negative or beyond the current `seq`
+/// (a restored database), when the log no longer has every event after it (`oldest` is
+/// the first seq kept), or when it is more than [`MAX_REPLAY_EVENTS`] behind.
+fn replay_from(since: Option<i64>, seq: i64, oldest: i64) -> Option<i64> {
+    since.filter(|&since| {
+        since >= 0 && since <= seq && since + 1 >= oldest && seq - since <= MAX_REPLAY_EVENTS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_resume_by_replay_only_when_the_log_can_serve_it() {
+        let cases = [
+            ("no since", None, 10, 1, None),
+            ("a few behind", Some(7), 10, 1, Some(7)),
+            ("up to date", Some(10), 10, 1, Some(10)),
+            ("from the very start", Some(0), 10, 1, Some(0)),
+            ("negative", Some(-1), 10, 1, None),
+            ("beyond the current seq", Some(11), 10, 1, None),
+            ("older than the log", Some(3), 10, 5, None),
+            ("right at the log's start", Some(4), 10, 5, Some(4)),
+            ("exactly the replay limit", Some(0), 1000, 1, Some(0)),
+            ("past the replay limit", Some(0), 1001, 1, None),
+        ];
+        for (case, since, seq, oldest, expected) in cases {
+            assert_eq!(replay_from(since, seq, oldest), expected, "{case}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Tenant → Hub. Created once, before the HTTP server, and shared by every worker; the
+//! hubs, the log reader and the listener run on one arbiter thread of their own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use sqlx::PgPool;
+
+use super::feed::{LogReader, run_listener};
+use super::hub::Hub;
+use super::messages::{CatchUp, Committed, Publish, SessionCount};
+use crate::db::events::EventRow;
+use crate::domain::ids::TenantId;
+
+#[derive(Clone)]
+pub struct HubRegistry(Arc<RegistryInner>);
+
+pub struct RegistryInner {
+    hubs: Mutex<HashMap<TenantId, Addr<Hub>>>,
+    arbiter: Arbiter,
+    log: Addr<LogReader>,
+    listener_pid: Arc<AtomicI32>,
+}
+
+impl HubRegistry {
+    /// Starts the hub thread and the listener. Needs a running actix `System`.
+    pub fn start(pool: PgPool) -> Self {
+        let arbiter = Arbiter::new();
+        let log_pool = pool.clone();
+        let log = LogReader::start_in_arbiter(&arbiter.handle(), move |_| LogReader::new(log_pool));
+        let inner = Arc::new(RegistryInner {
+            hubs: Mutex::new(HashMap::new()),
+            arbiter,
+            log,
+            listener_pid: Arc::new(AtomicI32::new(0)),
+        });
+        let weak = Arc::downgrade(&inner);
+        let pid = inner.listener_pid.clone();
+        inner.arbiter.spawn(run_listener(pool, weak, pid));
+        Self(inner)
+    }
+
+    /// The tenant's hub, started if it does not exist yet.
+    pub fn hub(&self, tenant: TenantId) -> Addr<Hub> {
+        let mut hubs = self.0.lock();
+        hubs.entry(tenant)
+            .or_insert_with(|| {
+                let log = self.0.log.clone();
+                Hub::start_in_arbiter(&self.0.arbiter.handle(), move |_| Hub::new(tenant, log))
+            })
+            .clone()
+    }
+
+    /// Hands a committed event to its tenant's hub, if this process has one. Never waits.
+    pub fn publish(&self, tenant: TenantId, event: Arc<EventRow>) {
+        if let Some(hub) = self.0.get(tenant) {
+            hub.do_send(Publish(event));
+        }
+    }
+
+    /// Open sessions of the tenant in this process: (totem, operator).
+    pub async fn session_counts(&self, tenant: TenantId) -> (usize, usize) {
+        match self.0.get(tenant) {
+            Some(hub) => hub.send(SessionCount).await.unwrap_or((0, 0)),
+            None => (0, 0),
+        }
+    }
+
+    /// The PostgreSQL backend pid of the event listener (0 before it connected).
+    pub fn listener_backend_pid(&self) -> i32 {
+        self.0.listener_pid.load(Ordering::Relaxed)
+    }
+}
+
+impl RegistryInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Addr<Hub>>> {
+        self.hubs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, tenant: TenantId) -> Option<Addr<Hub>> {
+        self.lock().get(&tenant).cloned()
+    }
+
+    pub(super) fn committed(&self, tenant: TenantId, seq: i64) {
+        if let Some(hub) = self.get(tenant) {
+            hub.do_send(Committed(seq));
+        }
+    }
+
+    pub(super) fn catch_up_all(&self) {
+        for hub in self.lock().values() {
+            hub.do_send(CatchUp);
+        }
+    }
+}
+
+impl Drop for RegistryInner {
+    fn drop(&mut self) {
+        self.arbiter.stop();
+    }
+}
