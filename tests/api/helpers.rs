@@ -6,6 +6,7 @@ use awc::Client;
 use nextup::clock::ShiftedClock;
 use nextup::config::{Config, JwtSecret};
 use nextup::startup::Application;
+use nextup::ws::registry::HubRegistry;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
@@ -23,7 +24,11 @@ pub struct TestApp {
     pub db_name: String,
     pub pool: PgPool,
     pub clock: Arc<ShiftedClock>,
+    pub hubs: HubRegistry,
     client: Client,
+    /// The first instance on a database drops it; siblings share it.
+    owns_database: bool,
+    config: Config,
 }
 
 /// A response, with its body parsed as JSON (`Null` when empty).
@@ -81,7 +86,7 @@ impl TestApp {
         let db_name = format!("nextup_test_{}", Uuid::new_v4().simple());
         let database_url = format!("{}/{db_name}", postgres_server_url());
         let mut config = Config::from_lookup(|_| None).expect("default configuration");
-        config.database_url = database_url.clone();
+        config.database_url = database_url;
         config.bind_addr = "127.0.0.1:0".into();
         config.jwt_secret = Some(JwtSecret::parse(TEST_JWT_SECRET.into()).unwrap());
         config.database_pool_size = 20;
@@ -90,21 +95,74 @@ impl TestApp {
         config.issue_burst = 1_000_000;
         config.static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static").into();
         adjust(&mut config);
+        Self::start(config, db_name, true).await
+    }
 
+    async fn start(config: Config, db_name: String, owns_database: bool) -> TestApp {
+        // `RUST_LOG=nextup=debug cargo test …` shows the server's logs of failing tests.
+        let _ = env_logger::builder().is_test(true).try_init();
         let clock = Arc::new(ShiftedClock::default());
-        let app = Application::build_with_clock(config, clock.clone())
+        let app = Application::build_with_clock(config.clone(), clock.clone())
             .await
             .expect("the application builds");
         let base = app.base_url();
+        let hubs = app.hubs();
         actix_web::rt::spawn(app.run_until_stopped());
-        let pool = PgPool::connect(&database_url).await.expect("test pool");
+        let pool = PgPool::connect(&config.database_url)
+            .await
+            .expect("test pool");
         let client = Client::builder().timeout(Duration::from_secs(30)).finish();
         TestApp {
             base,
             db_name,
             pool,
             clock,
+            hubs,
             client,
+            owns_database,
+            config,
+        }
+    }
+
+    /// A second server process on the same database, as behind a load balancer.
+    pub async fn spawn_sibling(&self) -> TestApp {
+        Self::start(self.config.clone(), self.db_name.clone(), false).await
+    }
+
+    /// Open WebSocket sessions of the tenant on this instance: (totem, operator).
+    pub async fn session_counts(&self, slug: &str) -> (usize, usize) {
+        let mut conn = self.pool.acquire().await.unwrap();
+        let tenant = nextup::db::tenants::get_tenant(&mut conn, slug)
+            .await
+            .unwrap();
+        self.hubs.session_counts(tenant.id).await
+    }
+
+    /// Waits (up to 10 s) until the tenant has exactly these session counts.
+    pub async fn wait_for_sessions(&self, slug: &str, expected: (usize, usize)) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let counts = self.session_counts(slug).await;
+            if counts == expected {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sessions of {slug}: {counts:?}, expected {expected:?}"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until this instance listens for other instances' events.
+    pub async fn wait_for_listener(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.hubs.listener_backend_pid() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the listener never connected"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -324,7 +382,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        drop_test_database(&self.db_name);
+        if self.owns_database {
+            drop_test_database(&self.db_name);
+        }
     }
 }
 

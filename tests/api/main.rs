@@ -12,3 +12,4 @@ mod events;
 mod idempotency;
 mod lifecycle;
 mod queue_order;
+mod ws;
