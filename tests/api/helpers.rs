@@ -404,3 +404,23 @@ pub fn drop_test_database(db_name: &str) {
         eprintln!("could not drop test database {db_name}: {e}");
     }
 }
+
+/// A token signed with the test secret for `slug` that expired a second ago.
+pub fn expired_token(slug: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": Uuid::new_v4(),
+        "tenant_id": Uuid::new_v4(),
+        "tenant": slug,
+        "username": "ghost",
+        "role": "operator",
+        "iat": now - 100,
+        "exp": now - 1,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}

@@ -176,6 +176,12 @@ async fn handshakes_are_refused_with_the_json_error_body() {
             "invalid_token",
         ),
         (
+            "operator with an expired token",
+            operator(&clinic, &expired_token("clinic")),
+            401,
+            "token_expired",
+        ),
+        (
             "operator with another tenant's token",
             operator(&clinic, &other.operator),
             403,
