@@ -3,9 +3,14 @@
 use std::path::{Path as FsPath, PathBuf};
 
 use actix_files::{Files, NamedFile};
+use actix_web::http::header;
 use actix_web::web::{self, Data, Path};
+use actix_web::{HttpRequest, HttpResponse};
+use qrcode::QrCode;
+use qrcode::render::svg;
 
 use crate::db;
+use crate::domain::ids::TicketId;
 use crate::error::{ApiError, Resource};
 use crate::state::AppState;
 
@@ -14,6 +19,10 @@ const TENANT_PAGES: [&str; 3] = ["totem", "display", "operator"];
 
 pub fn configure(cfg: &mut web::ServiceConfig, static_dir: &str) {
     cfg.route("/", web::get().to(index))
+        // Browsers ask for it on every page; there is none, and a 404 would be noise.
+        .route("/favicon.ico", web::get().to(HttpResponse::NoContent))
+        .route("/t/{slug}/ticket/{id}", web::get().to(ticket_page))
+        .route("/t/{slug}/ticket/{id}/qr.svg", web::get().to(ticket_qr))
         .route("/t/{slug}/{page}", web::get().to(tenant_page))
         // Assets (scripts, styles, sounds). `Files` refuses paths that leave the directory.
         .service(Files::new("/static", static_dir));
@@ -39,4 +48,50 @@ async fn tenant_page(
     let mut conn = state.db.acquire().await?;
     db::tenants::get_tenant(&mut conn, &slug).await?;
     NamedFile::open(page_file(&state, page)).map_err(|_| ApiError::NotFound(Resource::Route))
+}
+
+/// The page a person opens on their phone to follow a ticket.
+async fn ticket_page(
+    state: Data<AppState>,
+    path: Path<(String, TicketId)>,
+) -> Result<NamedFile, ApiError> {
+    let (slug, id) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    db::tickets::find_record(&mut conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    NamedFile::open(page_file(&state, "ticket")).map_err(|_| ApiError::NotFound(Resource::Route))
+}
+
+/// A QR code (SVG) of the ticket's follow page, for the kiosk screen and printout. The URL
+/// is built from the request's host, so it works behind whatever name the kiosk used.
+async fn ticket_qr(
+    req: HttpRequest,
+    state: Data<AppState>,
+    path: Path<(String, TicketId)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    db::tickets::find_record(&mut conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    let info = req.connection_info();
+    let url = format!(
+        "{}://{}/t/{}/ticket/{id}",
+        info.scheme(),
+        info.host(),
+        tenant.slug
+    );
+    let code = QrCode::new(url.as_bytes()).map_err(ApiError::internal)?;
+    let image = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "image/svg+xml"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(image))
 }

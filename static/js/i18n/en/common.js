@@ -1,0 +1,23 @@
+export default {
+  connection: {
+    connecting: 'Connecting…',
+    live: 'Live',
+    reconnecting: 'Reconnecting…',
+    polling: 'Offline – checking for updates',
+  },
+  status: {
+    waiting: 'Waiting',
+    called: 'Called',
+    serving: 'Being served',
+    done: 'Done',
+    no_show: 'Missed',
+    cancelled: 'Cancelled',
+  },
+  wait: {
+    under_a_minute: 'less than a minute',
+    minutes: 'about {minutes} min',
+  },
+  language: 'Language',
+  tenant_not_found: 'This site does not exist.',
+  network_error: 'No connection to the server. Please try again.',
+};

@@ -1,0 +1,23 @@
+export default {
+  connection: {
+    connecting: 'Conectando…',
+    live: 'Ao vivo',
+    reconnecting: 'Reconectando…',
+    polling: 'Sem conexão – verificando atualizações',
+  },
+  status: {
+    waiting: 'Aguardando',
+    called: 'Chamada',
+    serving: 'Em atendimento',
+    done: 'Concluída',
+    no_show: 'Não compareceu',
+    cancelled: 'Cancelada',
+  },
+  wait: {
+    under_a_minute: 'menos de um minuto',
+    minutes: 'cerca de {minutes} min',
+  },
+  language: 'Idioma',
+  tenant_not_found: 'Este local não existe.',
+  network_error: 'Sem conexão com o servidor. Tente novamente.',
+};
