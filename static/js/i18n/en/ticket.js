@@ -1,0 +1,30 @@
+export default {
+  page_title: 'nextup – your ticket',
+  your_ticket: 'Your ticket',
+  loading: 'Loading your ticket…',
+  priority_badge: 'Priority',
+  ahead: {
+    zero: 'You are next',
+    one: '1 person ahead of you',
+    other: '{count} people ahead of you',
+  },
+  estimate: 'Estimated wait: {wait}',
+  called: 'Your turn!',
+  go_to: 'Go to {counter}',
+  serving: 'Being served at {counter}',
+  finished: {
+    done: 'Service complete. Thank you!',
+    no_show: 'Your ticket was called, but you were not there. Please ask the staff.',
+    cancelled: 'This ticket was cancelled.',
+  },
+  keep_open: 'Keep this page open: it updates by itself and alerts you when you are called.',
+  sound: {
+    enable: 'Turn on sound alert',
+    enabled: 'Sound alert on',
+  },
+  title_called: '{code}: go to {counter}',
+  error: {
+    ticket_not_found: 'This ticket was not found.',
+    generic: 'Could not load your ticket. Retrying…',
+  },
+};

@@ -1,0 +1,30 @@
+export default {
+  page_title: 'nextup – sua senha',
+  your_ticket: 'Sua senha',
+  loading: 'Carregando sua senha…',
+  priority_badge: 'Preferencial',
+  ahead: {
+    zero: 'Sua senha é a próxima',
+    one: '1 pessoa na sua frente',
+    other: '{count} pessoas na sua frente',
+  },
+  estimate: 'Tempo estimado de espera: {wait}',
+  called: 'Sua senha foi chamada!',
+  go_to: 'Dirija-se a: {counter}',
+  serving: 'Local de atendimento: {counter}',
+  finished: {
+    done: 'Atendimento concluído. Obrigado!',
+    no_show: 'Sua senha foi chamada, mas você não compareceu. Procure um funcionário.',
+    cancelled: 'Esta senha foi cancelada.',
+  },
+  keep_open: 'Mantenha esta página aberta: ela se atualiza sozinha e avisa quando sua senha for chamada.',
+  sound: {
+    enable: 'Ativar aviso sonoro',
+    enabled: 'Aviso sonoro ativado',
+  },
+  title_called: '{code} – chamada: {counter}',
+  error: {
+    ticket_not_found: 'Senha não encontrada.',
+    generic: 'Não foi possível carregar sua senha. Tentando de novo…',
+  },
+};

@@ -1,0 +1,815 @@
+// The operator console (/t/{slug}/operator): sign in, choose a desk and the services to serve,
+// call and handle tickets, and watch the waiting queue live.
+//
+// State kept by the browser:
+// - sessionStorage `nextup.operator.token.<slug>`: the login token (a JWT), for this tab only;
+// - localStorage `nextup.operator.setup.<slug>`: `{counterId, serviceIds}`, for the next visit.
+//
+// The queue is a map of the active tickets by id, filled from each snapshot and updated by each
+// ticket_update (and by the answers to our own actions, so that the console reacts at once even
+// while the live connection is down). The waiting list and the current ticket are derived from it.
+
+import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
+import { t, translatePage, onLanguageChange, renderLanguageSwitcher, currentLanguage } from './i18n.js';
+import { connectLive, pollSecsFromQuery } from './live.js';
+import { renderConnection, formatWait, statusText, el } from './ui.js';
+
+const slug = slugFromPath();
+const TOKEN_KEY = `nextup.operator.token.${slug}`;
+const SETUP_KEY = `nextup.operator.setup.${slug}`;
+const ACTIVE = new Set(['waiting', 'called', 'serving']);
+const AT_DESK = new Set(['called', 'serving']);
+const SHORTCUTS = { n: 'call-next', r: 'recall', s: 'start', f: 'finish', x: 'no-show' };
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const $ = (id) => document.getElementById(id);
+const dom = {
+  tenantName: $('tenant-name'),
+  connection: $('connection'),
+  userInfo: $('user-info'),
+  logout: $('logout'),
+  langSwitcher: $('lang-switcher'),
+  login: $('login'),
+  loginForm: $('login-form'),
+  loginUsername: $('login-username'),
+  loginPassword: $('login-password'),
+  loginError: $('login-error'),
+  loginButton: $('login-button'),
+  console: $('console'),
+  counterSelect: $('counter-select'),
+  serviceOptions: $('service-options'),
+  setupError: $('setup-error'),
+  setupErrorText: $('setup-error-text'),
+  setupRetry: $('setup-retry'),
+  current: $('current-ticket'),
+  currentEmpty: $('current-empty'),
+  currentBody: $('current-body'),
+  currentCode: $('current-code'),
+  currentStatus: $('current-status'),
+  currentPriority: $('current-priority'),
+  currentService: $('current-service'),
+  currentCustomerRow: $('current-customer-row'),
+  currentCustomer: $('current-customer'),
+  currentMeta: $('current-meta'),
+  transferService: $('transfer-service'),
+  message: $('message'),
+  waitingTotal: $('waiting-total'),
+  serviceCounts: $('service-counts'),
+  waitingList: $('waiting-list'),
+  waitingEmpty: $('waiting-empty'),
+  announce: $('announce'),
+};
+const buttons = {
+  'call-next': $('call-next'),
+  recall: $('recall'),
+  start: $('start'),
+  finish: $('finish'),
+  'no-show': $('no-show'),
+  cancel: $('cancel'),
+  transfer: $('transfer'),
+  'transfer-confirm': $('transfer-confirm'),
+};
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+let token = null;
+let user = null; // {username, role} from the token's claims
+let live = null;
+let expiryTimer = null;
+let counters = []; // [{id, name}]
+let services = []; // [{id, code, name}] (active services, for the checkboxes and transfer)
+let summaries = []; // [{id, code, name, waiting, estimated_wait_secs}] from the live queue
+let tickets = new Map(); // id → operator ticket (active ones only)
+let tenantName = '';
+let setup = loadSetup(); // {counterId, serviceIds}
+let pending = false; // an action is in flight: action buttons are disabled meanwhile
+let message = null; // {code, kind, vars}
+let connectionState = null;
+let loginErrorKey = null;
+let loginErrorVars = {};
+
+window.nextupLive = null;
+
+// ---------------------------------------------------------------------------------------------
+// Storage
+
+function loadSetup() {
+  try {
+    const stored = JSON.parse(localStorage.getItem(SETUP_KEY) || 'null');
+    if (stored && typeof stored === 'object') {
+      return {
+        counterId: typeof stored.counterId === 'string' ? stored.counterId : '',
+        serviceIds: Array.isArray(stored.serviceIds) ? stored.serviceIds.filter((id) => typeof id === 'string') : [],
+      };
+    }
+  } catch { /* unreadable: start afresh */ }
+  return { counterId: '', serviceIds: [] };
+}
+
+function saveSetup() {
+  try { localStorage.setItem(SETUP_KEY, JSON.stringify(setup)); } catch { /* private mode */ }
+}
+
+function readToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY); } catch { return null; }
+}
+
+function storeToken(value) {
+  try {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch { /* private mode: the session lasts as long as the page */ }
+}
+
+/** The claims of a JWT (not verified: the server does that), or null. */
+function claimsOf(jwt) {
+  try {
+    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const padded = part + '='.repeat((4 - (part.length % 4)) % 4);
+    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+async function login(event) {
+  event.preventDefault();
+  const username = dom.loginUsername.value.trim();
+  const password = dom.loginPassword.value;
+  if (!username || !password) {
+    (username ? dom.loginPassword : dom.loginUsername).focus();
+    return;
+  }
+  dom.loginButton.disabled = true;
+  dom.loginButton.textContent = t('operator.login.signing_in');
+  let reply = null;
+  try {
+    reply = await api('/auth/login', { method: 'POST', body: { tenant: slug, username, password } });
+  } catch {
+    reply = null;
+  }
+  dom.loginButton.disabled = false;
+  dom.loginButton.textContent = t('operator.login.submit');
+  if (!reply) {
+    showLoginError('common.network_error', {}, 'network_error');
+    return;
+  }
+  if (reply.status === 200 && reply.body && reply.body.token) {
+    dom.loginPassword.value = '';
+    storeToken(reply.body.token);
+    startSession(reply.body.token);
+    return;
+  }
+  if (reply.status === 401) {
+    showLoginError('operator.login.invalid_credentials', {}, 'invalid_credentials');
+    dom.loginPassword.select();
+    return;
+  }
+  const code = errorCode(reply) || `http_${reply.status}`;
+  showLoginError('operator.login.failed', { code }, code);
+}
+
+function showLoginError(key, vars, code) {
+  loginErrorKey = key;
+  loginErrorVars = vars;
+  dom.loginError.dataset.code = code || '';
+  renderLoginError();
+}
+
+function renderLoginError() {
+  dom.loginError.hidden = !loginErrorKey;
+  dom.loginError.textContent = loginErrorKey ? t(loginErrorKey, loginErrorVars) : '';
+}
+
+function startSession(jwt) {
+  const claims = claimsOf(jwt);
+  if (claims && typeof claims.exp === 'number' && claims.exp * 1000 <= Date.now()) {
+    endSession('session_expired');
+    return;
+  }
+  token = jwt;
+  user = claims ? { username: claims.username || '', role: claims.role || '' } : { username: '', role: '' };
+  loginErrorKey = null;
+  dom.loginError.dataset.code = '';
+  renderLoginError();
+  message = null;
+  tickets = new Map();
+  summaries = [];
+
+  clearTimeout(expiryTimer);
+  if (claims && typeof claims.exp === 'number') {
+    const ms = claims.exp * 1000 - Date.now();
+    if (ms < MAX_TIMER_MS) expiryTimer = setTimeout(() => endSession('session_expired'), ms + 500);
+  }
+
+  dom.login.hidden = true;
+  dom.console.hidden = false;
+  dom.logout.hidden = false;
+  dom.userInfo.hidden = !user.username;
+  dom.connection.hidden = false;
+  renderHeader();
+  renderAll();
+
+  live = connectLive({
+    slug,
+    audience: 'operator',
+    token,
+    pollSecs: pollSecsFromQuery(),
+    onState: (state) => {
+      connectionState = state;
+      renderConnection(dom.connection, state);
+    },
+    onSnapshot,
+    onTicketUpdate,
+    onQueueUpdate,
+    onAuthError: () => endSession('session_expired'),
+  });
+  window.nextupLive = live;
+  loadSetupData();
+  focusPrimary();
+}
+
+/** Back to the login form; `reason` ('session_expired', 'wrong_tenant') is shown there. */
+function endSession(reason) {
+  if (live) live.close();
+  live = null;
+  window.nextupLive = null;
+  clearTimeout(expiryTimer);
+  token = null;
+  user = null;
+  storeToken(null);
+  tickets = new Map();
+  summaries = [];
+  pending = false;
+  message = null;
+  connectionState = null;
+  delete document.body.dataset.connection;
+
+  dom.console.hidden = true;
+  dom.login.hidden = false;
+  dom.logout.hidden = true;
+  dom.userInfo.hidden = true;
+  dom.connection.hidden = true;
+  if (reason) {
+    showLoginError(`operator.login.${reason}`, {}, reason);
+  } else {
+    showLoginError(null, {}, '');
+  }
+  dom.loginButton.disabled = false;
+  dom.loginUsername.focus();
+}
+
+/** Handles a refused token on any call; true when the session ended. */
+function authFailed(reply) {
+  if (reply.status === 401) {
+    endSession('session_expired');
+    return true;
+  }
+  if (reply.status === 403 && errorCode(reply) === 'wrong_tenant') {
+    endSession('wrong_tenant');
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Desks and services
+
+async function loadSetupData() {
+  dom.setupError.hidden = true;
+  const sessionToken = token;
+  let countersReply;
+  let servicesReply;
+  try {
+    [countersReply, servicesReply] = await Promise.all([
+      api(`/tenants/${encodeURIComponent(slug)}/counters`, { token }),
+      api(`/tenants/${encodeURIComponent(slug)}/services`),
+    ]);
+  } catch {
+    if (token === sessionToken) showSetupError('network_error');
+    return;
+  }
+  if (token !== sessionToken || !token) return;
+  if (authFailed(countersReply)) return;
+  if (countersReply.status !== 200 || servicesReply.status !== 200) {
+    const failed = countersReply.status !== 200 ? countersReply : servicesReply;
+    showSetupError(errorCode(failed) || `http_${failed.status}`);
+    return;
+  }
+  counters = countersReply.body.counters || [];
+  services = servicesReply.body.services || [];
+  if (setup.counterId && !counters.some((c) => c.id === setup.counterId)) setup.counterId = '';
+  setup.serviceIds = setup.serviceIds.filter((id) => services.some((s) => s.id === id));
+  saveSetup();
+  renderCounters();
+  renderServiceOptions();
+  renderAll();
+}
+
+function showSetupError(code) {
+  dom.setupError.hidden = false;
+  dom.setupErrorText.dataset.code = code;
+  dom.setupErrorText.textContent = code === 'network_error'
+    ? t('common.network_error')
+    : t('operator.setup.load_failed', { code });
+}
+
+function renderCounters() {
+  const select = dom.counterSelect;
+  select.replaceChildren();
+  const placeholder = el('option', '', t('operator.setup.choose_counter'));
+  placeholder.value = '';
+  select.append(placeholder);
+  for (const counter of counters) {
+    const option = el('option', '', counter.name);
+    option.value = counter.id;
+    select.append(option);
+  }
+  select.value = setup.counterId || '';
+}
+
+function renderServiceOptions() {
+  dom.serviceOptions.replaceChildren();
+  for (const service of services) {
+    const label = el('label', 'service-option');
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.value = service.id;
+    box.dataset.testid = `service-${service.code}`;
+    box.checked = setup.serviceIds.includes(service.id);
+    box.addEventListener('change', onServicesChange);
+    label.append(box, el('span', 'service-option-code', service.code), el('span', 'service-option-name', service.name));
+    dom.serviceOptions.append(label);
+  }
+}
+
+function onServicesChange() {
+  setup.serviceIds = [...dom.serviceOptions.querySelectorAll('input[type=checkbox]:checked')].map((box) => box.value);
+  saveSetup();
+  renderWaiting();
+  renderCounts();
+}
+
+function onCounterChange() {
+  setup.counterId = dom.counterSelect.value;
+  saveSetup();
+  if (message && message.code === 'choose_counter') message = null;
+  renderAll();
+}
+
+function counterName(id) {
+  const counter = counters.find((c) => c.id === id);
+  return counter ? counter.name : '';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live queue
+
+/** The seq of the last snapshot applied; older events must not overwrite it. */
+let snapshotSeq = -1;
+
+function onSnapshot(snapshot) {
+  snapshotSeq = snapshot.seq;
+  tickets = new Map();
+  for (const ticket of [...(snapshot.waiting || []), ...(snapshot.called || [])]) tickets.set(ticket.id, ticket);
+  summaries = snapshot.services || [];
+  if (snapshot.tenant && snapshot.tenant.name) {
+    tenantName = snapshot.tenant.name;
+    renderHeader();
+  }
+  renderAll();
+}
+
+function onTicketUpdate(data, seq) {
+  if (seq <= snapshotSeq) return;
+  applyTicket(data.ticket);
+  renderAll();
+}
+
+function onQueueUpdate(data) {
+  summaries = data.services || [];
+  renderCounts();
+}
+
+function applyTicket(ticket) {
+  if (!ticket || !ticket.id) return;
+  if (ACTIVE.has(ticket.status)) tickets.set(ticket.id, ticket);
+  else tickets.delete(ticket.id);
+}
+
+/** The ticket called to (or being served at) my desk, if any. */
+function currentTicket() {
+  if (!setup.counterId) return null;
+  let found = null;
+  for (const ticket of tickets.values()) {
+    if (!AT_DESK.has(ticket.status) || !ticket.counter || ticket.counter.id !== setup.counterId) continue;
+    if (!found || (ticket.called_at || '') > (found.called_at || '')) found = ticket;
+  }
+  return found;
+}
+
+/** Waiting tickets in call order: priority first, then the oldest, then the id. */
+function waitingTickets() {
+  const rank = (ticket) => (ticket.priority === 'priority' ? 0 : 1);
+  return [...tickets.values()]
+    .filter((ticket) => ticket.status === 'waiting')
+    .sort((a, b) => rank(a) - rank(b)
+      || Date.parse(a.created_at) - Date.parse(b.created_at)
+      || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function isMine(serviceId) {
+  return setup.serviceIds.length === 0 || setup.serviceIds.includes(serviceId);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+function renderAll() {
+  renderCurrent();
+  renderActions();
+  renderWaiting();
+  renderCounts();
+  renderMessage();
+}
+
+function renderHeader() {
+  dom.tenantName.textContent = tenantName ? `— ${tenantName}` : '';
+  dom.userInfo.textContent = user && user.username ? t('operator.header.signed_in_as', { username: user.username }) : '';
+  document.title = tenantName ? `${t('operator.page_title')} — ${tenantName}` : t('operator.page_title');
+}
+
+function formatTime(iso) {
+  if (!iso) return '';
+  try {
+    return new Intl.DateTimeFormat(currentLanguage(), { hour: '2-digit', minute: '2-digit' }).format(new Date(iso));
+  } catch {
+    return '';
+  }
+}
+
+function renderCurrent() {
+  const ticket = currentTicket();
+  dom.current.dataset.code = ticket ? ticket.code : '';
+  dom.current.dataset.status = ticket ? ticket.status : '';
+  dom.currentBody.hidden = !ticket;
+  dom.currentEmpty.hidden = Boolean(ticket);
+  if (!ticket) {
+    dom.currentEmpty.textContent = setup.counterId ? t('operator.current.none') : t('operator.current.no_counter');
+    return;
+  }
+  dom.currentCode.textContent = ticket.code;
+  dom.currentStatus.textContent = statusText(ticket.status);
+  dom.currentStatus.dataset.status = ticket.status;
+  dom.currentPriority.hidden = ticket.priority !== 'priority';
+  dom.currentService.textContent = ticket.service ? `${ticket.service.code} · ${ticket.service.name}` : '';
+  dom.currentCustomerRow.hidden = !ticket.customer_name;
+  dom.currentCustomer.textContent = ticket.customer_name || '';
+  const parts = [];
+  const count = ticket.call_count || 0;
+  if (count > 0) parts.push(count === 1 ? t('operator.current.calls.one') : t('operator.current.calls.other', { count }));
+  if (ticket.status === 'serving' && ticket.started_at) {
+    parts.push(t('operator.current.started_at', { time: formatTime(ticket.started_at) }));
+  } else if (ticket.called_at) {
+    parts.push(t('operator.current.called_at', { time: formatTime(ticket.called_at) }));
+  }
+  dom.currentMeta.textContent = parts.join(' · ');
+}
+
+function renderTransferOptions(ticket) {
+  const select = dom.transferService;
+  const previous = select.value;
+  const choices = services.filter((service) => !ticket || !ticket.service || service.id !== ticket.service.id);
+  const key = JSON.stringify([currentLanguage(), choices.map((s) => s.id)]);
+  if (select.dataset.key !== key) {
+    select.dataset.key = key;
+    select.replaceChildren();
+    const placeholder = el('option', '', t('operator.actions.transfer_choose'));
+    placeholder.value = '';
+    select.append(placeholder);
+    for (const service of choices) {
+      const option = el('option', '', `${service.code} · ${service.name}`);
+      option.value = service.id;
+      select.append(option);
+    }
+    select.value = choices.some((s) => s.id === previous) ? previous : '';
+  }
+}
+
+function renderActions() {
+  const ticket = currentTicket();
+  const status = ticket ? ticket.status : null;
+  const canTransfer = status === 'called' || status === 'serving';
+  renderTransferOptions(ticket);
+  const enabled = {
+    'call-next': Boolean(setup.counterId),
+    recall: status === 'called',
+    start: status === 'called',
+    finish: status === 'serving',
+    'no-show': status === 'called',
+    cancel: status === 'called',
+    transfer: canTransfer,
+    'transfer-confirm': canTransfer && Boolean(dom.transferService.value),
+  };
+  for (const [name, button] of Object.entries(buttons)) button.disabled = pending || !enabled[name];
+  dom.transferService.disabled = pending || !canTransfer;
+  buttons['call-next'].classList.toggle('muted-primary', Boolean(ticket));
+  dom.console.setAttribute('aria-busy', String(pending));
+}
+
+function renderWaiting() {
+  const list = dom.waitingList;
+  const waiting = waitingTickets();
+  const focusedTestId = list.contains(document.activeElement) ? document.activeElement.dataset.testid : null;
+  const oldRows = new Map([...list.children].map((row) => [row.dataset.id, row]));
+  const rows = waiting.map((ticket) => {
+    const row = oldRows.get(ticket.id) || el('li', 'waiting-item');
+    oldRows.delete(ticket.id);
+    fillWaitingRow(row, ticket);
+    return row;
+  });
+  for (const row of oldRows.values()) row.remove();
+  rows.forEach((row, index) => {
+    if (list.children[index] !== row) list.insertBefore(row, list.children[index] || null);
+  });
+  dom.waitingEmpty.hidden = waiting.length > 0;
+  dom.waitingTotal.textContent = t('operator.waiting.total', { count: waiting.length });
+  if (focusedTestId && !list.contains(document.activeElement)) {
+    const again = list.querySelector(`[data-testid="${CSS.escape(focusedTestId)}"]`);
+    if (again) again.focus();
+  }
+}
+
+function fillWaitingRow(row, ticket) {
+  row.dataset.id = ticket.id;
+  row.dataset.code = ticket.code;
+  row.dataset.priority = ticket.priority;
+  const mine = isMine(ticket.service && ticket.service.id);
+  row.classList.toggle('not-mine', !mine);
+
+  const info = el('div', 'waiting-info');
+  const head = el('div', 'waiting-line');
+  head.append(el('span', 'waiting-code', ticket.code));
+  if (ticket.priority === 'priority') head.append(el('span', 'badge priority', t('operator.waiting.priority')));
+  head.append(el('span', 'waiting-service', ticket.service ? ticket.service.name : ''));
+  info.append(head);
+  const details = el('div', 'waiting-line small muted');
+  if (ticket.customer_name) details.append(el('span', 'waiting-customer', ticket.customer_name));
+  const minutes = Math.floor((Date.now() - Date.parse(ticket.created_at)) / 60000);
+  details.append(el('span', 'waiting-age', minutes >= 1 ? t('operator.waiting.waited', { minutes }) : t('operator.waiting.waited_short')));
+  if (!mine) details.append(el('span', 'waiting-not-mine', t('operator.waiting.not_mine')));
+  info.append(details);
+
+  let button = row.querySelector('button');
+  if (button) {
+    // Replace the text only: the button keeps its place (and the keyboard focus).
+    row.replaceChild(info, row.firstChild);
+  } else {
+    button = el('button', 'call-one');
+    button.type = 'button';
+    button.addEventListener('click', () => callTicket(row.dataset.id, row.dataset.code, button));
+    row.append(info, button);
+  }
+  button.dataset.testid = `call-${ticket.code}`;
+  button.textContent = t('operator.waiting.call');
+  button.setAttribute('aria-label', t('operator.waiting.call_label', { code: ticket.code }));
+  button.disabled = pending || !setup.counterId;
+}
+
+function renderCounts() {
+  dom.serviceCounts.replaceChildren();
+  for (const summary of summaries) {
+    const item = el('li', 'service-count');
+    item.dataset.testid = `waiting-count-${summary.code}`;
+    item.dataset.waiting = String(summary.waiting);
+    item.classList.toggle('not-mine', !isMine(summary.id));
+    item.append(
+      el('span', 'service-count-code', summary.code),
+      el('span', 'service-count-name', summary.name),
+      el('strong', 'service-count-number', t('operator.waiting.count', { count: summary.waiting })),
+    );
+    if (summary.waiting > 0) item.append(el('span', 'service-count-wait muted', formatWait(summary.estimated_wait_secs)));
+    dom.serviceCounts.append(item);
+  }
+}
+
+function showMessage(code, kind = 'error', vars = {}) {
+  message = { code, kind, vars };
+  renderMessage();
+}
+
+function clearMessage() {
+  message = null;
+  renderMessage();
+}
+
+function messageText({ code, vars }) {
+  if (code === 'network_error') return t('common.network_error');
+  const key = `operator.messages.${code}`;
+  const text = t(key, vars);
+  return text === key ? t('operator.messages.generic', { code }) : text;
+}
+
+function renderMessage() {
+  dom.message.dataset.code = message ? message.code : '';
+  dom.message.dataset.kind = message ? message.kind : '';
+  dom.message.textContent = message ? messageText(message) : '';
+}
+
+function announce(text) {
+  dom.announce.textContent = '';
+  // A fresh text node, so that a repeated announcement is read again.
+  setTimeout(() => { dom.announce.textContent = text; }, 50);
+}
+
+/** Focuses the button a person most likely wants next. */
+function focusPrimary() {
+  const status = currentTicket() ? currentTicket().status : null;
+  const order = status === 'called' ? ['start', 'recall'] : status === 'serving' ? ['finish'] : ['call-next'];
+  for (const name of order) {
+    if (!buttons[name].disabled) {
+      buttons[name].focus();
+      return;
+    }
+  }
+  if (!setup.counterId) dom.counterSelect.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+const base = () => `/tenants/${encodeURIComponent(slug)}`;
+
+/**
+ * Sends one POST with a fresh Idempotency-Key, then shows its outcome.
+ * `done(ticket)` returns the announcement for a success.
+ */
+async function perform(path, body, trigger, done) {
+  if (pending || !token) return;
+  const hadFocus = trigger && document.activeElement === trigger;
+  const sessionToken = token;
+  pending = true;
+  renderActions();
+  renderWaiting();
+  let reply = null;
+  try {
+    reply = await api(path, { method: 'POST', body, token, idempotencyKey: newIdempotencyKey() });
+  } catch {
+    reply = null;
+  }
+  if (token !== sessionToken) return; // signed out meanwhile
+  pending = false;
+  if (!reply) {
+    showMessage('network_error');
+  } else if (authFailed(reply)) {
+    return;
+  } else if (reply.status === 204) {
+    showMessage('nobody_waiting', 'info');
+  } else if (reply.status >= 200 && reply.status < 300) {
+    clearMessage();
+    applyTicket(reply.body);
+    if (reply.body) announce(done(reply.body));
+  } else {
+    showMessage(errorCode(reply) || `http_${reply.status}`);
+    // A conflict means this console's view is stale (another tab or device acted first):
+    // reload the queue so that the desk's actual ticket shows.
+    if (reply.status === 409) refreshQueue();
+  }
+  renderAll();
+  if (hadFocus && (trigger.disabled || !document.contains(trigger))) focusPrimary();
+}
+
+async function refreshQueue() {
+  let reply = null;
+  try {
+    reply = await api(`${base()}/queue`, { token });
+  } catch {
+    return;
+  }
+  if (reply.status === 200) onSnapshot(reply.body);
+  else authFailed(reply);
+}
+
+function callNext() {
+  if (!setup.counterId) {
+    showMessage('choose_counter');
+    dom.counterSelect.focus();
+    return;
+  }
+  const body = setup.serviceIds.length ? { service_ids: [...setup.serviceIds] } : {};
+  perform(`${base()}/counters/${encodeURIComponent(setup.counterId)}/call`, body, buttons['call-next'],
+    (ticket) => t('operator.announce.called', { code: ticket.code, counter: counterName(setup.counterId) }));
+}
+
+function callTicket(id, code, trigger) {
+  if (!setup.counterId) {
+    showMessage('choose_counter');
+    dom.counterSelect.focus();
+    return;
+  }
+  perform(`${base()}/tickets/${encodeURIComponent(id)}/call`, { counter_id: setup.counterId }, trigger,
+    (ticket) => t('operator.announce.called', { code: ticket.code || code, counter: counterName(setup.counterId) }));
+}
+
+function ticketAction(action, announceKey) {
+  const ticket = currentTicket();
+  if (!ticket) return;
+  perform(`${base()}/tickets/${encodeURIComponent(ticket.id)}/${action}`, undefined, buttons[action],
+    (result) => t(`operator.announce.${announceKey}`, { code: result.code }));
+}
+
+function transfer() {
+  const ticket = currentTicket();
+  const serviceId = dom.transferService.value;
+  if (!ticket || !serviceId) return;
+  const service = services.find((s) => s.id === serviceId);
+  perform(`${base()}/tickets/${encodeURIComponent(ticket.id)}/transfer`, { service_id: serviceId }, buttons['transfer-confirm'],
+    (result) => {
+      dom.transferService.value = '';
+      return t('operator.announce.transferred', { code: result.code, service: service ? service.name : '' });
+    });
+}
+
+function onKeyDown(event) {
+  if (dom.console.hidden) return;
+  if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+  const name = SHORTCUTS[(event.key || '').toLowerCase()];
+  if (!name || isTyping(event.target)) return;
+  event.preventDefault();
+  if (event.repeat) return;
+  const button = buttons[name];
+  if (!button.disabled) button.click();
+}
+
+/** True when keys typed at `target` are text (so they are not shortcuts). */
+function isTyping(target) {
+  if (!(target instanceof Element)) return false;
+  if (target.isContentEditable || target.tagName === 'TEXTAREA') return true;
+  if (target.tagName === 'INPUT') {
+    return !['checkbox', 'radio', 'button', 'submit', 'reset', 'range', 'color', 'file', 'image'].includes(target.type);
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+
+function onLanguage() {
+  renderLanguageSwitcher(dom.langSwitcher);
+  renderHeader();
+  renderLoginError();
+  if (!dom.loginButton.disabled) dom.loginButton.textContent = t('operator.login.submit');
+  if (connectionState) renderConnection(dom.connection, connectionState);
+  if (counters.length) renderCounters();
+  if (!dom.setupError.hidden && dom.setupErrorText.dataset.code) showSetupError(dom.setupErrorText.dataset.code);
+  renderAll();
+}
+
+function init() {
+  translatePage();
+  renderLanguageSwitcher(dom.langSwitcher);
+  onLanguageChange(onLanguage);
+  renderHeader();
+
+  dom.loginForm.addEventListener('submit', login);
+  dom.logout.addEventListener('click', () => endSession(null));
+  dom.counterSelect.addEventListener('change', onCounterChange);
+  dom.setupRetry.addEventListener('click', loadSetupData);
+  buttons['call-next'].addEventListener('click', callNext);
+  buttons.recall.addEventListener('click', () => ticketAction('recall', 'recalled'));
+  buttons.start.addEventListener('click', () => ticketAction('start', 'started'));
+  buttons.finish.addEventListener('click', () => ticketAction('finish', 'finished'));
+  buttons['no-show'].addEventListener('click', () => ticketAction('no-show', 'no_show'));
+  buttons.cancel.addEventListener('click', () => ticketAction('cancel', 'cancelled'));
+  buttons.transfer.addEventListener('click', () => dom.transferService.focus());
+  buttons['transfer-confirm'].addEventListener('click', transfer);
+  dom.transferService.addEventListener('change', renderActions);
+  document.addEventListener('keydown', onKeyDown);
+  window.addEventListener('online', () => { if (live) live.reconnectNow(); });
+  // Keep "waiting N min" fresh.
+  setInterval(() => { if (!dom.console.hidden) renderWaiting(); }, 30000);
+
+  // The tenant's name for the header (public list; the live snapshot refreshes it later).
+  api('/tenants').then((reply) => {
+    const tenant = reply.status === 200 && reply.body && (reply.body.tenants || []).find((x) => x.slug === slug);
+    if (tenant && !tenantName) {
+      tenantName = tenant.name;
+      renderHeader();
+    }
+  }).catch(() => {});
+
+  renderAll();
+  const stored = readToken();
+  if (stored) {
+    startSession(stored);
+  } else {
+    dom.loginUsername.focus();
+  }
+}
+
+init();
