@@ -3,8 +3,9 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest};
-use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
+use actix_web::middleware::{Logger, Next, NormalizePath, TrailingSlash, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use sqlx::PgPool;
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::error;
 use crate::http;
 use crate::http::rate_limit::IssueLimiter;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::ws;
 use crate::ws::registry::HubRegistry;
@@ -26,6 +28,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// that stops reading; bounded, a stalled WebSocket client costs little kernel memory and
 /// its session soon counts as slow (and is closed with 1013) instead.
 pub const SOCKET_SEND_BUFFER_BYTES: usize = 128 * 1024;
+
+/// How long a shutdown waits for requests in flight before dropping connections.
+pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
 pub struct Application {
     server: Server,
@@ -58,7 +63,8 @@ impl Application {
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
         let local = listener.local_addr()?;
         // Created once, outside the per-worker factory: one hub per tenant for all workers.
-        let hubs = HubRegistry::start(pool.clone());
+        let metrics = Metrics::new();
+        let hubs = HubRegistry::start(pool.clone(), metrics.clone());
         let state = web::Data::new(AppState {
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
@@ -66,10 +72,12 @@ impl Application {
             config: Arc::new(config),
             clock,
             hubs: hubs.clone(),
+            metrics,
         });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(error::json_error_handlers())
+                .wrap(from_fn(count_request))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(
                     Logger::new("%a \"%{request}xi\" %s %b %Dms")
@@ -78,6 +86,9 @@ impl Application {
                 .configure(|cfg| configure_app(cfg, state.clone()))
         })
         .on_connect(bound_send_buffer)
+        // Signals are ours: sessions must get a close frame (1001) before the server stops.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .listen(listener)?
         .run();
         Ok(Self {
@@ -102,7 +113,21 @@ impl Application {
         format!("http://{}:{}", self.host, self.port)
     }
 
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: stops accepting, closes
+    /// every WebSocket session with 1001, finishes the requests in flight (for at most
+    /// [`SHUTDOWN_TIMEOUT_SECS`]) and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let hubs = self.hubs.clone();
+        actix_web::rt::spawn(async move {
+            let signal = shutdown_signal().await;
+            log::info!("{signal}: closing sessions and finishing requests in flight");
+            // Stop accepting first, so no session starts after the hubs closed theirs.
+            let stopped = handle.stop(true);
+            hubs.close_all(1001, "server shutting down; reconnect with since")
+                .await;
+            stopped.await;
+        });
         self.server.await
     }
 }
@@ -149,5 +174,48 @@ fn bound_send_buffer(connection: &dyn std::any::Any, _: &mut actix_web::dev::Ext
             socket2::SockRef::from(stream).set_send_buffer_size(SOCKET_SEND_BUFFER_BYTES)
     {
         log::debug!("cannot bound the send buffer of a connection: {e}");
+    }
+}
+
+/// Counts requests by route pattern (bounded: never the raw path) and status.
+async fn count_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        metrics
+            .http_requests
+            .with_label_values(&[route.as_str(), response.status().as_str()])
+            .inc();
+    }
+    Ok(response)
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name.
+async fn shutdown_signal() -> &'static str {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    use futures_util::future::{Either, select};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            match select(Box::pin(term.recv()), Box::pin(int.recv())).await {
+                Either::Left(_) => "SIGTERM",
+                Either::Right(_) => "SIGINT",
+            }
+        }
+        _ => {
+            log::warn!("cannot listen for signals; stop with SIGKILL");
+            std::future::pending().await
+        }
     }
 }

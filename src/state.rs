@@ -6,6 +6,7 @@ use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::rate_limit::IssueLimiter;
+use crate::metrics::Metrics;
 use crate::ws::registry::HubRegistry;
 
 /// Everything handlers share, created once before the HTTP server starts.
@@ -16,4 +17,5 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub issue_limiter: IssueLimiter,
     pub hubs: HubRegistry,
+    pub metrics: Arc<Metrics>,
 }

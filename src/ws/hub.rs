@@ -23,6 +23,7 @@ use super::feed::{LogReader, ReadLog};
 use super::messages::*;
 use crate::db::events::EventRow;
 use crate::domain::ids::TenantId;
+use crate::metrics::Metrics;
 use crate::views::{Audience, event_messages};
 
 /// How long a missing seq may be awaited from its request before reading the log.
@@ -42,6 +43,7 @@ struct Member {
 /// An event encoded for both audiences.
 struct Encoded {
     seq: i64,
+    committed_at: chrono::DateTime<chrono::Utc>,
     public: EventFrames,
     operator: EventFrames,
 }
@@ -57,6 +59,8 @@ impl Encoded {
 
 pub struct Hub {
     tenant: TenantId,
+    slug: String,
+    metrics: Arc<Metrics>,
     sessions: HashMap<SessionId, Member>,
     /// Last seq sent to sessions; `None` until the first session sets the baseline.
     delivered: Option<i64>,
@@ -72,9 +76,16 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(tenant: TenantId, log: Addr<LogReader>) -> Self {
+    pub fn new(
+        tenant: TenantId,
+        slug: String,
+        log: Addr<LogReader>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             tenant,
+            slug,
+            metrics,
             sessions: HashMap::new(),
             delivered: None,
             known: 0,
@@ -135,9 +146,10 @@ impl Hub {
             }
         }
         for (id, slow) in dropped {
-            if let Some(member) = self.sessions.remove(&id)
-                && slow
-            {
+            let Some(member) = self.remove(id) else {
+                continue;
+            };
+            if slow {
                 log::info!(
                     "session {id} of tenant {} reads too slowly: closing",
                     self.tenant
@@ -149,6 +161,16 @@ impl Hub {
                 });
             }
         }
+        let latency = (chrono::Utc::now() - encoded.committed_at)
+            .to_std()
+            .unwrap_or_default();
+        self.metrics
+            .broadcast_latency
+            .observe(latency.as_secs_f64());
+        self.metrics
+            .events_broadcast
+            .with_label_values(&[self.slug.as_str()])
+            .inc();
         // After a rewind, events are delivered again: keep the ring in seq order.
         if self
             .recent
@@ -161,6 +183,22 @@ impl Hub {
         if self.recent.len() > RECENT_EVENTS {
             self.recent.pop_front();
         }
+    }
+
+    fn audience_label(audience: Audience) -> &'static str {
+        match audience {
+            Audience::Public => "totem",
+            Audience::Operator => "operator",
+        }
+    }
+
+    fn remove(&mut self, id: SessionId) -> Option<Member> {
+        let member = self.sessions.remove(&id)?;
+        self.metrics
+            .ws_sessions
+            .with_label_values(&[self.slug.as_str(), Self::audience_label(member.audience)])
+            .dec();
+        Some(member)
     }
 
     /// When a seq is known to exist but has not arrived, read the log after [`GAP_WAIT`].
@@ -209,6 +247,7 @@ fn encode(event: &EventRow) -> Result<Encoded, crate::error::ApiError> {
     };
     Ok(Encoded {
         seq: event.seq,
+        committed_at: event.created_at,
         public: frames(Audience::Public)?,
         operator: frames(Audience::Operator)?,
     })
@@ -255,6 +294,10 @@ impl Handler<Connect> for Hub {
                 self.known = self.known.max(delivered);
             }
         }
+        self.metrics
+            .ws_sessions
+            .with_label_values(&[self.slug.as_str(), Self::audience_label(msg.audience)])
+            .inc();
         self.sessions.insert(
             msg.session,
             Member {
@@ -271,7 +314,7 @@ impl Handler<Disconnect> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
-        self.sessions.remove(&msg.session);
+        self.remove(msg.session);
     }
 }
 
@@ -329,6 +372,23 @@ impl Handler<Fetched> for Hub {
             self.read_log(ctx);
         }
         self.watch_gap(ctx);
+    }
+}
+
+impl Handler<CloseAll> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            if let Some(member) = self.remove(id) {
+                // Past the mailbox capacity on purpose: this must reach every session.
+                member.recipient.do_send(ToSession::Close {
+                    code: msg.code,
+                    reason: msg.reason,
+                });
+            }
+        }
     }
 }
 
@@ -428,7 +488,7 @@ mod tests {
             .connect_lazy("postgres://nobody@127.0.0.1:1/none")
             .unwrap();
         let log = LogReader::new(pool).start();
-        Hub::new(TenantId::new(), log).start()
+        Hub::new(TenantId::new(), "test".into(), log, Metrics::new()).start()
     }
 
     struct Joined {

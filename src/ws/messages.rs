@@ -74,6 +74,14 @@ pub struct Fetched {
     pub complete: bool,
 }
 
+/// Close every session with this code (1001 at shutdown) and forget them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
 /// How many sessions the hub has, by audience (totem, operator).
 #[derive(Message)]
 #[rtype(result = "(usize, usize)")]

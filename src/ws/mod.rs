@@ -106,7 +106,7 @@ async fn start_session(
     };
     // The hub must exist before the state is read: every event committed after that read
     // then reaches the hub, and nothing falls between the two.
-    let hub = state.hubs.hub(tenant.id);
+    let hub = state.hubs.hub(tenant.id, &tenant.slug);
     let session_id = uuid::Uuid::new_v4();
     let now = state.clock.now();
 
@@ -156,6 +156,8 @@ async fn start_session(
         client_timeout: state.config.client_timeout,
         token_expires_at,
         last_heard: Instant::now(),
+        close_reason: "client_closed",
+        metrics: state.metrics.clone(),
     };
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(MAX_CLIENT_FRAME_BYTES)

@@ -10,9 +10,10 @@ use sqlx::PgPool;
 
 use super::feed::{LogReader, run_listener};
 use super::hub::Hub;
-use super::messages::{CatchUp, Committed, Publish, SessionCount};
+use super::messages::{CatchUp, CloseAll, Committed, Publish, SessionCount};
 use crate::db::events::EventRow;
 use crate::domain::ids::TenantId;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct HubRegistry(Arc<RegistryInner>);
@@ -22,11 +23,12 @@ pub struct RegistryInner {
     arbiter: Arbiter,
     log: Addr<LogReader>,
     listener_pid: Arc<AtomicI32>,
+    metrics: Arc<Metrics>,
 }
 
 impl HubRegistry {
     /// Starts the hub thread and the listener. Needs a running actix `System`.
-    pub fn start(pool: PgPool) -> Self {
+    pub fn start(pool: PgPool, metrics: Arc<Metrics>) -> Self {
         let arbiter = Arbiter::new();
         let log_pool = pool.clone();
         let log = LogReader::start_in_arbiter(&arbiter.handle(), move |_| LogReader::new(log_pool));
@@ -35,6 +37,7 @@ impl HubRegistry {
             arbiter,
             log,
             listener_pid: Arc::new(AtomicI32::new(0)),
+            metrics,
         });
         let weak = Arc::downgrade(&inner);
         let pid = inner.listener_pid.clone();
@@ -43,12 +46,16 @@ impl HubRegistry {
     }
 
     /// The tenant's hub, started if it does not exist yet.
-    pub fn hub(&self, tenant: TenantId) -> Addr<Hub> {
+    pub fn hub(&self, tenant: TenantId, slug: &str) -> Addr<Hub> {
         let mut hubs = self.0.lock();
         hubs.entry(tenant)
             .or_insert_with(|| {
                 let log = self.0.log.clone();
-                Hub::start_in_arbiter(&self.0.arbiter.handle(), move |_| Hub::new(tenant, log))
+                let metrics = self.0.metrics.clone();
+                let slug = slug.to_owned();
+                Hub::start_in_arbiter(&self.0.arbiter.handle(), move |_| {
+                    Hub::new(tenant, slug, log, metrics)
+                })
             })
             .clone()
     }
@@ -65,6 +72,15 @@ impl HubRegistry {
         match self.0.get(tenant) {
             Some(hub) => hub.send(SessionCount).await.unwrap_or((0, 0)),
             None => (0, 0),
+        }
+    }
+
+    /// Tells every session of every tenant to close with `code` (1001 at shutdown);
+    /// returns once every hub has sent the word.
+    pub async fn close_all(&self, code: u16, reason: &'static str) {
+        let hubs: Vec<Addr<Hub>> = self.0.lock().values().cloned().collect();
+        for hub in hubs {
+            let _ = hub.send(CloseAll { code, reason }).await;
         }
     }
 

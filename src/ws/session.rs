@@ -11,6 +11,7 @@
 //! This module and `ws::mod` are the only users of actix-web-actors (deprecated upstream
 //! in favour of actix-ws), so a move to actix-ws touches only them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -21,6 +22,7 @@ use serde_json::json;
 
 use super::hub::Hub;
 use super::messages::{Connect, Disconnect, SessionId, ToSession, frame};
+use crate::metrics::Metrics;
 use crate::views::Audience;
 
 /// Events a session may have queued before the hub considers its client too slow.
@@ -42,10 +44,26 @@ pub struct WsSession {
     pub client_timeout: Duration,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub last_heard: Instant,
+    /// Why the session ended, for `nextup_ws_sessions_closed_total`.
+    pub close_reason: &'static str,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The metric label for a close code the server sends.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        CLOSE_TIMEOUT => "timeout",
+        CLOSE_TOKEN_EXPIRED => "token_expired",
+        1013 => "slow_client",
+        1001 => "shutdown",
+        1002 | 1003 | 1009 => "protocol_error",
+        _ => "server_error",
+    }
 }
 
 impl WsSession {
-    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
+        self.close_reason = close_reason(code);
         ctx.close(Some(CloseReason {
             code: CloseCode::from(code),
             description: Some(reason.to_owned()),
@@ -127,6 +145,10 @@ impl Actor for WsSession {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.hub.do_send(Disconnect { session: self.id });
+        self.metrics
+            .sessions_closed
+            .with_label_values(&[self.close_reason])
+            .inc();
         Running::Stop
     }
 }

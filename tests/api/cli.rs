@@ -886,3 +886,77 @@ async fn serve_accepts_a_jwt_secret_of_32_bytes_and_prints_its_real_port() {
     assert_eq!(body["error"]["code"], "tenant_not_found");
     assert_eq!(tenant_count(&sandbox).await, 0);
 }
+
+#[actix_web::test]
+async fn sigterm_closes_sessions_with_1001_and_exits_zero() {
+    use awc::ws::Frame;
+    use futures_util::StreamExt;
+
+    let sandbox = Sandbox::new();
+    sandbox
+        .run(&["tenant", "create", "--slug", "clinic", "--name", "Clinic"])
+        .succeeded();
+    let mut command = sandbox.nextup(&["serve"]);
+    command
+        .env("JWT_SECRET", "exactly-32-bytes-of-jwt-secret!!")
+        .env("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"));
+    let mut server = Server::start(command);
+    let lines = server.read_until(Instant::now() + START_TIMEOUT, |l| {
+        l.contains("listening on http://")
+    });
+    let base = listening_url(lines.last().unwrap());
+
+    let (_, mut session) = awc::Client::new()
+        .ws(format!(
+            "{}/ws/clinic/totem",
+            base.replacen("http", "ws", 1)
+        ))
+        .max_frame_size(1 << 20)
+        .connect()
+        .await
+        .expect("a totem session");
+    for expected in ["hello", "snapshot"] {
+        let frame = session
+            .next()
+            .await
+            .expect("a frame")
+            .expect("a valid frame");
+        let Frame::Text(text) = frame else {
+            panic!("expected {expected}, got {frame:?}")
+        };
+        assert!(String::from_utf8_lossy(&text).contains(expected));
+    }
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+
+    let close = loop {
+        let frame = actix_web::rt::time::timeout(Duration::from_secs(10), session.next())
+            .await
+            .expect("a close frame before the timeout");
+        match frame {
+            Some(Ok(Frame::Close(reason))) => break reason,
+            Some(Ok(_)) => continue,
+            other => panic!("the session ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|r| u16::from(r.code)), Some(1001));
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("process status") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nextup did not exit after SIGTERM: {}",
+            server.log()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0), "log: {}", server.log());
+    assert!(server.log().contains("SIGTERM"), "the shutdown is logged");
+}

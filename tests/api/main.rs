@@ -12,6 +12,7 @@ mod concurrency;
 mod events;
 mod idempotency;
 mod lifecycle;
+mod ops;
 mod proxy;
 mod queue_order;
 mod ws;

@@ -1,0 +1,104 @@
+//! Prometheus metrics, created once per process and rendered by `GET /metrics`.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use sqlx::PgPool;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket sessions, by tenant slug and audience (`totem`, `operator`).
+    pub ws_sessions: IntGaugeVec,
+    /// Events delivered to a tenant's sessions by this process.
+    pub events_broadcast: IntCounterVec,
+    /// From the change's commit to its frames being queued for every session.
+    pub broadcast_latency: Histogram,
+    /// Sessions closed, by reason (`client_closed`, `timeout`, `slow_client`, …).
+    pub sessions_closed: IntCounterVec,
+    /// HTTP requests by route pattern and status.
+    pub http_requests: IntCounterVec,
+    db_pool: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        let ws_sessions = IntGaugeVec::new(
+            Opts::new("nextup_ws_sessions", "Open WebSocket sessions"),
+            &["tenant", "audience"],
+        )
+        .expect("valid metric");
+        let events_broadcast = IntCounterVec::new(
+            Opts::new(
+                "nextup_events_broadcast_total",
+                "Events delivered to sessions",
+            ),
+            &["tenant"],
+        )
+        .expect("valid metric");
+        let broadcast_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "nextup_broadcast_latency_seconds",
+                "Time from a change's commit to its frames being queued for every session",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )
+        .expect("valid metric");
+        let sessions_closed = IntCounterVec::new(
+            Opts::new(
+                "nextup_ws_sessions_closed_total",
+                "WebSocket sessions closed",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let http_requests = IntCounterVec::new(
+            Opts::new("nextup_http_requests_total", "HTTP requests"),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let db_pool = IntGaugeVec::new(
+            Opts::new("nextup_db_pool_connections", "Database pool connections"),
+            &["state"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(ws_sessions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(events_broadcast.clone()),
+            Box::new(broadcast_latency.clone()),
+            Box::new(sessions_closed.clone()),
+            Box::new(http_requests.clone()),
+            Box::new(db_pool.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric registered once");
+        }
+        Arc::new(Self {
+            registry,
+            ws_sessions,
+            events_broadcast,
+            broadcast_latency,
+            sessions_closed,
+            http_requests,
+            db_pool,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, pool: &PgPool) -> String {
+        let idle = pool.num_idle() as i64;
+        let size = i64::from(pool.size());
+        self.db_pool.with_label_values(&["idle"]).set(idle);
+        self.db_pool.with_label_values(&["in_use"]).set(size - idle);
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("text encoding cannot fail");
+        String::from_utf8(text).expect("the text format is UTF-8")
+    }
+}

@@ -1,0 +1,108 @@
+//! Contract §7: health, readiness and metrics.
+
+use crate::helpers::*;
+use crate::ws::WsClient;
+
+/// The value of one sample line of the Prometheus text, e.g. `name{label="x"}`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[actix_web::test]
+async fn health_and_readiness_answer_while_the_database_does() {
+    let app = TestApp::spawn().await;
+    app.get("/healthz", None).await.expect(200);
+    let ready = app.get("/readyz", None).await.expect(200);
+    assert_eq!(ready["status"], "ready");
+}
+
+#[actix_web::test]
+async fn metrics_count_sessions_broadcasts_latency_and_requests() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    let mut kiosk = WsClient::connect(&app, "/ws/clinic/totem").await;
+    kiosk.start().await;
+    let mut desk = WsClient::connect(
+        &app,
+        &format!("/ws/clinic/operator?token={}", site.operator),
+    )
+    .await;
+    desk.start().await;
+    app.wait_for_sessions("clinic", (1, 1)).await;
+    app.issue(&site, 0).await;
+    app.call_next(&site, 0).await.expect(200);
+    for _ in 0..4 {
+        kiosk.next_event().await; // two changes: a ticket_update and a queue_update each
+    }
+    // A round trip to the hub: it has finished handling both broadcasts.
+    app.wait_for_sessions("clinic", (1, 1)).await;
+
+    let reply = app.get("/metrics", None).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("Content-Type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let metrics = reply.raw;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"nextup_ws_sessions{audience="totem",tenant="clinic"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"nextup_ws_sessions{audience="operator",tenant="clinic"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"nextup_events_broadcast_total{tenant="clinic"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&metrics, "nextup_broadcast_latency_seconds_count"),
+        Some(2.0)
+    );
+    assert!(sample(&metrics, "nextup_broadcast_latency_seconds_sum").unwrap() >= 0.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"nextup_http_requests_total{route="/api/v1/tenants/{slug}/tickets",status="201"}"#
+        ),
+        Some(1.0),
+        "requests are counted by route pattern, not raw path"
+    );
+    assert!(sample(&metrics, r#"nextup_db_pool_connections{state="in_use"}"#).is_some());
+
+    // A session that goes away is counted down, with its reason.
+    drop(desk);
+    app.wait_for_sessions("clinic", (1, 0)).await;
+    let metrics = app.get("/metrics", None).await.raw;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"nextup_ws_sessions{audience="operator",tenant="clinic"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"nextup_ws_sessions_closed_total{reason="client_closed"}"#
+        ),
+        Some(1.0)
+    );
+}
