@@ -60,8 +60,12 @@ impl Handler<ReadLog> for LogReader {
     fn handle(&mut self, msg: ReadLog, ctx: &mut Context<Self>) {
         let pool = self.pool.clone();
         let read = async move {
-            let mut conn = pool.acquire().await?;
-            db::events::list_events(&mut conn, msg.tenant, msg.after, msg.up_to, READ_LIMIT).await
+            let mut conn = CancelSafe::new(pool.acquire().await?);
+            let events =
+                db::events::list_events(&mut conn, msg.tenant, msg.after, msg.up_to, READ_LIMIT)
+                    .await;
+            conn.release();
+            events
         };
         ctx.spawn(
             async move {
@@ -105,6 +109,7 @@ pub async fn run_listener(
                 if let Err(reason) = receive(&mut listener, &registry).await {
                     log::warn!("event listener lost its connection ({reason}); reconnecting");
                 }
+                listener.release();
             }
             Err(e) => log::warn!("cannot listen for events: {e}; retrying"),
         }
@@ -115,15 +120,52 @@ pub async fn run_listener(
     }
 }
 
-async fn listen(pool: &PgPool) -> Result<(PgListener, i32), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+async fn listen(pool: &PgPool) -> Result<(CancelSafe<PgListener>, i32), sqlx::Error> {
+    let mut listener = CancelSafe::new(PgListener::connect_with(pool).await?);
     // We rebuild the listener ourselves after a loss, to catch up at the right moment.
     listener.eager_reconnect(false);
-    listener.listen(CHANNEL).await?;
-    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
-        .fetch_one(&mut listener)
-        .await?;
-    Ok((listener, pid))
+    let ready = async {
+        listener.listen(CHANNEL).await?;
+        sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+            .fetch_one(&mut *listener)
+            .await
+    };
+    match ready.await {
+        Ok(pid) => Ok((listener, pid)),
+        Err(e) => {
+            listener.release();
+            Err(e)
+        }
+    }
+}
+
+/// Holds a database connection (or listener) across awaits on the hub thread. If the future
+/// holding it is cancelled because that thread's runtime is shutting down, dropping it would
+/// make sqlx spawn its clean-up onto a dying runtime and panic (sqlx issue 1389); it is
+/// leaked instead, which only happens at process exit. `release` drops it normally.
+struct CancelSafe<T>(std::mem::ManuallyDrop<T>);
+
+impl<T> CancelSafe<T> {
+    fn new(inner: T) -> Self {
+        Self(std::mem::ManuallyDrop::new(inner))
+    }
+
+    fn release(self) {
+        drop(std::mem::ManuallyDrop::into_inner(self.0));
+    }
+}
+
+impl<T> std::ops::Deref for CancelSafe<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for CancelSafe<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
 }
 
 /// Dispatches notifications until the connection fails (`Err` says why) or the registry
