@@ -106,3 +106,52 @@ async fn metrics_count_sessions_broadcasts_latency_and_requests() {
         Some(1.0)
     );
 }
+
+#[actix_web::test]
+async fn pages_carry_a_strict_content_security_policy() {
+    let app = TestApp::spawn().await;
+    app.site("clinic", 1, 1).await;
+    for path in [
+        "/",
+        "/t/clinic/display",
+        "/t/clinic/totem",
+        "/t/clinic/operator",
+        "/static/js/live.js",
+    ] {
+        let reply = app.get(path, None).await;
+        assert_eq!(reply.status, 200, "{path}");
+        let csp = reply
+            .header("Content-Security-Policy")
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(
+            reply.header("X-Content-Type-Options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(reply.header("X-Frame-Options"), Some("DENY"), "{path}");
+    }
+}
+
+#[actix_web::test]
+async fn static_files_cannot_escape_the_static_directory() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/static/../Cargo.toml",
+        "/static/%2e%2e/Cargo.toml",
+        "/static/..%2fCargo.toml",
+        "/static/js/../../Cargo.toml",
+        "/static/%2e%2e/%2e%2e/etc/passwd",
+    ] {
+        let reply = app.get(path, None).await;
+        assert!(reply.status >= 400, "{path} answered {}", reply.status);
+        assert!(
+            !reply.raw.contains("[package]") && !reply.raw.contains("root:"),
+            "{path} leaked a file"
+        );
+    }
+}
