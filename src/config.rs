@@ -28,6 +28,12 @@ pub struct Config {
     /// token (default 30), with bursts of up to `ISSUE_BURST` (default 10).
     pub issue_rate_per_minute: u32,
     pub issue_burst: u32,
+    /// `LOGIN_RATE_PER_MINUTE`: login attempts one client address may make per minute
+    /// (default 20).
+    pub login_rate_per_minute: u32,
+    /// `LOGIN_USER_RATE_PER_MINUTE`: login attempts per minute for one username of a
+    /// tenant, from anywhere (default 5): slows password guessing.
+    pub login_user_rate_per_minute: u32,
     /// `STATIC_DIR`: where the pages are served from (default `static`).
     pub static_dir: String,
 }
@@ -93,6 +99,9 @@ impl Config {
         let client_timeout = Duration::from_secs(number("CLIENT_TIMEOUT_SECS", 45, 1, 86_400));
         let issue_rate_per_minute = number("ISSUE_RATE_PER_MINUTE", 30, 1, 1_000_000) as u32;
         let issue_burst = number("ISSUE_BURST", 10, 1, 1_000_000) as u32;
+        let login_rate_per_minute = number("LOGIN_RATE_PER_MINUTE", 20, 1, 1_000_000) as u32;
+        let login_user_rate_per_minute =
+            number("LOGIN_USER_RATE_PER_MINUTE", 5, 1, 1_000_000) as u32;
 
         if client_timeout <= heartbeat_interval {
             problems.push(format!(
@@ -139,6 +148,8 @@ impl Config {
             client_timeout,
             issue_rate_per_minute,
             issue_burst,
+            login_rate_per_minute,
+            login_user_rate_per_minute,
             static_dir: get("STATIC_DIR").unwrap_or_else(|| "static".to_owned()),
         })
     }

@@ -15,7 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error;
 use crate::http;
-use crate::http::rate_limit::IssueLimiter;
+use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::ws;
@@ -68,7 +68,7 @@ impl Application {
         let state = web::Data::new(AppState {
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
-            issue_limiter: IssueLimiter::new(config.issue_rate_per_minute, config.issue_burst),
+            limits: RateLimits::new(&config),
             config: Arc::new(config),
             clock,
             hubs: hubs.clone(),

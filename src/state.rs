@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::http::rate_limit::IssueLimiter;
+use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::ws::registry::HubRegistry;
 
@@ -15,7 +15,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub tokens: TokenKeys,
     pub clock: Arc<dyn Clock>,
-    pub issue_limiter: IssueLimiter,
+    pub limits: RateLimits,
     pub hubs: HubRegistry,
     pub metrics: Arc<Metrics>,
 }

@@ -1,9 +1,10 @@
-use actix_web::HttpResponse;
 use actix_web::web::{self, Data};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
+use super::rate_limit::client_address;
 use crate::auth::password::{decoy_hash, verify_password};
 use crate::db;
 use crate::error::ApiError;
@@ -23,6 +24,7 @@ struct LoginRequest {
 /// Unknown tenant, unknown user and wrong password all get the same 401, after the same
 /// amount of hashing work.
 async fn login(
+    req: HttpRequest,
     state: Data<AppState>,
     body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -31,6 +33,13 @@ async fn login(
         username,
         password,
     } = body.0;
+    // Every attempt counts, before any work: guessing is slow from one address, and slow
+    // for one account from many.
+    state.limits.login_by_address.check(&client_address(&req))?;
+    state
+        .limits
+        .login_by_username
+        .check(&(tenant.clone(), username.clone()))?;
     let mut conn = state.db.acquire().await?;
     let tenant = db::tenants::find_tenant(&mut conn, &tenant).await?;
     let credentials = match &tenant {

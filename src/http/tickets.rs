@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::idempotency::{self, Outcome};
+use super::rate_limit::client_address;
 use crate::auth::extract::{MaybeOperator, OperatorAuth};
 use crate::db;
 use crate::domain::ids::{CounterId, ServiceId, TicketId};
@@ -67,7 +68,7 @@ async fn issue_ticket(
     let audience = match auth.0 {
         Some(_) => Audience::Operator,
         None => {
-            state.issue_limiter.check(&req)?;
+            state.limits.issue_by_address.check(&client_address(&req))?;
             Audience::Public
         }
     };

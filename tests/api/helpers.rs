@@ -93,6 +93,8 @@ impl TestApp {
         // Tests issue many tickets from one address; the limit has its own test.
         config.issue_rate_per_minute = 1_000_000;
         config.issue_burst = 1_000_000;
+        config.login_rate_per_minute = 1_000_000;
+        config.login_user_rate_per_minute = 1_000_000;
         config.static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static").into();
         adjust(&mut config);
         Self::start(config, db_name, true).await
