@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use sqlx::PgPool;
 
@@ -15,6 +16,9 @@ pub struct Metrics {
     pub events_broadcast: IntCounterVec,
     /// From the change's commit to its frames being queued for every session.
     pub broadcast_latency: Histogram,
+    /// Reads of the event log by hubs: events that did not come from a request of this
+    /// process (other processes, a lost listener, a missed hand-over).
+    pub hub_log_reads: IntCounter,
     /// Sessions closed, by reason (`client_closed`, `timeout`, `slow_client`, …).
     pub sessions_closed: IntCounterVec,
     /// HTTP requests by route pattern and status.
@@ -48,6 +52,11 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let hub_log_reads = IntCounter::new(
+            "nextup_hub_log_reads_total",
+            "Reads of the event log by hubs filling a gap",
+        )
+        .expect("valid metric");
         let sessions_closed = IntCounterVec::new(
             Opts::new(
                 "nextup_ws_sessions_closed_total",
@@ -70,6 +79,7 @@ impl Metrics {
             Box::new(ws_sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(events_broadcast.clone()),
             Box::new(broadcast_latency.clone()),
+            Box::new(hub_log_reads.clone()),
             Box::new(sessions_closed.clone()),
             Box::new(http_requests.clone()),
             Box::new(db_pool.clone()),
@@ -83,6 +93,7 @@ impl Metrics {
             ws_sessions,
             events_broadcast,
             broadcast_latency,
+            hub_log_reads,
             sessions_closed,
             http_requests,
             db_pool,

@@ -92,10 +92,7 @@ async fn issue_ticket(
                 customer_name,
             };
             let change = commands::issue(conn, tenant, issue, now).await?;
-            Ok(Outcome::json(
-                StatusCode::CREATED,
-                change.ticket.project(audience),
-            ))
+            Ok(Outcome::change(StatusCode::CREATED, change, audience))
         },
     )
     .await
@@ -179,10 +176,7 @@ async fn call_ticket(
             let change =
                 commands::call_ticket(conn, tenant, id, request.counter_id, auth.0.sub, now)
                     .await?;
-            Ok(Outcome::json(
-                StatusCode::OK,
-                change.ticket.project(Audience::Operator),
-            ))
+            Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
         },
     )
     .await
@@ -212,10 +206,7 @@ async fn transfer_ticket(
         Audience::Operator,
         async |conn, tenant| {
             let change = commands::transfer(conn, tenant, id, request.service_id, now).await?;
-            Ok(Outcome::json(
-                StatusCode::OK,
-                change.ticket.project(Audience::Operator),
-            ))
+            Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
         },
     )
     .await
@@ -242,10 +233,7 @@ async fn act_on_ticket(
         Audience::Operator,
         async |conn, tenant| {
             let change = commands::act(conn, tenant, id, action, now).await?;
-            Ok(Outcome::json(
-                StatusCode::OK,
-                change.ticket.project(Audience::Operator),
-            ))
+            Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
         },
     )
     .await

@@ -223,6 +223,7 @@ impl Hub {
             return;
         }
         self.reading_log = true;
+        self.metrics.hub_log_reads.inc();
         self.log.do_send(ReadLog {
             tenant: self.tenant,
             after: delivered,

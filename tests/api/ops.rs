@@ -86,6 +86,11 @@ async fn metrics_count_sessions_broadcasts_latency_and_requests() {
         "requests are counted by route pattern, not raw path"
     );
     assert!(sample(&metrics, r#"nextup_db_pool_connections{state="in_use"}"#).is_some());
+    assert_eq!(
+        sample(&metrics, "nextup_hub_log_reads_total"),
+        Some(0.0),
+        "changes made through this process reach its hub directly, not through the log"
+    );
 
     // A session that goes away is counted down, with its reason.
     drop(desk);

@@ -590,6 +590,16 @@ async fn a_change_through_one_instance_reaches_sessions_of_another_even_after_it
     );
     a.issue(&site, 0).await;
     assert_eq!(seqs(&changes(&mut on_b, 1).await), [11]);
+    // B learned every change from the database, A's hub had none to read.
+    let reads = |metrics: String| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("nextup_hub_log_reads_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap()
+    };
+    assert!(reads(b.get("/metrics", None).await.raw) >= 1.0);
+    assert_eq!(reads(a.get("/metrics", None).await.raw), 0.0);
 }
 
 #[actix_web::test]
