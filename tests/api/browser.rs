@@ -10,7 +10,7 @@ use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::proxy::WebSocketCutter;
+use crate::proxy::CuttingProxy;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -339,7 +339,7 @@ async fn a_ticket_taken_at_the_kiosk_is_called_from_the_console_and_shown_everyw
 async fn the_display_falls_back_to_polling_and_returns_to_live() {
     let app = TestApp::spawn().await;
     let site = app.site("clinic", 1, 1).await;
-    let proxy = WebSocketCutter::start(&app.base).await;
+    let proxy = CuttingProxy::start(&app.base).await;
     let browser = launch().await;
     let display = Page::open(
         &browser,
@@ -462,7 +462,7 @@ async fn the_console_explains_a_busy_counter_and_recovers_after_finishing() {
     let site = app.site("clinic", 1, 1).await;
     app.issue(&site, 0).await;
     app.issue(&site, 0).await;
-    let proxy = WebSocketCutter::start(&app.base).await;
+    let proxy = CuttingProxy::start(&app.base).await;
     let browser = launch().await;
     let console = operator_console(&proxy.base, &browser, &site, 0).await;
     console

@@ -83,8 +83,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_through(&postgres_server_url(), adjust).await
+    }
+
+    /// An app that reaches PostgreSQL through `server_url` (e.g. a cutting proxy); the
+    /// test's own pool and the clean-up still use the real server.
+    pub async fn spawn_through(server_url: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let db_name = format!("nextup_test_{}", Uuid::new_v4().simple());
-        let database_url = format!("{}/{db_name}", postgres_server_url());
+        let database_url = format!("{server_url}/{db_name}");
         let mut config = Config::from_lookup(|_| None).expect("default configuration");
         config.database_url = database_url;
         config.bind_addr = "127.0.0.1:0".into();
@@ -110,9 +116,10 @@ impl TestApp {
         let base = app.base_url();
         let hubs = app.hubs();
         actix_web::rt::spawn(app.run_until_stopped());
-        let pool = PgPool::connect(&config.database_url)
-            .await
-            .expect("test pool");
+        // The test's own pool goes straight to the server, even when the app goes through
+        // a proxy.
+        let direct_url = format!("{}/{db_name}", postgres_server_url());
+        let pool = PgPool::connect(&direct_url).await.expect("test pool");
         let client = Client::builder().timeout(Duration::from_secs(30)).finish();
         TestApp {
             base,

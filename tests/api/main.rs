@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod concurrency;
 mod events;
+mod faults;
 mod idempotency;
 mod lifecycle;
 mod ops;

@@ -1,5 +1,6 @@
-//! A TCP proxy between a test client and the app that can cut WebSocket traffic while
-//! HTTP keeps flowing, like a reverse proxy that cannot pass WebSockets.
+//! A TCP proxy for fault tests: between a browser and the app it can cut WebSocket
+//! traffic while HTTP keeps flowing (a reverse proxy that cannot pass WebSockets); between
+//! the app and PostgreSQL it can cut everything (a database outage).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,17 +8,28 @@ use std::sync::{Arc, Mutex};
 use actix_web::rt::net::{TcpListener, TcpStream};
 use actix_web::rt::task::JoinHandle;
 
-pub struct WebSocketCutter {
+pub struct CuttingProxy {
     pub base: String,
+    /// Cut every connection, not only WebSocket handshakes.
+    all: bool,
     cut: Arc<AtomicBool>,
     websockets: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
 
-impl WebSocketCutter {
+impl CuttingProxy {
     /// Proxies to the app at `target_base` (`http://127.0.0.1:PORT`).
-    pub async fn start(target_base: &str) -> WebSocketCutter {
-        let target = target_base.trim_start_matches("http://").to_owned();
+    pub async fn start(target_base: &str) -> CuttingProxy {
+        Self::start_with(target_base.trim_start_matches("http://"), false).await
+    }
+
+    /// Proxies any TCP service at `target` (`HOST:PORT`); `cut` then cuts every connection.
+    pub async fn start_tcp(target: &str) -> CuttingProxy {
+        Self::start_with(target, true).await
+    }
+
+    async fn start_with(target: &str, all: bool) -> CuttingProxy {
+        let target = target.to_owned();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("proxy listens");
@@ -31,20 +43,21 @@ impl WebSocketCutter {
                     let (cut, websockets, target) =
                         (cut.clone(), websockets.clone(), target.clone());
                     actix_web::rt::spawn(async move {
-                        let is_websocket = starts_websocket(&inbound).await;
-                        if is_websocket && cut.load(Ordering::SeqCst) {
-                            return; // dropped: the handshake fails
+                        let cuttable = all || starts_websocket(&inbound).await;
+                        if cuttable && cut.load(Ordering::SeqCst) {
+                            return; // dropped: the connection fails
                         }
                         let relay = actix_web::rt::spawn(relay(inbound, target));
-                        if is_websocket {
+                        if cuttable {
                             websockets.lock().unwrap().push(relay);
                         }
                     });
                 }
             })
         };
-        WebSocketCutter {
+        CuttingProxy {
             base,
+            all,
             cut,
             websockets,
             accept,
@@ -55,8 +68,18 @@ impl WebSocketCutter {
         format!("{}{path}", self.base)
     }
 
+    /// Cuts (closing the open ones) or restores every connection (for `start_tcp`).
+    pub fn cut(&self, cut: bool) {
+        assert!(self.all, "this proxy only cuts WebSockets");
+        self.cut_connections(cut);
+    }
+
     /// Cuts (closing the open ones) or restores WebSocket connections.
     pub fn cut_websockets(&self, cut: bool) {
+        self.cut_connections(cut);
+    }
+
+    fn cut_connections(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
         if cut {
             for relay in self.websockets.lock().unwrap().drain(..) {
@@ -66,7 +89,7 @@ impl WebSocketCutter {
     }
 }
 
-impl Drop for WebSocketCutter {
+impl Drop for CuttingProxy {
     fn drop(&mut self) {
         self.accept.abort();
     }

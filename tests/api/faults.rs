@@ -1,0 +1,62 @@
+//! Faults: the database going away and coming back.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::proxy::CuttingProxy;
+use crate::ws::WsClient;
+
+#[actix_web::test]
+async fn a_database_outage_fails_fast_keeps_sessions_and_recovers_by_itself() {
+    let server = postgres_server_url();
+    let database = CuttingProxy::start_tcp(server.rsplit('@').next().unwrap()).await;
+    let proxied = format!(
+        "{}@{}",
+        server.rsplit_once('@').unwrap().0,
+        database.base.trim_start_matches("http://")
+    );
+    let app = TestApp::spawn_through(&proxied, |_| {}).await;
+    let site = app.site("clinic", 1, 1).await;
+    let mut kiosk = WsClient::connect(&app, "/ws/clinic/totem").await;
+    kiosk.start().await;
+    app.wait_for_sessions("clinic", (1, 0)).await;
+
+    database.cut(true);
+    for path in [
+        "/api/v1/tenants/clinic/queue",
+        "/api/v1/tenants/clinic/services",
+    ] {
+        let started = Instant::now();
+        let reply = app.get(path, None).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+        assert!(reply.header("Retry-After").is_some(), "{path}");
+        reply.expect_error(503, "database_unavailable");
+    }
+    let issue = app
+        .post(
+            "/api/v1/tenants/clinic/tickets",
+            None,
+            serde_json::json!({ "service_id": site.services[0] }),
+        )
+        .await;
+    issue.expect_error(503, "database_unavailable");
+    app.get("/readyz", None)
+        .await
+        .expect_error(503, "database_unavailable");
+    app.get("/healthz", None).await.expect(200);
+    // The session is still open: the hub never needed the database.
+    assert_eq!(app.session_counts("clinic").await, (1, 0));
+
+    database.cut(false);
+    app.get("/readyz", None).await.expect(200);
+    let ticket = app.issue(&site, 0).await;
+    assert_eq!(ticket["code"], "A001", "the refused issue changed nothing");
+    let update = kiosk.next_event().await;
+    assert_eq!(update["type"], "ticket_update");
+    assert_eq!(update["seq"], 1);
+    assert_eq!(update["data"]["ticket"]["code"], "A001");
+}
