@@ -11,6 +11,7 @@ use qrcode::QrCode;
 use qrcode::render::svg;
 
 use crate::db;
+use crate::db::tenants::Tenant;
 use crate::domain::ids::TicketId;
 use crate::error::{ApiError, Resource};
 use crate::state::AppState;
@@ -69,17 +70,27 @@ async fn tenant_page(
     NamedFile::open(page_file(&state, page)).map_err(|_| ApiError::NotFound(Resource::Route))
 }
 
+/// The tenant of the path, provided it has the ticket (404 otherwise).
+async fn tenant_with_ticket(
+    state: &AppState,
+    slug: &str,
+    id: TicketId,
+) -> Result<Tenant, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, slug).await?;
+    db::tickets::find_record(&mut conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    Ok(tenant)
+}
+
 /// The page a person opens on their phone to follow a ticket.
 async fn ticket_page(
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
 ) -> Result<NamedFile, ApiError> {
     let (slug, id) = path.into_inner();
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
-    db::tickets::find_record(&mut conn, tenant.id, id)
-        .await?
-        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    tenant_with_ticket(&state, &slug, id).await?;
     NamedFile::open(page_file(&state, "ticket")).map_err(|_| ApiError::NotFound(Resource::Route))
 }
 
@@ -91,11 +102,7 @@ async fn ticket_qr(
     path: Path<(String, TicketId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
-    db::tickets::find_record(&mut conn, tenant.id, id)
-        .await?
-        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    let tenant = tenant_with_ticket(&state, &slug, id).await?;
     let info = req.connection_info();
     let url = format!(
         "{}://{}/t/{}/ticket/{id}",

@@ -6,7 +6,7 @@
 import { api, errorCode, slugFromPath } from './api.js';
 import { onLanguageChange, renderLanguageSwitcher, t, translatePage } from './i18n.js';
 import { connectLive, pollSecsFromQuery } from './live.js';
-import { formatWait, renderConnection, statusText } from './ui.js';
+import { fillWithCounter, renderConnection, renderWait, statusText } from './ui.js';
 
 const slug = slugFromPath();
 const ticketId = decodeURIComponent(location.pathname.replace(/\/+$/, '').split('/').pop() || '');
@@ -100,17 +100,7 @@ function renderSound() {
 
 /* ---------- rendering ---------- */
 
-function fillWithCounter(container, key) {
-  const marker = '\u0000';
-  const [before, after = ''] = t(key, { counter: marker }).split(marker);
-  container.replaceChildren(document.createTextNode(before), counterEl, document.createTextNode(after));
-}
 
-function aheadText(ahead) {
-  if (ahead === 0) return t('ticket.ahead.zero');
-  if (ahead === 1) return t('ticket.ahead.one');
-  return t('ticket.ahead.other', { count: ahead });
-}
 
 function render() {
   if (!ticket) return;
@@ -131,21 +121,12 @@ function render() {
   ui.called.hidden = !atCounter;
   if (atCounter) {
     ui.calledTitle.hidden = status !== 'called';
-    fillWithCounter(ui.go, status === 'called' ? 'ticket.go_to' : 'ticket.serving');
+    fillWithCounter(ui.go, status === 'called' ? 'common.ticket.go_to' : 'common.ticket.serving', counterEl);
   }
 
   const waiting = status === 'waiting';
   ui.waiting.hidden = !waiting;
-  if (waiting && typeof ticket.ahead === 'number') {
-    ui.ahead.dataset.ahead = String(ticket.ahead);
-    ui.ahead.textContent = aheadText(ticket.ahead);
-  } else {
-    delete ui.ahead.dataset.ahead;
-    ui.ahead.textContent = '';
-  }
-  ui.estimate.textContent = waiting && ticket.estimated_wait_secs !== null && ticket.estimated_wait_secs !== undefined
-    ? t('ticket.estimate', { wait: formatWait(ticket.estimated_wait_secs) })
-    : '';
+  renderWait(ui.ahead, ui.estimate, ticket);
 
   const finished = ['done', 'no_show', 'cancelled'].includes(status);
   ui.finished.hidden = !finished;

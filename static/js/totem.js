@@ -10,7 +10,7 @@
 import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
 import { onLanguageChange, renderLanguageSwitcher, t, translatePage, currentLanguage } from './i18n.js';
 import { connectLive, pollSecsFromQuery } from './live.js';
-import { formatWait, renderConnection, statusText } from './ui.js';
+import { fillWithCounter, formatWait, renderConnection, renderWait, statusText } from './ui.js';
 
 const params = new URLSearchParams(location.search);
 const slug = slugFromPath();
@@ -290,18 +290,7 @@ function followPath(ticket) {
   return `/t/${encodeURIComponent(slug)}/ticket/${encodeURIComponent(ticket.id)}`;
 }
 
-/** Puts `node` where {counter} stands in the translated `key`. */
-function fillWithCounter(container, key, node) {
-  const marker = '\u0000';
-  const [before, after = ''] = t(key, { counter: marker }).split(marker);
-  container.replaceChildren(document.createTextNode(before), node, document.createTextNode(after));
-}
 
-function aheadText(ahead) {
-  if (ahead === 0) return t('totem.ahead.zero');
-  if (ahead === 1) return t('totem.ahead.one');
-  return t('totem.ahead.other', { count: ahead });
-}
 
 function formatTime(iso) {
   if (!iso) return '';
@@ -332,23 +321,14 @@ function renderTicket() {
   ui.called.hidden = !atCounter;
   if (atCounter) {
     ui.calledTitle.hidden = status !== 'called';
-    fillWithCounter(ui.go, status === 'called' ? 'totem.go_to' : 'totem.serving', counterEl);
+    fillWithCounter(ui.go, status === 'called' ? 'common.ticket.go_to' : 'common.ticket.serving', counterEl);
   } else if (!ui.go.contains(counterEl)) {
     ui.go.replaceChildren(counterEl);
   }
 
   const waiting = status === 'waiting';
   ui.waiting.hidden = !waiting;
-  if (waiting && typeof ticket.ahead === 'number') {
-    ui.ahead.dataset.ahead = String(ticket.ahead);
-    ui.ahead.textContent = aheadText(ticket.ahead);
-  } else {
-    delete ui.ahead.dataset.ahead;
-    ui.ahead.textContent = '';
-  }
-  ui.estimate.textContent = waiting && ticket.estimated_wait_secs !== null && ticket.estimated_wait_secs !== undefined
-    ? t('totem.estimate', { wait: formatWait(ticket.estimated_wait_secs) })
-    : '';
+  renderWait(ui.ahead, ui.estimate, ticket);
 
   const finished = ['done', 'no_show', 'cancelled'].includes(status);
   ui.finished.hidden = !finished;

@@ -33,3 +33,36 @@ export function el(tag, className, text) {
   if (text !== undefined) node.textContent = text;
   return node;
 }
+
+/** Puts `node` where {counter} stands in the translated `key` ("Go to {counter}"). */
+export function fillWithCounter(container, key, node) {
+  const marker = '\u0000';
+  const [before, after = ''] = t(key, { counter: marker }).split(marker);
+  container.replaceChildren(document.createTextNode(before), node, document.createTextNode(after));
+}
+
+/** "You are next", "3 people ahead of you". */
+export function aheadText(ahead) {
+  if (ahead === 0) return t('common.ticket.ahead.zero');
+  if (ahead === 1) return t('common.ticket.ahead.one');
+  return t('common.ticket.ahead.other', { count: ahead });
+}
+
+/**
+ * Shows a ticket's people ahead (with `data-ahead` for tests) and estimated wait while it
+ * waits, and clears both otherwise. Shared by the kiosk and the phone page.
+ */
+export function renderWait(aheadEl, estimateEl, ticket) {
+  const waiting = ticket.status === 'waiting';
+  if (waiting && typeof ticket.ahead === 'number') {
+    aheadEl.dataset.ahead = String(ticket.ahead);
+    aheadEl.textContent = aheadText(ticket.ahead);
+  } else {
+    delete aheadEl.dataset.ahead;
+    aheadEl.textContent = '';
+  }
+  const secs = ticket.estimated_wait_secs;
+  estimateEl.textContent = waiting && secs !== null && secs !== undefined
+    ? t('common.ticket.estimate', { wait: formatWait(secs) })
+    : '';
+}

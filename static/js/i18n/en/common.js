@@ -17,6 +17,16 @@ export default {
     under_a_minute: 'less than a minute',
     minutes: 'about {minutes} min',
   },
+  ticket: {
+    ahead: {
+      zero: 'You are next',
+      one: '1 person ahead of you',
+      other: '{count} people ahead of you',
+    },
+    estimate: 'Estimated wait: {wait}',
+    go_to: 'Go to {counter}',
+    serving: 'Being served at {counter}',
+  },
   language: 'Language',
   tenant_not_found: 'This site does not exist.',
   network_error: 'No connection to the server. Please try again.',

@@ -3,15 +3,7 @@ export default {
   your_ticket: 'Your ticket',
   loading: 'Loading your ticket…',
   priority_badge: 'Priority',
-  ahead: {
-    zero: 'You are next',
-    one: '1 person ahead of you',
-    other: '{count} people ahead of you',
-  },
-  estimate: 'Estimated wait: {wait}',
   called: 'Your turn!',
-  go_to: 'Go to {counter}',
-  serving: 'Being served at {counter}',
   finished: {
     done: 'Service complete. Thank you!',
     no_show: 'Your ticket was called, but you were not there. Please ask the staff.',

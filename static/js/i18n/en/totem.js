@@ -20,15 +20,7 @@ export default {
   issuing: 'Taking your ticket…',
   your_ticket: 'Your ticket',
   priority_badge: 'Priority',
-  ahead: {
-    zero: 'You are next',
-    one: '1 person ahead of you',
-    other: '{count} people ahead of you',
-  },
-  estimate: 'Estimated wait: {wait}',
   called: 'Your turn!',
-  go_to: 'Go to {counter}',
-  serving: 'Being served at {counter}',
   finished: {
     done: 'Service complete. Thank you!',
     no_show: 'This ticket was called and nobody came. Please ask the staff.',

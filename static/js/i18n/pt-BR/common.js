@@ -17,6 +17,16 @@ export default {
     under_a_minute: 'menos de um minuto',
     minutes: 'cerca de {minutes} min',
   },
+  ticket: {
+    ahead: {
+      zero: 'Sua senha é a próxima',
+      one: '1 pessoa na sua frente',
+      other: '{count} pessoas na sua frente',
+    },
+    estimate: 'Tempo estimado de espera: {wait}',
+    go_to: 'Dirija-se a: {counter}',
+    serving: 'Local de atendimento: {counter}',
+  },
   language: 'Idioma',
   tenant_not_found: 'Este local não existe.',
   network_error: 'Sem conexão com o servidor. Tente novamente.',

@@ -3,15 +3,7 @@ export default {
   your_ticket: 'Sua senha',
   loading: 'Carregando sua senha…',
   priority_badge: 'Preferencial',
-  ahead: {
-    zero: 'Sua senha é a próxima',
-    one: '1 pessoa na sua frente',
-    other: '{count} pessoas na sua frente',
-  },
-  estimate: 'Tempo estimado de espera: {wait}',
   called: 'Sua senha foi chamada!',
-  go_to: 'Dirija-se a: {counter}',
-  serving: 'Local de atendimento: {counter}',
   finished: {
     done: 'Atendimento concluído. Obrigado!',
     no_show: 'Sua senha foi chamada, mas você não compareceu. Procure um funcionário.',

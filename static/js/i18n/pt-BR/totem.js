@@ -20,15 +20,7 @@ export default {
   issuing: 'Emitindo sua senha…',
   your_ticket: 'Sua senha',
   priority_badge: 'Preferencial',
-  ahead: {
-    zero: 'Sua senha é a próxima',
-    one: '1 pessoa na sua frente',
-    other: '{count} pessoas na sua frente',
-  },
-  estimate: 'Tempo estimado de espera: {wait}',
   called: 'Sua senha foi chamada!',
-  go_to: 'Dirija-se a: {counter}',
-  serving: 'Local de atendimento: {counter}',
   finished: {
     done: 'Atendimento concluído. Obrigado!',
     no_show: 'Esta senha foi chamada e ninguém compareceu. Procure um funcionário.',
