@@ -2,7 +2,10 @@
 //! Defaults live next to the fields; `.env.example` documents every variable.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 /// Database used when `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/nextup";
@@ -34,6 +37,32 @@ pub struct Config {
     /// `LOGIN_USER_RATE_PER_MINUTE`: login attempts per minute for one username of a
     /// tenant, from anywhere (default 5): slows password guessing.
     pub login_user_rate_per_minute: u32,
+    /// `ISSUE_TENANT_RATE_PER_MINUTE`: tickets one tenant may issue per minute without a
+    /// token, from all addresses together (default 600), with bursts of up to
+    /// `ISSUE_TENANT_BURST` (default 100): a scripted flood from many addresses.
+    pub issue_tenant_rate_per_minute: u32,
+    pub issue_tenant_burst: u32,
+    /// `WS_MAX_SESSIONS_PER_ADDRESS`: live WebSocket sessions one client address may hold
+    /// (default 500: a site's guest Wi-Fi shares one address).
+    pub ws_max_sessions_per_address: usize,
+    /// `WS_MAX_SESSIONS_PER_TENANT`: live WebSocket sessions of one tenant in this process
+    /// (default 20000).
+    pub ws_max_sessions_per_tenant: usize,
+    /// `TRUSTED_PROXIES`: addresses or CIDR ranges of reverse proxies whose
+    /// `X-Forwarded-For` is believed (default none: the TCP peer is the client).
+    pub trusted_proxies: Vec<IpNet>,
+    /// `CORS_ALLOWED_ORIGINS`: origins (`https://host[:port]`) whose pages may call the API
+    /// from a browser (default none: same origin only).
+    pub cors_allowed_origins: Vec<String>,
+    /// `REQUEST_TIMEOUT_SECS`: a client must send the request head within this time, and
+    /// then its body within this time again (default 5 s); 408 otherwise.
+    pub request_timeout: Duration,
+    /// `EVENT_RETENTION_DAYS`: events older than this are pruned in the background
+    /// (default 7); resuming from before the oldest kept event gets a snapshot (or 410).
+    pub event_retention: Duration,
+    /// How often the event log is pruned (one hour; not read from the environment, tests
+    /// shorten it).
+    pub prune_interval: Duration,
     /// `STATIC_DIR`: where the pages are served from (default `static`).
     pub static_dir: String,
 }
@@ -103,6 +132,42 @@ impl Config {
         let login_user_rate_per_minute =
             number("LOGIN_USER_RATE_PER_MINUTE", 5, 1, 1_000_000) as u32;
 
+        let issue_tenant_rate_per_minute =
+            number("ISSUE_TENANT_RATE_PER_MINUTE", 600, 1, 1_000_000) as u32;
+        let issue_tenant_burst = number("ISSUE_TENANT_BURST", 100, 1, 1_000_000) as u32;
+        let ws_max_sessions_per_address =
+            number("WS_MAX_SESSIONS_PER_ADDRESS", 500, 1, 10_000_000) as usize;
+        let ws_max_sessions_per_tenant =
+            number("WS_MAX_SESSIONS_PER_TENANT", 20_000, 1, 10_000_000) as usize;
+        let request_timeout = Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 5, 1, 600));
+        let event_retention =
+            Duration::from_secs(number("EVENT_RETENTION_DAYS", 7, 1, 36_500) * 86_400);
+
+        let trusted_proxies = list(get("TRUSTED_PROXIES"))
+            .into_iter()
+            .filter_map(|raw| match parse_network(&raw) {
+                Some(net) => Some(net),
+                None => {
+                    problems.push(format!(
+                        "TRUSTED_PROXIES must list IP addresses or CIDR ranges, got '{raw}'"
+                    ));
+                    None
+                }
+            })
+            .collect();
+        let cors_allowed_origins = list(get("CORS_ALLOWED_ORIGINS"))
+            .into_iter()
+            .filter_map(|raw| match parse_origin(&raw) {
+                Some(origin) => Some(origin),
+                None => {
+                    problems.push(format!(
+                        "CORS_ALLOWED_ORIGINS must list origins such as https://kiosk.example.org, got '{raw}'"
+                    ));
+                    None
+                }
+            })
+            .collect();
+
         if client_timeout <= heartbeat_interval {
             problems.push(format!(
                 "CLIENT_TIMEOUT_SECS ({}) must be longer than HEARTBEAT_INTERVAL_SECS ({})",
@@ -150,9 +215,46 @@ impl Config {
             issue_burst,
             login_rate_per_minute,
             login_user_rate_per_minute,
+            issue_tenant_rate_per_minute,
+            issue_tenant_burst,
+            ws_max_sessions_per_address,
+            ws_max_sessions_per_tenant,
+            trusted_proxies,
+            cors_allowed_origins,
+            request_timeout,
+            event_retention,
+            prune_interval: Duration::from_secs(3_600),
             static_dir: get("STATIC_DIR").unwrap_or_else(|| "static".to_owned()),
         })
     }
+}
+
+/// The items of a comma-separated setting, trimmed, empty ones skipped.
+fn list(raw: Option<String>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `10.0.0.0/8`, `fd00::/8` or a single address (a /32 or /128 network).
+fn parse_network(raw: &str) -> Option<IpNet> {
+    raw.parse::<IpNet>()
+        .ok()
+        .or_else(|| raw.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// `scheme://host[:port]`, exactly as browsers send it in `Origin` (no path, no slash).
+fn parse_origin(raw: &str) -> Option<String> {
+    let (scheme, host) = raw.split_once("://")?;
+    let valid = matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    valid.then(|| raw.to_owned())
 }
 
 /// The URL with any password replaced, for messages and logs.
@@ -191,6 +293,8 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
         assert_eq!(c.client_timeout, Duration::from_secs(45));
         assert!(c.jwt_secret.is_none());
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.event_retention, Duration::from_secs(7 * 86_400));
     }
 
     #[test]
@@ -225,6 +329,35 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn proxies_and_origins_are_lists_checked_item_by_item() {
+        let c = config(&[
+            ("TRUSTED_PROXIES", " 10.0.0.0/8, 192.168.1.7 ,fd00::/8,"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://kiosk.example.org,http://localhost:3000",
+            ),
+        ])
+        .unwrap();
+        let proxies: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8"]);
+        assert_eq!(
+            c.cors_allowed_origins,
+            ["https://kiosk.example.org", "http://localhost:3000"]
+        );
+        assert!(config(&[]).unwrap().trusted_proxies.is_empty());
+        assert!(config(&[]).unwrap().cors_allowed_origins.is_empty());
+
+        let err = config(&[
+            ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example/,*"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("got 'proxy.local'"), "{err}");
+        assert!(err.contains("got 'https://a.example/'"), "{err}");
+        assert!(err.contains("got '*'"), "{err}");
     }
 
     #[test]

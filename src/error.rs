@@ -18,6 +18,8 @@ use crate::domain::ticket::TransitionError;
 
 /// Seconds a client should wait before retrying while the database is unreachable.
 const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+/// Seconds a client refused a live session should wait before trying again.
+const SESSION_RETRY_AFTER_SECS: u64 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -79,11 +81,31 @@ pub enum ApiError {
     SinceUnavailable { since: i64, current: i64 },
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("too many live sessions {0}; close some or retry later")]
+    TooManySessions(SessionLimit),
+    #[error("the request was not sent in time; send it again")]
+    RequestTimeout,
 
     #[error("the database is unavailable; retry shortly")]
     DatabaseUnavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// Which live-session cap a WebSocket handshake hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionLimit {
+    PerAddress,
+    PerTenant,
+}
+
+impl std::fmt::Display for SessionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionLimit::PerAddress => "from this address",
+            SessionLimit::PerTenant => "for this tenant",
+        })
+    }
 }
 
 /// What a 404 was about; its code is `<resource>_not_found`.
@@ -144,6 +166,8 @@ impl ApiError {
             RequestInProgress => (StatusCode::CONFLICT, "request_in_progress"),
             SinceUnavailable { .. } => (StatusCode::GONE, "since_unavailable"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            TooManySessions(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
+            RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             DatabaseUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -217,6 +241,13 @@ impl ResponseError for ApiError {
             ApiError::DatabaseUnavailable => {
                 response
                     .insert_header((header::RETRY_AFTER, DATABASE_RETRY_AFTER_SECS.to_string()));
+            }
+            ApiError::TooManySessions(_) => {
+                response.insert_header((header::RETRY_AFTER, SESSION_RETRY_AFTER_SECS.to_string()));
+            }
+            ApiError::RequestTimeout => {
+                // The connection may be mid-body: do not keep it for another request.
+                response.force_close();
             }
             ApiError::MissingToken | ApiError::InvalidToken | ApiError::TokenExpired => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

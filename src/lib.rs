@@ -7,6 +7,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod maintenance;
 pub mod metrics;
 pub mod startup;
 pub mod state;

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub sessions_closed: IntCounterVec,
     /// HTTP requests by route pattern and status.
     pub http_requests: IntCounterVec,
+    /// Events removed from the log by retention.
+    pub events_pruned: IntCounter,
     db_pool: IntGaugeVec,
 }
 
@@ -70,6 +72,11 @@ impl Metrics {
             &["route", "status"],
         )
         .expect("valid metric");
+        let events_pruned = IntCounter::new(
+            "nextup_events_pruned_total",
+            "Events older than EVENT_RETENTION_DAYS removed from the log",
+        )
+        .expect("valid metric");
         let db_pool = IntGaugeVec::new(
             Opts::new("nextup_db_pool_connections", "Database pool connections"),
             &["state"],
@@ -82,6 +89,7 @@ impl Metrics {
             Box::new(hub_log_reads.clone()),
             Box::new(sessions_closed.clone()),
             Box::new(http_requests.clone()),
+            Box::new(events_pruned.clone()),
             Box::new(db_pool.clone()),
         ] {
             registry
@@ -96,6 +104,7 @@ impl Metrics {
             hub_log_reads,
             sessions_closed,
             http_requests,
+            events_pruned,
             db_pool,
         })
     }

@@ -3,8 +3,10 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest};
+use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::{Logger, Next, NormalizePath, TrailingSlash, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -16,9 +18,11 @@ use crate::config::Config;
 use crate::error;
 use crate::http;
 use crate::http::rate_limit::RateLimits;
+use crate::maintenance;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::ws;
+use crate::ws::caps::SessionCaps;
 use crate::ws::registry::HubRegistry;
 
 /// Largest request body accepted, in bytes (contract §4).
@@ -65,10 +69,22 @@ impl Application {
         // Created once, outside the per-worker factory: one hub per tenant for all workers.
         let metrics = Metrics::new();
         let hubs = HubRegistry::start(pool.clone(), metrics.clone());
+        let request_timeout = config.request_timeout;
+        actix_web::rt::spawn(maintenance::prune_forever(
+            pool.clone(),
+            clock.clone(),
+            config.event_retention,
+            config.prune_interval,
+            metrics.clone(),
+        ));
         let state = web::Data::new(AppState {
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
             limits: RateLimits::new(&config),
+            session_caps: SessionCaps::new(
+                config.ws_max_sessions_per_address,
+                config.ws_max_sessions_per_tenant,
+            ),
             config: Arc::new(config),
             clock,
             hubs: hubs.clone(),
@@ -86,6 +102,10 @@ impl Application {
                 .configure(|cfg| configure_app(cfg, state.clone()))
         })
         .on_connect(bound_send_buffer)
+        // Slow clients: the request head must arrive within this (408), and a connection
+        // that will not close is dropped after it too. Bodies: see `http::deadline`.
+        .client_request_timeout(request_timeout)
+        .client_disconnect_timeout(request_timeout)
         // Signals are ours: sessions must get a close frame (1001) before the server stops.
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
@@ -135,15 +155,38 @@ impl Application {
 /// Registers state, extractor configuration, every route and the pages.
 pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let static_dir = state.config.static_dir.clone();
-    cfg.app_data(state)
+    cfg.app_data(state.clone())
         .app_data(error::payload_config(MAX_BODY_BYTES))
         .app_data(error::path_config())
         .app_data(error::query_config())
-        .service(web::scope("/api/v1").configure(http::configure_api))
+        .service(
+            web::scope("/api/v1")
+                .wrap(from_fn(http::deadline::bounded))
+                .wrap(cors(&state.config.cors_allowed_origins))
+                .configure(http::configure_api),
+        )
         .configure(ws::configure)
         .configure(http::ops::configure)
         .configure(|cfg| http::pages::configure(cfg, &static_dir))
         .default_service(web::to(error::route_not_found));
+}
+
+/// CORS for the API: closed unless `CORS_ALLOWED_ORIGINS` names origins. A request from
+/// another origin is still served (browsers enforce CORS, not servers), but without the
+/// headers that would let a page there read the answer.
+fn cors(allowed_origins: &[String]) -> Cors {
+    allowed_origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods(["GET", "POST", "PATCH"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::ETAG, header::RETRY_AFTER])
+        .max_age(3600)
 }
 
 /// The request line for the access log, with `token=` query values hidden: operators'
@@ -185,18 +228,29 @@ async fn count_request(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());
-    let response = next.call(req).await?;
+    let response = next.call(req).await;
     if let Some(metrics) = metrics {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
+        let (route, status) = match &response {
+            Ok(response) => (
+                response
+                    .request()
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_owned()),
+                response.status(),
+            ),
+            // An error from a middleware (a request over its deadline): its request is
+            // gone, and with it the route it matched.
+            Err(error) => (
+                "error_in_middleware".to_owned(),
+                error.as_response_error().status_code(),
+            ),
+        };
         metrics
             .http_requests
-            .with_label_values(&[route.as_str(), response.status().as_str()])
+            .with_label_values(&[route.as_str(), status.as_str()])
             .inc();
     }
-    Ok(response)
+    response
 }
 
 /// Waits for SIGTERM or SIGINT; returns its name.

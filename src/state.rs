@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
+use crate::ws::caps::SessionCaps;
 use crate::ws::registry::HubRegistry;
 
 /// Everything handlers share, created once before the HTTP server starts.
@@ -16,6 +17,7 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub clock: Arc<dyn Clock>,
     pub limits: RateLimits,
+    pub session_caps: Arc<SessionCaps>,
     pub hubs: HubRegistry,
     pub metrics: Arc<Metrics>,
 }

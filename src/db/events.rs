@@ -99,3 +99,21 @@ pub async fn list_events(
     .fetch_all(conn)
     .await?)
 }
+
+/// Deletes up to `batch` events created before `before`; returns how many went. Small
+/// batches keep each delete's locks and WAL short while the server is busy.
+pub async fn prune_events(
+    conn: &mut PgConnection,
+    before: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query!(
+        "delete from events where ctid = any(array(
+             select ctid from events where created_at < $1 limit $2))",
+        before,
+        batch
+    )
+    .execute(conn)
+    .await?;
+    Ok(deleted.rows_affected())
+}

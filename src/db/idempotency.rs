@@ -66,3 +66,16 @@ pub async fn save_response(
     .await?;
     Ok(())
 }
+
+/// Deletes up to `batch` keys older than their 24 hours of replay.
+pub async fn prune_expired_keys(conn: &mut PgConnection, batch: i64) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query!(
+        "delete from idempotency_keys where ctid = any(array(
+             select ctid from idempotency_keys
+             where created_at < now() - interval '24 hours' limit $1))",
+        batch
+    )
+    .execute(conn)
+    .await?;
+    Ok(deleted.rows_affected())
+}

@@ -73,6 +73,35 @@ pub async fn begin_snapshot(
     Ok(tx)
 }
 
+/// Holds a database connection (or listener) across awaits in a background task. If the future
+/// holding it is cancelled because its thread's runtime is shutting down, dropping it would
+/// make sqlx spawn its clean-up onto a dying runtime and panic (sqlx issue 1389); it is
+/// leaked instead, which only happens at process exit. `release` drops it normally.
+pub struct CancelSafe<T>(std::mem::ManuallyDrop<T>);
+
+impl<T> CancelSafe<T> {
+    pub fn new(inner: T) -> Self {
+        Self(std::mem::ManuallyDrop::new(inner))
+    }
+
+    pub fn release(self) {
+        drop(std::mem::ManuallyDrop::into_inner(self.0));
+    }
+}
+
+impl<T> std::ops::Deref for CancelSafe<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for CancelSafe<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
 /// Lets id newtypes be read from `uuid` columns (`select id as "id: TicketId"`).
 macro_rules! uuid_column {
     ($($ty:ty),*) => {$(

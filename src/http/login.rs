@@ -35,7 +35,10 @@ async fn login(
     } = body.0;
     // Every attempt counts, before any work: guessing is slow from one address, and slow
     // for one account from many.
-    state.limits.login_by_address.check(&client_address(&req))?;
+    state
+        .limits
+        .login_by_address
+        .check(&client_address(&req, &state.config.trusted_proxies))?;
     state
         .limits
         .login_by_username

@@ -1,6 +1,7 @@
 //! REST handlers, one module per resource; each exposes `configure`.
 
 pub mod counters;
+pub mod deadline;
 pub mod idempotency;
 pub mod login;
 pub mod ops;

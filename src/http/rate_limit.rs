@@ -1,6 +1,7 @@
-//! Rate limits (GCRA via `governor`): anonymous ticket issuing per client address, and
-//! login attempts per client address and per username (against password guessing).
-//! Each answers 429 with `Retry-After`.
+//! Rate limits (GCRA via `governor`): anonymous ticket issuing per client address and per
+//! tenant, and login attempts per client address and per username (against password
+//! guessing). Each answers 429 with `Retry-After`. Also: who the client is, behind trusted
+//! reverse proxies.
 
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 
 use crate::error::ApiError;
 
@@ -49,16 +51,54 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     }
 }
 
-/// The address a request came from (the TCP peer).
-pub fn client_address(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
+/// The address a request came from: the TCP peer, unless the peer is one of
+/// `TRUSTED_PROXIES`; then the nearest address in `X-Forwarded-For` that is not a trusted
+/// proxy. Anyone can write `X-Forwarded-For`, so it is only read from proxies we run.
+pub fn client_address(req: &HttpRequest, trusted_proxies: &[IpNet]) -> IpAddr {
+    let peer = req
+        .peer_addr()
         .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok());
+    resolve_client(peer, forwarded, trusted_proxies)
+}
+
+/// Walks the chain right to left (each proxy appends the address it heard from) and stops
+/// at the first hop we do not trust. A malformed entry stops the walk at the proxy that
+/// passed it on, so garbage can never choose the address.
+fn resolve_client<'a>(
+    peer: IpAddr,
+    forwarded_for: impl Iterator<Item = &'a str>,
+    trusted_proxies: &[IpNet],
+) -> IpAddr {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded_for.flat_map(|value| value.split(',')).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// Every rate limit of a process.
 pub struct RateLimits {
     pub issue_by_address: KeyedLimit<IpAddr>,
+    /// Keyed by tenant slug: all addresses together (a flood from many addresses).
+    pub issue_by_tenant: KeyedLimit<String>,
     pub login_by_address: KeyedLimit<IpAddr>,
     /// Keyed by (tenant slug, username), whether or not they exist.
     pub login_by_username: KeyedLimit<(String, String)>,
@@ -68,6 +108,10 @@ impl RateLimits {
     pub fn new(config: &crate::config::Config) -> Self {
         Self {
             issue_by_address: KeyedLimit::new(config.issue_rate_per_minute, config.issue_burst),
+            issue_by_tenant: KeyedLimit::new(
+                config.issue_tenant_rate_per_minute,
+                config.issue_tenant_burst,
+            ),
             login_by_address: KeyedLimit::new(
                 config.login_rate_per_minute,
                 config.login_rate_per_minute,
@@ -76,6 +120,87 @@ impl RateLimits {
                 config.login_user_rate_per_minute,
                 config.login_user_rate_per_minute,
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(raw: &str) -> IpAddr {
+        raw.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // (case, TCP peer, X-Forwarded-For lines, trusted proxies, expected client)
+        type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a [IpNet], &'a str);
+        let cases: [Case; 8] = [
+            (
+                "no proxies configured",
+                "203.0.113.9",
+                &["198.51.100.1"],
+                &[],
+                "203.0.113.9",
+            ),
+            (
+                "peer is not a proxy",
+                "203.0.113.9",
+                &["198.51.100.1"],
+                &proxies,
+                "203.0.113.9",
+            ),
+            (
+                "one trusted hop",
+                "10.0.0.2",
+                &["198.51.100.1"],
+                &proxies,
+                "198.51.100.1",
+            ),
+            (
+                "spoofed entries left of the real client are ignored",
+                "10.0.0.2",
+                &["1.2.3.4, 198.51.100.1"],
+                &proxies,
+                "198.51.100.1",
+            ),
+            (
+                "chained trusted proxies, several header lines",
+                "10.0.0.2",
+                &["198.51.100.1, 10.0.0.9", "10.0.0.5"],
+                &proxies,
+                "198.51.100.1",
+            ),
+            (
+                "proxy sent no header",
+                "10.0.0.2",
+                &[],
+                &proxies,
+                "10.0.0.2",
+            ),
+            (
+                "garbage stops at the proxy",
+                "10.0.0.2",
+                &["not-an-ip"],
+                &proxies,
+                "10.0.0.2",
+            ),
+            (
+                "only proxies in the chain",
+                "10.0.0.2",
+                &["10.0.0.7"],
+                &proxies,
+                "10.0.0.7",
+            ),
+        ];
+        for (case, peer, header, trusted, expected) in cases {
+            assert_eq!(
+                resolve_client(ip(peer), header.iter().copied(), trusted),
+                ip(expected),
+                "{case}"
+            );
         }
     }
 }

@@ -56,7 +56,7 @@ fn customer_name(raw: Option<String>) -> Result<Option<String>, ApiError> {
     Ok(Some(name))
 }
 
-/// Public: a kiosk takes a ticket (rate-limited per address). With an operator token the
+/// Public: a kiosk takes a ticket (rate-limited per address and per tenant). With an operator token the
 /// ticket may carry a customer name and the answer is the operator view.
 async fn issue_ticket(
     req: HttpRequest,
@@ -68,7 +68,9 @@ async fn issue_ticket(
     let audience = match auth.0 {
         Some(_) => Audience::Operator,
         None => {
-            state.limits.issue_by_address.check(&client_address(&req))?;
+            let address = client_address(&req, &state.config.trusted_proxies);
+            state.limits.issue_by_address.check(&address)?;
+            state.limits.issue_by_tenant.check(&slug)?;
             Audience::Public
         }
     };

@@ -19,7 +19,7 @@ use sqlx::postgres::PgListener;
 use super::hub::Hub;
 use super::messages::Fetched;
 use super::registry::RegistryInner;
-use crate::db;
+use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
 
 pub const CHANNEL: &str = "nextup_events";
@@ -27,6 +27,9 @@ pub const CHANNEL: &str = "nextup_events";
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(10);
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// A log read abandoned after this (a link that drops packets never errors); the hub
+/// tries again.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events read from the log per request; a longer gap takes several reads.
 const READ_LIMIT: i64 = 1000;
 
@@ -60,12 +63,17 @@ impl Handler<ReadLog> for LogReader {
     fn handle(&mut self, msg: ReadLog, ctx: &mut Context<Self>) {
         let pool = self.pool.clone();
         let read = async move {
-            let mut conn = CancelSafe::new(pool.acquire().await?);
-            let events =
-                db::events::list_events(&mut conn, msg.tenant, msg.after, msg.up_to, READ_LIMIT)
-                    .await;
+            let mut conn = CancelSafe::new(pool.acquire().await.map_err(|e| e.to_string())?);
+            let events = timeout(
+                READ_TIMEOUT,
+                db::events::list_events(&mut conn, msg.tenant, msg.after, msg.up_to, READ_LIMIT),
+            )
+            .await;
             conn.release();
-            events
+            match events {
+                Ok(events) => events.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {READ_TIMEOUT:?}")),
+            }
         };
         ctx.spawn(
             async move {
@@ -136,35 +144,6 @@ async fn listen(pool: &PgPool) -> Result<(CancelSafe<PgListener>, i32), sqlx::Er
             listener.release();
             Err(e)
         }
-    }
-}
-
-/// Holds a database connection (or listener) across awaits on the hub thread. If the future
-/// holding it is cancelled because that thread's runtime is shutting down, dropping it would
-/// make sqlx spawn its clean-up onto a dying runtime and panic (sqlx issue 1389); it is
-/// leaked instead, which only happens at process exit. `release` drops it normally.
-struct CancelSafe<T>(std::mem::ManuallyDrop<T>);
-
-impl<T> CancelSafe<T> {
-    fn new(inner: T) -> Self {
-        Self(std::mem::ManuallyDrop::new(inner))
-    }
-
-    fn release(self) {
-        drop(std::mem::ManuallyDrop::into_inner(self.0));
-    }
-}
-
-impl<T> std::ops::Deref for CancelSafe<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> std::ops::DerefMut for CancelSafe<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.0
     }
 }
 

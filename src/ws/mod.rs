@@ -1,5 +1,6 @@
 //! Live updates over WebSocket (contract §5): handshake routes, sessions, hubs, the feed.
 
+pub mod caps;
 pub mod feed;
 pub mod hub;
 pub mod messages;
@@ -21,6 +22,7 @@ use self::session::WsSession;
 use crate::auth::extract::{bearer_token, verify_for_slug};
 use crate::db;
 use crate::error::ApiError;
+use crate::http::rate_limit::client_address;
 use crate::state::AppState;
 use crate::ticketing::reads;
 use crate::views::{Audience, event_messages};
@@ -104,6 +106,8 @@ async fn start_session(
         let mut conn = state.db.acquire().await?;
         db::tenants::get_tenant(&mut conn, slug).await?
     };
+    let address = client_address(&req, &state.config.trusted_proxies);
+    let permit = state.session_caps.admit(address, tenant.id)?;
     // The hub must exist before the state is read: every event committed after that read
     // then reaches the hub, and nothing falls between the two.
     let hub = state.hubs.hub(tenant.id, &tenant.slug);
@@ -158,6 +162,7 @@ async fn start_session(
         last_heard: Instant::now(),
         close_reason: "client_closed",
         metrics: state.metrics.clone(),
+        permit,
     };
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(MAX_CLIENT_FRAME_BYTES)

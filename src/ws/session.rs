@@ -20,6 +20,7 @@ use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::caps::SessionPermit;
 use super::hub::Hub;
 use super::messages::{Connect, Disconnect, SessionId, ToSession, frame};
 use crate::metrics::Metrics;
@@ -47,6 +48,8 @@ pub struct WsSession {
     /// Why the session ended, for `nextup_ws_sessions_closed_total`.
     pub close_reason: &'static str,
     pub metrics: Arc<Metrics>,
+    /// This session's place under the session caps, freed when the actor is dropped.
+    pub permit: SessionPermit,
 }
 
 /// The metric label for a close code the server sends.

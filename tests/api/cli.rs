@@ -15,20 +15,20 @@ use crate::helpers::{drop_test_database, postgres_server_url};
 /// How long a command that should exit may run.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `serve` may take to say where it listens.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 const UNREACHABLE_URL: &str = "postgres://postgres@127.0.0.1:1/nextup";
 
 /// A database name for one test and an empty working directory; both are removed on drop
 /// (the database is created by the binary itself).
-struct Sandbox {
+pub struct Sandbox {
     db_name: String,
     database_url: String,
     dir: PathBuf,
 }
 
 impl Sandbox {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("nextup_cli_{id}");
         let database_url = format!("{}/{db_name}", postgres_server_url());
@@ -43,7 +43,7 @@ impl Sandbox {
 
     /// `nextup ARGS` with this sandbox's database, run in the empty directory (so that no
     /// `.env` is read) and with none of the developer's nextup variables.
-    fn nextup(&self, args: &[&str]) -> Command {
+    pub fn nextup(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_nextup"));
         command.args(args).current_dir(&self.dir);
         for name in [
@@ -613,15 +613,15 @@ async fn serve_refuses_a_missing_or_short_jwt_secret() {
 }
 
 /// A running `nextup serve`, killed on drop (also when an assertion fails).
-struct Server {
-    child: Child,
+pub struct Server {
+    pub child: Child,
     /// Lines of stdout, as they come.
     lines: mpsc::Receiver<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
-    fn start(mut command: Command) -> Server {
+    pub fn start(mut command: Command) -> Server {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -659,13 +659,13 @@ impl Server {
         }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Reads stdout lines until one satisfies `wanted`, within the start-up timeout.
     /// Returns every line read, the wanted one last.
-    fn read_until(&self, deadline: Instant, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+    pub fn read_until(&self, deadline: Instant, wanted: impl Fn(&str) -> bool) -> Vec<String> {
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -694,7 +694,7 @@ impl Drop for Server {
 }
 
 /// `http://HOST:PORT` from a line containing `listening on http://HOST:PORT`.
-fn listening_url(line: &str) -> String {
+pub fn listening_url(line: &str) -> String {
     let start = line.find("listening on ").expect("the listening line") + "listening on ".len();
     let url = line[start..]
         .split_whitespace()

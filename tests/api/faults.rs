@@ -60,3 +60,68 @@ async fn a_database_outage_fails_fast_keeps_sessions_and_recovers_by_itself() {
     assert_eq!(update["seq"], 1);
     assert_eq!(update["data"]["ticket"]["code"], "A001");
 }
+
+#[actix_web::test]
+async fn a_database_link_that_drops_packets_fails_fast_and_sessions_get_every_change_made_meanwhile()
+ {
+    // Two instances on one database; the second reaches it through a link that will stall.
+    let direct = TestApp::spawn().await;
+    let site = direct.site("clinic", 1, 1).await;
+    let server = postgres_server_url();
+    let link = CuttingProxy::start_tcp(server.rsplit('@').next().unwrap()).await;
+    let through_link = format!(
+        "{}@{}/{}",
+        server.rsplit_once('@').unwrap().0,
+        link.base.trim_start_matches("http://"),
+        direct.db_name
+    );
+    let app = direct
+        .spawn_sibling_with(|c| c.database_url = through_link)
+        .await;
+    app.wait_for_listener().await;
+    let mut display = WsClient::connect(&app, "/ws/clinic/totem").await;
+    display.start().await;
+    app.wait_for_sessions("clinic", (1, 0)).await;
+
+    link.stall(true);
+    for path in [
+        "/api/v1/tenants/clinic/queue",
+        "/api/v1/tenants/clinic/services",
+    ] {
+        let started = Instant::now();
+        let reply = app.get(path, None).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+        assert!(reply.header("Retry-After").is_some(), "{path}");
+        reply.expect_error(503, "database_unavailable");
+    }
+    app.get("/readyz", None)
+        .await
+        .expect_error(503, "database_unavailable");
+    // The other instance goes on; its changes must reach this instance's sessions later.
+    let first = direct.issue(&site, 0).await;
+    let second = direct.issue(&site, 0).await;
+    assert_eq!(app.session_counts("clinic").await, (1, 0), "session kept");
+
+    link.stall(false);
+    for (seq, ticket) in [(1, &first), (2, &second)] {
+        let update = display.next_event().await;
+        assert_eq!(update["type"], "ticket_update", "{update}");
+        assert_eq!(update["seq"], seq, "{update}");
+        assert_eq!(update["data"]["ticket"]["id"], ticket["id"]);
+        let queue = display.next_event().await;
+        assert_eq!(
+            (&queue["type"], &queue["seq"]),
+            (&"queue_update".into(), &seq.into())
+        );
+    }
+    // Healed: this instance serves again, and its own change follows, once.
+    let third = app.issue(&site, 0).await;
+    let update = display.next_event().await;
+    assert_eq!(update["seq"], 3, "{update}");
+    assert_eq!(update["data"]["ticket"]["id"], third["id"]);
+    app.get("/readyz", None).await.expect(200);
+}

@@ -99,6 +99,8 @@ impl TestApp {
         // Tests issue many tickets from one address; the limit has its own test.
         config.issue_rate_per_minute = 1_000_000;
         config.issue_burst = 1_000_000;
+        config.issue_tenant_rate_per_minute = 1_000_000;
+        config.issue_tenant_burst = 1_000_000;
         config.login_rate_per_minute = 1_000_000;
         config.login_user_rate_per_minute = 1_000_000;
         config.static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static").into();
@@ -135,7 +137,14 @@ impl TestApp {
 
     /// A second server process on the same database, as behind a load balancer.
     pub async fn spawn_sibling(&self) -> TestApp {
-        Self::start(self.config.clone(), self.db_name.clone(), false).await
+        self.spawn_sibling_with(|_| {}).await
+    }
+
+    /// A sibling with its configuration adjusted (e.g. reaching the database another way).
+    pub async fn spawn_sibling_with(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        Self::start(config, self.db_name.clone(), false).await
     }
 
     /// Open WebSocket sessions of the tenant on this instance: (totem, operator).

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod abuse;
 mod admin;
 mod auth;
 mod bad_input;
@@ -16,4 +17,6 @@ mod lifecycle;
 mod ops;
 mod proxy;
 mod queue_order;
+mod restart;
+mod retention;
 mod ws;

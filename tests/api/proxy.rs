@@ -1,12 +1,17 @@
 //! A TCP proxy for fault tests: between a browser and the app it can cut WebSocket
 //! traffic while HTTP keeps flowing (a reverse proxy that cannot pass WebSockets); between
-//! the app and PostgreSQL it can cut everything (a database outage).
+//! the app and PostgreSQL it can cut everything (a database outage that refuses
+//! connections) or stall everything (a network that drops packets: connections stay up,
+//! no byte passes and nothing errors, until it heals).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::rt::net::{TcpListener, TcpStream};
 use actix_web::rt::task::JoinHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
 
 pub struct CuttingProxy {
     pub base: String,
@@ -14,6 +19,8 @@ pub struct CuttingProxy {
     all: bool,
     cut: Arc<AtomicBool>,
     websockets: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// `true` while bytes flow; `stall` sets it to `false`.
+    flowing: watch::Sender<bool>,
     accept: JoinHandle<()>,
 }
 
@@ -36,18 +43,23 @@ impl CuttingProxy {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let cut = Arc::new(AtomicBool::new(false));
         let websockets = Arc::new(Mutex::new(Vec::new()));
+        let (flowing, gate) = watch::channel(true);
         let accept = {
             let (cut, websockets) = (cut.clone(), websockets.clone());
             actix_web::rt::spawn(async move {
                 while let Ok((inbound, _)) = listener.accept().await {
-                    let (cut, websockets, target) =
-                        (cut.clone(), websockets.clone(), target.clone());
+                    let (cut, websockets, target, gate) = (
+                        cut.clone(),
+                        websockets.clone(),
+                        target.clone(),
+                        gate.clone(),
+                    );
                     actix_web::rt::spawn(async move {
                         let cuttable = all || starts_websocket(&inbound).await;
                         if cuttable && cut.load(Ordering::SeqCst) {
                             return; // dropped: the connection fails
                         }
-                        let relay = actix_web::rt::spawn(relay(inbound, target));
+                        let relay = actix_web::rt::spawn(relay(inbound, target, gate));
                         if cuttable {
                             websockets.lock().unwrap().push(relay);
                         }
@@ -60,6 +72,7 @@ impl CuttingProxy {
             all,
             cut,
             websockets,
+            flowing,
             accept,
         }
     }
@@ -72,6 +85,13 @@ impl CuttingProxy {
     pub fn cut(&self, cut: bool) {
         assert!(self.all, "this proxy only cuts WebSockets");
         self.cut_connections(cut);
+    }
+
+    /// Stops (or resumes) every byte in both directions, on open and new connections,
+    /// without closing anything (for `start_tcp`).
+    pub fn stall(&self, stalled: bool) {
+        assert!(self.all, "this proxy only cuts WebSockets");
+        self.flowing.send_replace(!stalled);
     }
 
     /// Cuts (closing the open ones) or restores WebSocket connections.
@@ -107,8 +127,38 @@ async fn starts_websocket(stream: &TcpStream) -> bool {
     }
 }
 
-async fn relay(mut inbound: TcpStream, target: String) {
-    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+async fn relay(inbound: TcpStream, target: String, gate: watch::Receiver<bool>) {
+    if flows(&mut gate.clone()).await.is_err() {
+        return;
     }
+    let Ok(outbound) = TcpStream::connect(&target).await else {
+        return;
+    };
+    let (from_client, to_client) = inbound.into_split();
+    let (from_server, to_server) = outbound.into_split();
+    futures_util::future::join(
+        pump(from_client, to_server, gate.clone()),
+        pump(from_server, to_client, gate),
+    )
+    .await;
+}
+
+/// Copies one direction, holding every byte while the gate is closed.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut gate: watch::Receiver<bool>) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if flows(&mut gate).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Waits until bytes may flow.
+async fn flows(gate: &mut watch::Receiver<bool>) -> Result<(), watch::error::RecvError> {
+    gate.wait_for(|flowing| *flowing).await.map(|_| ())
 }

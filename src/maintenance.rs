@@ -1,0 +1,72 @@
+//! Background upkeep of the database: event-log retention and expired idempotency keys.
+//!
+//! Every process runs it; deletes by age are idempotent, so several processes pruning at
+//! once only share the work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::rt::time::sleep;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::PgPool;
+
+use crate::clock::Clock;
+use crate::db::{self, CancelSafe};
+use crate::metrics::Metrics;
+
+/// Rows deleted per statement: short locks and WAL bursts while the server is busy.
+const PRUNE_BATCH: i64 = 5_000;
+
+/// Prunes every `interval` (first one `interval` after start-up, so start-up stays quick),
+/// for as long as the process runs. Failures (a database outage) are logged and retried
+/// at the next round.
+pub async fn prune_forever(
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        sleep(interval).await;
+        match prune_once(&pool, clock.as_ref(), retention).await {
+            Ok(pruned) if pruned > 0 => {
+                metrics.events_pruned.inc_by(pruned);
+                log::info!("pruned {pruned} events older than {retention:?}");
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("pruning the event log: {e}; trying again later"),
+        }
+    }
+}
+
+/// Deletes the events older than `retention` (by the clock of the server that wrote them)
+/// and the idempotency keys past their replay window; returns the events deleted.
+pub async fn prune_once(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    retention: Duration,
+) -> Result<u64, sqlx::Error> {
+    let horizon = TimeDelta::from_std(retention)
+        .ok()
+        .and_then(|retention| clock.now().checked_sub_signed(retention))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let mut conn = CancelSafe::new(pool.acquire().await?);
+    let result = async {
+        let mut events = 0;
+        loop {
+            let deleted = db::events::prune_events(&mut conn, horizon, PRUNE_BATCH).await?;
+            events += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        while db::idempotency::prune_expired_keys(&mut conn, PRUNE_BATCH).await?
+            == PRUNE_BATCH as u64
+        {}
+        Ok(events)
+    }
+    .await;
+    conn.release();
+    result
+}
