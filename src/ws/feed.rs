@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
 use super::hub::Hub;
+use super::latest::LatestSeqs;
 use super::messages::Fetched;
 use super::registry::RegistryInner;
 use crate::db::{self, CancelSafe};
@@ -102,6 +103,7 @@ pub async fn run_listener(
     pool: PgPool,
     registry: Weak<RegistryInner>,
     backend_pid: Arc<AtomicI32>,
+    latest: Arc<LatestSeqs>,
 ) {
     loop {
         match listen(&pool).await {
@@ -111,10 +113,14 @@ pub async fn run_listener(
                 let Some(inner) = registry.upgrade() else {
                     return;
                 };
+                // From here every commit is announced; what came before is read again.
+                latest.set_live(true);
                 // Anything committed while nobody listened is read from the log.
                 inner.catch_up_all();
                 drop(inner);
-                if let Err(reason) = receive(&mut listener, &registry).await {
+                let lost = receive(&mut listener, &registry).await;
+                latest.set_live(false);
+                if let Err(reason) = lost {
                     log::warn!("event listener lost its connection ({reason}); reconnecting");
                 }
                 listener.release();

@@ -3,6 +3,7 @@
 pub mod caps;
 pub mod feed;
 pub mod hub;
+pub mod latest;
 pub mod messages;
 pub mod registry;
 pub mod session;

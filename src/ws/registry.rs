@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use super::feed::{LogReader, run_listener};
 use super::hub::Hub;
+use super::latest::LatestSeqs;
 use super::messages::{CatchUp, CloseAll, Committed, Publish, SessionCount};
 use crate::db::events::EventRow;
 use crate::domain::ids::TenantId;
@@ -23,6 +24,7 @@ pub struct RegistryInner {
     arbiter: Arbiter,
     log: Addr<LogReader>,
     listener_pid: Arc<AtomicI32>,
+    latest: Arc<LatestSeqs>,
     metrics: Arc<Metrics>,
 }
 
@@ -37,11 +39,13 @@ impl HubRegistry {
             arbiter,
             log,
             listener_pid: Arc::new(AtomicI32::new(0)),
+            latest: Arc::default(),
             metrics,
         });
         let weak = Arc::downgrade(&inner);
         let pid = inner.listener_pid.clone();
-        inner.arbiter.spawn(run_listener(pool, weak, pid));
+        let latest = inner.latest.clone();
+        inner.arbiter.spawn(run_listener(pool, weak, pid, latest));
         Self(inner)
     }
 
@@ -62,6 +66,7 @@ impl HubRegistry {
 
     /// Hands a committed event to its tenant's hub, if this process has one. Never waits.
     pub fn publish(&self, tenant: TenantId, event: Arc<EventRow>) {
+        self.0.latest.committed(tenant, event.seq);
         if let Some(hub) = self.0.get(tenant) {
             hub.do_send(Publish(event));
         }
@@ -84,6 +89,11 @@ impl HubRegistry {
         }
     }
 
+    /// Each tenant's latest seq, as far as this process is sure of it.
+    pub fn latest(&self) -> &LatestSeqs {
+        &self.0.latest
+    }
+
     /// The PostgreSQL backend pid of the event listener (0 before it connected).
     pub fn listener_backend_pid(&self) -> i32 {
         self.0.listener_pid.load(Ordering::Relaxed)
@@ -102,6 +112,7 @@ impl RegistryInner {
     }
 
     pub(super) fn committed(&self, tenant: TenantId, seq: i64) {
+        self.latest.committed(tenant, seq);
         if let Some(hub) = self.get(tenant) {
             hub.do_send(Committed(seq));
         }
