@@ -125,3 +125,61 @@ async fn a_database_link_that_drops_packets_fails_fast_and_sessions_get_every_ch
     assert_eq!(update["data"]["ticket"]["id"], third["id"]);
     app.get("/readyz", None).await.expect(200);
 }
+
+#[actix_web::test]
+async fn conditional_polls_are_answered_from_memory_and_never_hide_another_process_change() {
+    let direct = TestApp::spawn().await;
+    let site = direct.site("clinic", 1, 1).await;
+    let server = postgres_server_url();
+    let link = CuttingProxy::start_tcp(server.rsplit('@').next().unwrap()).await;
+    let through_link = format!(
+        "{}@{}/{}",
+        server.rsplit_once('@').unwrap().0,
+        link.base.trim_start_matches("http://"),
+        direct.db_name
+    );
+    let app = direct
+        .spawn_sibling_with(|c| c.database_url = through_link)
+        .await;
+    app.wait_for_listener().await;
+    direct.issue(&site, 0).await;
+    let poll = |tag: String| {
+        let app = &app;
+        async move {
+            app.send(
+                actix_web::http::Method::GET,
+                "/api/v1/tenants/clinic/queue",
+                None,
+                &[("If-None-Match", tag.as_str())],
+                None,
+            )
+            .await
+        }
+    };
+    let first = app.get("/api/v1/tenants/clinic/queue", None).await;
+    assert_eq!(first.header("ETag"), Some("\"1\""), "{}", first.raw);
+
+    // With the database silent, an unchanged queue is still answered, from memory.
+    link.stall(true);
+    let started = Instant::now();
+    let unchanged = poll("\"1\"".into()).await;
+    assert_eq!(unchanged.status, 304, "{}", unchanged.raw);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    link.stall(false);
+
+    // A change made through the other process is announced, and the old tag stops matching.
+    direct.issue(&site, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = poll("\"1\"".into()).await;
+        if reply.status == 200 {
+            assert_eq!(reply.header("ETag"), Some("\"2\""));
+            assert_eq!(reply.body["services"][0]["waiting"], 2);
+            break;
+        }
+        assert_eq!(reply.status, 304, "{}", reply.raw);
+        assert!(Instant::now() < deadline, "the change never showed");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(poll("\"2\"".into()).await.status, 304);
+}
