@@ -21,6 +21,7 @@ use crate::http::rate_limit::RateLimits;
 use crate::maintenance;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::ticketing::paces::PaceCache;
 use crate::ws;
 use crate::ws::caps::SessionCaps;
 use crate::ws::registry::HubRegistry;
@@ -89,6 +90,7 @@ impl Application {
             clock,
             hubs: hubs.clone(),
             metrics,
+            paces: PaceCache::default(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -7,6 +7,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
+use crate::ticketing::commands::ChangeContext;
+use crate::ticketing::paces::PaceCache;
 use crate::ws::caps::SessionCaps;
 use crate::ws::registry::HubRegistry;
 
@@ -20,4 +22,15 @@ pub struct AppState {
     pub session_caps: Arc<SessionCaps>,
     pub hubs: HubRegistry,
     pub metrics: Arc<Metrics>,
+    pub paces: PaceCache,
+}
+
+impl AppState {
+    /// The moment of a ticket change about to be made, with the caches it may use.
+    pub fn change_context(&self) -> ChangeContext<'_> {
+        ChangeContext {
+            now: self.clock.now(),
+            paces: &self.paces,
+        }
+    }
 }

@@ -1,5 +1,10 @@
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
+
+use crate::db::tickets::TicketRecord;
+use crate::domain::ticket::{Priority, WaitingCounts};
 
 use crate::domain::estimate::{
     DESK_WINDOW_MINS, HISTORY_TICKETS, HISTORY_WINDOW_DAYS, ServicePace,
@@ -24,12 +29,50 @@ pub async fn service_loads(
     tenant: TenantId,
     now: DateTime<Utc>,
 ) -> Result<Vec<ServiceLoad>, ApiError> {
+    let paces = service_paces(conn, tenant, now).await?;
+    let counts = waiting_counts(conn, tenant).await?;
+    Ok(with_paces(counts, &paces))
+}
+
+/// A service's waiting counts, as stored.
+#[derive(Debug, Clone)]
+pub struct ServiceCount {
+    pub id: ServiceId,
+    pub code: String,
+    pub name: String,
+    pub active: bool,
+    pub waiting: WaitingCounts,
+}
+
+/// Joins counts with paces; a service without a pace gets the default.
+pub fn with_paces(
+    counts: Vec<ServiceCount>,
+    paces: &HashMap<ServiceId, ServicePace>,
+) -> Vec<ServiceLoad> {
+    counts
+        .into_iter()
+        .map(|c| ServiceLoad {
+            pace: paces.get(&c.id).copied().unwrap_or_default(),
+            id: c.id,
+            code: c.code,
+            name: c.name,
+            active: c.active,
+            waiting: c.waiting.total(),
+        })
+        .collect()
+}
+
+/// The pace of every service of the tenant: a read over recent history, so it is kept
+/// out of the tenant's serialised section (see `ticketing::paces`).
+pub async fn service_paces(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+) -> Result<HashMap<ServiceId, ServicePace>, ApiError> {
     let history_since = now - Duration::days(HISTORY_WINDOW_DAYS);
     let desks_since = now - Duration::minutes(DESK_WINDOW_MINS);
     let rows = sqlx::query!(
-        r#"select s.id as "id: ServiceId", s.code, s.name, s.active,
-                  (select count(*) from tickets t
-                    where t.service_id = s.id and t.status = 'waiting') as "waiting!",
+        r#"select s.id as "id: ServiceId",
                   (select avg(extract(epoch from h.finished_at - h.called_at))::float8
                      from (select t.finished_at, t.called_at from tickets t
                             where t.service_id = s.id and t.status = 'done'
@@ -37,7 +80,7 @@ pub async fn service_loads(
                             order by t.finished_at desc limit $3) h) as mean_handle_secs,
                   (select count(distinct t.counter_id) from tickets t
                     where t.service_id = s.id and t.called_at > $4) as "recent_desks!"
-           from services s where s.tenant_id = $1 order by s.code"#,
+           from services s where s.tenant_id = $1"#,
         tenant.get(),
         history_since,
         HISTORY_TICKETS,
@@ -47,17 +90,131 @@ pub async fn service_loads(
     .await?;
     rows.into_iter()
         .map(|r| {
-            Ok(ServiceLoad {
-                id: r.id,
-                code: r.code,
-                name: r.name,
-                active: r.active,
-                waiting: u32::try_from(r.waiting).map_err(ApiError::internal)?,
-                pace: ServicePace {
-                    mean_handle_secs: r.mean_handle_secs,
-                    recent_desks: u32::try_from(r.recent_desks).map_err(ApiError::internal)?,
-                },
-            })
+            let pace = ServicePace {
+                mean_handle_secs: r.mean_handle_secs,
+                recent_desks: u32::try_from(r.recent_desks).map_err(ApiError::internal)?,
+            };
+            Ok((r.id, pace))
         })
         .collect()
+}
+
+/// Every service of the tenant with its waiting counts, in code order.
+pub async fn waiting_counts(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<ServiceCount>, ApiError> {
+    let rows = sqlx::query!(
+        r#"select id as "id: ServiceId", code, name, active, waiting_normal, waiting_priority
+           from services where tenant_id = $1 order by code"#,
+        tenant.get()
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            service_count(
+                r.id,
+                r.code,
+                r.name,
+                r.active,
+                r.waiting_normal,
+                r.waiting_priority,
+            )
+        })
+        .collect()
+}
+
+/// A ticket change as the waiting counts see it.
+pub struct CountedChange<'a> {
+    pub service: ServiceId,
+    pub priority: Priority,
+    /// +1, -1 or 0 for the ticket's service and priority class.
+    pub delta: i32,
+    /// The ticket, when it is now waiting: its place in its class is needed for `ahead`.
+    pub waiting_ticket: Option<&'a TicketRecord>,
+}
+
+/// Applies a change to the waiting counts and reads every service's counts after it, with
+/// the number of tickets of the changed ticket's class queued behind it (0 when it is not
+/// waiting), in one round trip: this runs while the tenant's seq row is locked.
+pub async fn count_change(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    change: CountedChange<'_>,
+) -> Result<(Vec<ServiceCount>, u32), ApiError> {
+    let (normal_delta, priority_delta) = match change.priority {
+        Priority::Normal => (change.delta, 0),
+        Priority::Priority => (0, change.delta),
+    };
+    let ticket = change.waiting_ticket;
+    let rows = sqlx::query!(
+        r#"with adjusted as (
+               update services
+                  set waiting_normal = waiting_normal + $3,
+                      waiting_priority = waiting_priority + $4
+                where id = $2 and ($3 <> 0 or $4 <> 0)
+               returning id, waiting_normal, waiting_priority
+           ),
+           behind as (
+               select count(*) as n from tickets t
+                where $5::uuid is not null and t.service_id = $2 and t.status = 'waiting'
+                  and (t.priority = 'normal') = ($6 = 'normal')
+                  and (t.created_at, t.id) > ($7, $5)
+           )
+           select s.id as "id: ServiceId", s.code, s.name, s.active,
+                  coalesce(a.waiting_normal, s.waiting_normal) as "waiting_normal!",
+                  coalesce(a.waiting_priority, s.waiting_priority) as "waiting_priority!",
+                  (select n from behind) as "behind!"
+             from services s left join adjusted a on a.id = s.id
+            where s.tenant_id = $1
+            order by s.code"#,
+        tenant.get(),
+        change.service.get(),
+        normal_delta,
+        priority_delta,
+        ticket.map(|t| t.id.get()),
+        change.priority.as_str(),
+        ticket.map(|t| t.created_at),
+    )
+    .fetch_all(conn)
+    .await?;
+    let behind = match rows.first() {
+        Some(row) => u32::try_from(row.behind).map_err(ApiError::internal)?,
+        None => 0,
+    };
+    let counts = rows
+        .into_iter()
+        .map(|r| {
+            service_count(
+                r.id,
+                r.code,
+                r.name,
+                r.active,
+                r.waiting_normal,
+                r.waiting_priority,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((counts, behind))
+}
+
+fn service_count(
+    id: ServiceId,
+    code: String,
+    name: String,
+    active: bool,
+    normal: i32,
+    priority: i32,
+) -> Result<ServiceCount, ApiError> {
+    Ok(ServiceCount {
+        id,
+        code,
+        name,
+        active,
+        waiting: WaitingCounts {
+            normal: u32::try_from(normal).map_err(ApiError::internal)?,
+            priority: u32::try_from(priority).map_err(ApiError::internal)?,
+        },
+    })
 }

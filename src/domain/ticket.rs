@@ -270,6 +270,48 @@ pub fn ahead_in_service<S: Eq + Hash>(
         .collect()
 }
 
+/// How a change moves its service's count of waiting tickets: +1 when the ticket starts
+/// waiting, -1 when it stops. A ticket changes service only by transfer, which starts from
+/// called or serving, so the count of its current service is the only one that moves.
+pub fn waiting_delta(previous: Option<Status>, now: Status) -> i32 {
+    i32::from(now == Status::Waiting) - i32::from(previous == Some(Status::Waiting))
+}
+
+/// Waiting tickets of one service, by priority class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WaitingCounts {
+    pub normal: u32,
+    pub priority: u32,
+}
+
+impl WaitingCounts {
+    pub fn total(self) -> u32 {
+        self.normal + self.priority
+    }
+
+    pub fn of(self, priority: Priority) -> u32 {
+        match priority {
+            Priority::Normal => self.normal,
+            Priority::Priority => self.priority,
+        }
+    }
+}
+
+/// `ahead` of a waiting ticket from its service's counts (which include the ticket) and the
+/// number of tickets of its class queued *behind* it: every priority ticket is ahead of a
+/// normal one, and within a class the earlier ones are. Counting those behind is cheap for
+/// the common case, a ticket just issued, which has none.
+pub fn ahead_from_counts(priority: Priority, counts: WaitingCounts, behind_in_class: u32) -> u32 {
+    let ahead_in_class = counts
+        .of(priority)
+        .saturating_sub(1)
+        .saturating_sub(behind_in_class);
+    match priority {
+        Priority::Normal => counts.priority + ahead_in_class,
+        Priority::Priority => ahead_in_class,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +408,52 @@ mod tests {
         tickets.sort();
         let ids: Vec<_> = tickets.iter().map(|o| o.id).collect();
         assert_eq!(ids, vec![4, 2, 0, 3, 1]);
+    }
+
+    #[test]
+    fn only_starting_or_stopping_to_wait_moves_the_waiting_count() {
+        assert_eq!(waiting_delta(None, S::Waiting), 1, "issue");
+        assert_eq!(waiting_delta(Some(S::Waiting), S::Called), -1, "call");
+        assert_eq!(waiting_delta(Some(S::Waiting), S::Cancelled), -1, "cancel");
+        assert_eq!(waiting_delta(Some(S::Called), S::Waiting), 1, "transfer");
+        assert_eq!(waiting_delta(Some(S::NoShow), S::Waiting), 1, "reactivate");
+        assert_eq!(waiting_delta(Some(S::Called), S::Called), 0, "recall");
+        assert_eq!(waiting_delta(Some(S::Called), S::Serving), 0, "start");
+        assert_eq!(waiting_delta(Some(S::Serving), S::Done), 0, "finish");
+    }
+
+    #[test]
+    fn ahead_from_counts_matches_counting_the_queue() {
+        // A service's queue in call order: (priority, behind in class) for each ticket.
+        let queue = [
+            Priority::Priority,
+            Priority::Priority,
+            Priority::Normal,
+            Priority::Normal,
+            Priority::Normal,
+        ];
+        let counts = WaitingCounts {
+            normal: 3,
+            priority: 2,
+        };
+        let aheads: Vec<u32> = queue
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let behind = queue[i + 1..].iter().filter(|&&q| q == p).count() as u32;
+                ahead_from_counts(p, counts, behind)
+            })
+            .collect();
+        assert_eq!(
+            aheads,
+            [0, 1, 2, 3, 4],
+            "each ticket has everyone before it ahead"
+        );
+        assert_eq!(
+            ahead_from_counts(Priority::Normal, WaitingCounts::default(), 0),
+            0,
+            "inconsistent counts never underflow"
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ async fn call_next(
     } else {
         parse_json_body(&body)?
     };
-    let now = state.clock.now();
+    let at = state.change_context();
     idempotency::run(
         &state,
         &req,
@@ -84,7 +84,7 @@ async fn call_next(
         Audience::Operator,
         async |conn, tenant| {
             let called =
-                commands::call_next(conn, tenant, counter, request.service_ids, auth.0.sub, now)
+                commands::call_next(conn, tenant, counter, request.service_ids, auth.0.sub, &at)
                     .await?;
             Ok(match called {
                 Some(change) => Outcome::change(StatusCode::OK, change, Audience::Operator),

@@ -80,7 +80,7 @@ async fn issue_ticket(
         Audience::Operator => customer_name(request.customer_name)?,
         Audience::Public => None,
     };
-    let now = state.clock.now();
+    let at = state.change_context();
     idempotency::run(
         &state,
         &req,
@@ -93,7 +93,7 @@ async fn issue_ticket(
                 priority: request.priority,
                 customer_name,
             };
-            let change = commands::issue(conn, tenant, issue, now).await?;
+            let change = commands::issue(conn, tenant, issue, &at).await?;
             Ok(Outcome::change(StatusCode::CREATED, change, audience))
         },
     )
@@ -167,7 +167,7 @@ async fn call_ticket(
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let request: CallTicketRequest = parse_json_body(&body)?;
-    let now = state.clock.now();
+    let at = state.change_context();
     idempotency::run(
         &state,
         &req,
@@ -176,7 +176,7 @@ async fn call_ticket(
         Audience::Operator,
         async |conn, tenant| {
             let change =
-                commands::call_ticket(conn, tenant, id, request.counter_id, auth.0.sub, now)
+                commands::call_ticket(conn, tenant, id, request.counter_id, auth.0.sub, &at)
                     .await?;
             Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
         },
@@ -199,7 +199,7 @@ async fn transfer_ticket(
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let request: TransferRequest = parse_json_body(&body)?;
-    let now = state.clock.now();
+    let at = state.change_context();
     idempotency::run(
         &state,
         &req,
@@ -207,7 +207,7 @@ async fn transfer_ticket(
         &body,
         Audience::Operator,
         async |conn, tenant| {
-            let change = commands::transfer(conn, tenant, id, request.service_id, now).await?;
+            let change = commands::transfer(conn, tenant, id, request.service_id, &at).await?;
             Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
         },
     )
@@ -226,7 +226,7 @@ async fn act_on_ticket(
     let action = Action::from_path_name(&action_name)
         .filter(|a| !matches!(a, Action::Call | Action::Transfer))
         .ok_or(ApiError::NotFound(Resource::Route))?;
-    let now = state.clock.now();
+    let at = state.change_context();
     idempotency::run(
         &state,
         &req,
@@ -234,7 +234,7 @@ async fn act_on_ticket(
         &body,
         Audience::Operator,
         async |conn, tenant| {
-            let change = commands::act(conn, tenant, id, action, now).await?;
+            let change = commands::act(conn, tenant, id, action, &at).await?;
             Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
         },
     )

@@ -3,11 +3,15 @@ use sqlx::PgConnection;
 
 use crate::db;
 use crate::db::events::{EventRow, NewEvent};
+use crate::db::queue::CountedChange;
 use crate::db::tenants::Tenant;
 use crate::domain::ids::{CounterId, ServiceCode, ServiceId, TicketId, UserId};
 use crate::domain::numbering::{service_day, ticket_code};
-use crate::domain::ticket::{Action, EventAction, Priority, Status, transition};
+use crate::domain::ticket::{
+    Action, EventAction, Priority, Status, ahead_from_counts, transition, waiting_delta,
+};
 use crate::error::{ApiError, Resource};
+use crate::ticketing::paces::PaceCache;
 use crate::views::{OperatorTicket, service_summaries};
 
 /// A ticket change as committed: the ticket right after it, and its event.
@@ -15,6 +19,12 @@ use crate::views::{OperatorTicket, service_summaries};
 pub struct Change {
     pub ticket: OperatorTicket,
     pub event: EventRow,
+}
+
+/// When a change happens, and the per-process caches it may use.
+pub struct ChangeContext<'a> {
+    pub now: DateTime<Utc>,
+    pub paces: &'a PaceCache,
 }
 
 pub struct IssueTicket {
@@ -27,14 +37,14 @@ pub async fn issue(
     conn: &mut PgConnection,
     tenant: &Tenant,
     request: IssueTicket,
-    now: DateTime<Utc>,
+    at: &ChangeContext<'_>,
 ) -> Result<Change, ApiError> {
     let service = db::services::get_service(conn, tenant.id, request.service).await?;
     if !service.active {
         return Err(ApiError::ServiceInactive);
     }
     let code = ServiceCode::parse(&service.code).map_err(ApiError::internal)?;
-    let day = service_day(now, tenant.timezone);
+    let day = service_day(at.now, tenant.timezone);
     let number = db::tickets::next_number(conn, service.id, day).await?;
     let code = ticket_code(&code, number);
     let id = db::tickets::insert_ticket(
@@ -46,11 +56,11 @@ pub async fn issue(
             service_day: day,
             priority: request.priority,
             customer_name: request.customer_name.as_deref(),
-            created_at: now,
+            created_at: at.now,
         },
     )
     .await?;
-    record_change(conn, tenant, id, EventAction::Issued, None, now).await
+    record_change(conn, tenant, id, EventAction::Issued, None, at).await
 }
 
 /// Calls the next waiting ticket of `services` (all services when `None`) to the counter;
@@ -61,7 +71,7 @@ pub async fn call_next(
     counter: CounterId,
     services: Option<Vec<ServiceId>>,
     operator: UserId,
-    now: DateTime<Utc>,
+    at: &ChangeContext<'_>,
 ) -> Result<Option<Change>, ApiError> {
     let counter = db::counters::lock_counter(conn, tenant.id, counter).await?;
     if db::counters::is_counter_busy(conn, counter.id).await? {
@@ -76,14 +86,14 @@ pub async fn call_next(
         return Ok(None);
     };
     transition(ticket.status, Action::Call)?;
-    db::tickets::mark_called(conn, ticket.id, counter.id, operator, now).await?;
+    db::tickets::mark_called(conn, ticket.id, counter.id, operator, at.now).await?;
     let change = record_change(
         conn,
         tenant,
         ticket.id,
         EventAction::Called,
         Some(ticket.status),
-        now,
+        at,
     )
     .await?;
     Ok(Some(change))
@@ -119,7 +129,7 @@ pub async fn call_ticket(
     id: TicketId,
     counter: CounterId,
     operator: UserId,
-    now: DateTime<Utc>,
+    at: &ChangeContext<'_>,
 ) -> Result<Change, ApiError> {
     let counter = db::counters::lock_counter(conn, tenant.id, counter).await?;
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
@@ -129,14 +139,14 @@ pub async fn call_ticket(
     if db::counters::is_counter_busy(conn, counter.id).await? {
         return Err(ApiError::CounterBusy);
     }
-    db::tickets::mark_called(conn, ticket.id, counter.id, operator, now).await?;
+    db::tickets::mark_called(conn, ticket.id, counter.id, operator, at.now).await?;
     record_change(
         conn,
         tenant,
         id,
         EventAction::Called,
         Some(ticket.status),
-        now,
+        at,
     )
     .await
 }
@@ -148,16 +158,16 @@ pub async fn act(
     tenant: &Tenant,
     id: TicketId,
     action: Action,
-    now: DateTime<Utc>,
+    at: &ChangeContext<'_>,
 ) -> Result<Change, ApiError> {
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
         .ok_or(ApiError::NotFound(Resource::Ticket))?;
     let to = transition(ticket.status, action)?;
     match action {
-        Action::Recall => db::tickets::mark_recalled(conn, id, now).await?,
+        Action::Recall => db::tickets::mark_recalled(conn, id, at.now).await?,
         Action::Start | Action::Finish | Action::NoShow | Action::Cancel => {
-            db::tickets::set_status(conn, id, to, now).await?
+            db::tickets::set_status(conn, id, to, at.now).await?
         }
         Action::Reactivate => db::tickets::requeue(conn, id, ticket.service_id).await?,
         Action::Call | Action::Transfer => {
@@ -166,7 +176,7 @@ pub async fn act(
             )));
         }
     }
-    record_change(conn, tenant, id, action.event(), Some(ticket.status), now).await
+    record_change(conn, tenant, id, action.event(), Some(ticket.status), at).await
 }
 
 /// Moves a called or serving ticket to the waiting queue of another service, keeping its
@@ -176,7 +186,7 @@ pub async fn transfer(
     tenant: &Tenant,
     id: TicketId,
     target: ServiceId,
-    now: DateTime<Utc>,
+    at: &ChangeContext<'_>,
 ) -> Result<Change, ApiError> {
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
@@ -196,32 +206,56 @@ pub async fn transfer(
         id,
         EventAction::Transferred,
         Some(ticket.status),
-        now,
+        at,
     )
     .await
 }
 
-/// Appends the event of a change. Taking the seq locks the tenant's sequence row until
-/// commit, and everything read after it (queue counts, `ahead`) includes every change
-/// committed with a smaller seq, so each event describes the queue exactly at its seq.
+/// Appends the event of a change.
+///
+/// Taking the seq locks the tenant's sequence row until commit and serialises the tenant's
+/// writers, so everything that does not need the lock is done before it: the ticket (its
+/// row is already locked by this transaction) and the services' paces. Under the lock: the
+/// waiting counts (moved by this change, read with every change of smaller seq, so each
+/// event describes the queue exactly at its seq, with `ahead` in the same statement), the
+/// event, and the commit — three round trips after the lock is taken.
 async fn record_change(
     conn: &mut PgConnection,
     tenant: &Tenant,
     id: TicketId,
     action: EventAction,
     previous: Option<Status>,
-    now: DateTime<Utc>,
+    at: &ChangeContext<'_>,
 ) -> Result<Change, ApiError> {
-    let seq = db::events::next_seq(conn, tenant.id).await?;
-    let loads = db::queue::service_loads(conn, tenant.id, now).await?;
     let record = db::tickets::find_record(conn, tenant.id, id)
         .await?
         .ok_or(ApiError::NotFound(Resource::Ticket))?;
-    let ahead = if record.status == Status::Waiting.as_str() {
-        Some(db::tickets::count_ahead(conn, &record).await?)
-    } else {
-        None
-    };
+    let status: Status = record.status.parse().map_err(ApiError::internal)?;
+    let priority: Priority = record.priority.parse().map_err(ApiError::internal)?;
+    let paces = at.paces.for_tenant(conn, tenant.id, at.now).await?;
+
+    let seq = db::events::next_seq(conn, tenant.id).await?;
+    let waiting = status == Status::Waiting;
+    let (counts, behind) = db::queue::count_change(
+        conn,
+        tenant.id,
+        CountedChange {
+            service: record.service_id,
+            priority,
+            delta: waiting_delta(previous, status),
+            waiting_ticket: waiting.then_some(&record),
+        },
+    )
+    .await?;
+    let ahead = waiting.then(|| {
+        let service = counts.iter().find(|c| c.id == record.service_id);
+        ahead_from_counts(
+            priority,
+            service.map(|c| c.waiting).unwrap_or_default(),
+            behind,
+        )
+    });
+    let loads = db::queue::with_paces(counts, &paces);
     let ticket = OperatorTicket::from_record(record, ahead, &loads)?;
     let event = EventRow {
         seq,
@@ -229,7 +263,7 @@ async fn record_change(
         previous_status: previous.map(|s| s.as_str().to_owned()),
         ticket: serde_json::to_value(&ticket).map_err(ApiError::internal)?,
         queue: serde_json::to_value(service_summaries(&loads)).map_err(ApiError::internal)?,
-        created_at: now,
+        created_at: at.now,
     };
     db::events::insert_event(
         conn,
@@ -241,7 +275,7 @@ async fn record_change(
             ticket_id: id,
             ticket: event.ticket.clone(),
             queue: event.queue.clone(),
-            created_at: now,
+            created_at: at.now,
         },
     )
     .await?;

@@ -3,4 +3,5 @@
 //! Reads build the projections with `ahead` and estimates.
 
 pub mod commands;
+pub mod paces;
 pub mod reads;
