@@ -4,5 +4,7 @@
 pub mod estimate;
 pub mod ids;
 pub mod numbering;
+#[cfg(test)]
+mod properties;
 pub mod role;
 pub mod ticket;

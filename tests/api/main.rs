@@ -15,6 +15,7 @@ mod faults;
 mod idempotency;
 mod lifecycle;
 mod ops;
+mod properties;
 mod proxy;
 mod queue_order;
 mod restart;
