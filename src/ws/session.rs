@@ -109,7 +109,8 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        for frame in self.initial.drain(..) {
+        // Taken, not drained: an idle session keeps no buffer it will never use again.
+        for frame in std::mem::take(&mut self.initial) {
             ctx.text(frame);
         }
         // Join the hub before handling anything else, so no event can slip past.
