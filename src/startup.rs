@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use crate::auth::token::TokenKeys;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::db::tenants::KnownTenants;
 use crate::error;
 use crate::http;
 use crate::http::rate_limit::RateLimits;
@@ -91,6 +92,7 @@ impl Application {
             hubs: hubs.clone(),
             metrics,
             paces: PaceCache::default(),
+            tenants: KnownTenants::default(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -5,6 +5,7 @@ use sqlx::PgPool;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::db::tenants::KnownTenants;
 use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::ticketing::commands::ChangeContext;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub hubs: HubRegistry,
     pub metrics: Arc<Metrics>,
     pub paces: PaceCache,
+    pub tenants: KnownTenants,
 }
 
 impl AppState {

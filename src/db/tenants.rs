@@ -96,3 +96,32 @@ pub async fn list_tenants(conn: &mut PgConnection) -> Result<Vec<Tenant>, ApiErr
     .await?;
     rows.into_iter().map(Tenant::try_from).collect()
 }
+
+/// Tenants by slug, remembered by this process once read: a tenant never changes after it
+/// is created (neither the API nor the CLI updates or deletes one), and the hot paths
+/// (issuing, the WebSocket handshake, polls) would otherwise read it on every request.
+/// Unknown slugs are not remembered, so a tenant created later is found at once.
+#[derive(Default)]
+pub struct KnownTenants {
+    by_slug: std::sync::RwLock<std::collections::HashMap<String, Tenant>>,
+}
+
+impl KnownTenants {
+    pub async fn get(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
+        let known = self
+            .by_slug
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(slug)
+            .cloned();
+        if let Some(tenant) = known {
+            return Ok(tenant);
+        }
+        let tenant = get_tenant(conn, slug).await?;
+        self.by_slug
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(tenant.slug.clone(), tenant.clone());
+        Ok(tenant)
+    }
+}

@@ -106,7 +106,7 @@ pub async fn run(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(req)?;
     let mut tx = state.db.begin().await?;
-    let tenant = db::tenants::get_tenant(&mut tx, slug).await?;
+    let tenant = state.tenants.get(&mut tx, slug).await?;
     let Some(key) = key else {
         let mut outcome = command(&mut tx, &tenant).await?;
         tx.commit().await?;

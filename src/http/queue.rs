@@ -72,7 +72,7 @@ async fn get_queue(
     }
     let epoch = latest.epoch();
     let mut tx = db::begin_snapshot(&state.db).await?;
-    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let tenant = state.tenants.get(&mut tx, &slug).await?;
     let seq = db::events::current_seq(&mut tx, tenant.id).await?;
     latest.learn(&slug, tenant.id, seq, epoch);
     let tag = etag(seq, audience);
@@ -110,7 +110,7 @@ async fn list_events(
     let audience = audience_of(&auth);
     let since = query.since;
     let mut tx = db::begin_snapshot(&state.db).await?;
-    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let tenant = state.tenants.get(&mut tx, &slug).await?;
     let current = db::events::current_seq(&mut tx, tenant.id).await?;
     // Every event after `since` must still be in the log.
     let oldest_kept = db::events::oldest_seq(&mut tx, tenant.id)

@@ -119,7 +119,7 @@ async fn list_tickets(
     _auth: OperatorAuth,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let tenant = state.tenants.get(&mut conn, &slug).await?;
     let statuses = match query.status {
         Some(status) => vec![status],
         None => vec![Status::Waiting, Status::Called, Status::Serving],
@@ -147,7 +147,7 @@ async fn get_ticket(
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let tenant = state.tenants.get(&mut conn, &slug).await?;
     let ticket = reads::load_ticket(&mut conn, &tenant, id, state.clock.now()).await?;
     Ok(HttpResponse::Ok().json(ticket.project(Audience::Public)))
 }

@@ -5,6 +5,7 @@ use crate::db;
 use crate::db::events::{EventRow, NewEvent};
 use crate::db::queue::CountedChange;
 use crate::db::tenants::Tenant;
+use crate::db::tickets::TicketRecord;
 use crate::domain::ids::{CounterId, ServiceCode, ServiceId, TicketId, UserId};
 use crate::domain::numbering::{service_day, ticket_code};
 use crate::domain::ticket::{
@@ -60,7 +61,27 @@ pub async fn issue(
         },
     )
     .await?;
-    record_change(conn, tenant, id, EventAction::Issued, None, at).await
+    // Everything about the new ticket is known here: no need to read it back.
+    let record = TicketRecord {
+        id,
+        code,
+        status: Status::Waiting.as_str().to_owned(),
+        priority: request.priority.as_str().to_owned(),
+        call_count: 0,
+        customer_name: request.customer_name,
+        created_at: at.now,
+        called_at: None,
+        started_at: None,
+        finished_at: None,
+        service_id: service.id,
+        service_code: service.code,
+        service_name: service.name,
+        counter_id: None,
+        counter_name: None,
+        operator_id: None,
+        operator_username: None,
+    };
+    record_change(conn, tenant, record, EventAction::Issued, None, at).await
 }
 
 /// Calls the next waiting ticket of `services` (all services when `None`) to the counter;
@@ -87,10 +108,11 @@ pub async fn call_next(
     };
     transition(ticket.status, Action::Call)?;
     db::tickets::mark_called(conn, ticket.id, counter.id, operator, at.now).await?;
+    let record = changed_record(conn, tenant, ticket.id).await?;
     let change = record_change(
         conn,
         tenant,
-        ticket.id,
+        record,
         EventAction::Called,
         Some(ticket.status),
         at,
@@ -140,10 +162,11 @@ pub async fn call_ticket(
         return Err(ApiError::CounterBusy);
     }
     db::tickets::mark_called(conn, ticket.id, counter.id, operator, at.now).await?;
+    let record = changed_record(conn, tenant, id).await?;
     record_change(
         conn,
         tenant,
-        id,
+        record,
         EventAction::Called,
         Some(ticket.status),
         at,
@@ -176,7 +199,16 @@ pub async fn act(
             )));
         }
     }
-    record_change(conn, tenant, id, action.event(), Some(ticket.status), at).await
+    let record = changed_record(conn, tenant, id).await?;
+    record_change(
+        conn,
+        tenant,
+        record,
+        action.event(),
+        Some(ticket.status),
+        at,
+    )
+    .await
 }
 
 /// Moves a called or serving ticket to the waiting queue of another service, keeping its
@@ -200,15 +232,27 @@ pub async fn transfer(
         return Err(ApiError::ServiceInactive);
     }
     db::tickets::requeue(conn, id, target.id).await?;
+    let record = changed_record(conn, tenant, id).await?;
     record_change(
         conn,
         tenant,
-        id,
+        record,
         EventAction::Transferred,
         Some(ticket.status),
         at,
     )
     .await
+}
+
+/// The changed ticket as this transaction left it (its row is locked by the change).
+async fn changed_record(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: TicketId,
+) -> Result<TicketRecord, ApiError> {
+    db::tickets::find_record(conn, tenant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Ticket))
 }
 
 /// Appends the event of a change.
@@ -222,14 +266,12 @@ pub async fn transfer(
 async fn record_change(
     conn: &mut PgConnection,
     tenant: &Tenant,
-    id: TicketId,
+    record: TicketRecord,
     action: EventAction,
     previous: Option<Status>,
     at: &ChangeContext<'_>,
 ) -> Result<Change, ApiError> {
-    let record = db::tickets::find_record(conn, tenant.id, id)
-        .await?
-        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+    let id = record.id;
     let status: Status = record.status.parse().map_err(ApiError::internal)?;
     let priority: Priority = record.priority.parse().map_err(ApiError::internal)?;
     let paces = at.paces.for_tenant(conn, tenant.id, at.now).await?;

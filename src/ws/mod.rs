@@ -105,7 +105,7 @@ async fn start_session(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = {
         let mut conn = state.db.acquire().await?;
-        db::tenants::get_tenant(&mut conn, slug).await?
+        state.tenants.get(&mut conn, slug).await?
     };
     let address = client_address(&req, &state.config.trusted_proxies);
     let permit = state.session_caps.admit(address, tenant.id)?;
