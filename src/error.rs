@@ -187,13 +187,39 @@ impl From<InvalidName> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if is_connection_failure(&err) {
-            log::warn!("database unavailable: {err}");
+            report_database_unavailable(&err);
             ApiError::DatabaseUnavailable
         } else {
             ApiError::Internal(anyhow::Error::new(err))
         }
     }
 }
+
+/// During an outage every request fails the same way: log the first failure, then at most
+/// one line per [`OUTAGE_LOG_INTERVAL_SECS`] with how many were not logged.
+pub fn report_database_unavailable(err: &dyn std::fmt::Display) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_LOGGED_SECS: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_LOGGED_SECS.load(Ordering::Relaxed);
+    if now >= last + OUTAGE_LOG_INTERVAL_SECS
+        && LAST_LOGGED_SECS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        match UNLOGGED.swap(0, Ordering::Relaxed) {
+            0 => log::warn!("database unavailable: {err}"),
+            n => log::warn!("database unavailable: {err} ({n} more since the last report)"),
+        }
+    } else {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+const OUTAGE_LOG_INTERVAL_SECS: u64 = 10;
 
 /// Whether the error means "no usable connection" rather than "this query failed".
 pub fn is_connection_failure(err: &sqlx::Error) -> bool {

@@ -17,7 +17,7 @@ use actix_web::middleware::Next;
 use actix_web::rt::time::timeout;
 use actix_web::web::{Bytes, Data};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, report_database_unavailable};
 use crate::state::AppState;
 
 /// How long a handler may take once the body is in. Above the pool's acquire timeout, so a
@@ -57,9 +57,9 @@ pub async fn bounded<B: MessageBody>(
     match timeout(HANDLER_DEADLINE, next.call(req)).await {
         Ok(response) => response.map(|r| r.map_into_left_body()),
         Err(_) => {
-            log::warn!(
-                "{method} {path} took over {HANDLER_DEADLINE:?}: the database is not answering"
-            );
+            report_database_unavailable(&format_args!(
+                "{method} {path} got no answer within {HANDLER_DEADLINE:?}"
+            ));
             Err(ApiError::DatabaseUnavailable.into())
         }
     }
