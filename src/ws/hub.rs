@@ -10,8 +10,9 @@
 //!   Totem sessions get the public projection only.
 //! - A session whose mailbox is full (its client does not read) is dropped from the
 //!   fan-out at once and told to close with 1013; it resumes with `since`.
-//! - The last [`RECENT_EVENTS`] events are kept encoded, so a session that joins after
-//!   reading a snapshot at seq S gets the events after S that the hub already delivered.
+//! - The last [`RECENT_EVENTS`] events of the last [`RECENT_WINDOW`] are kept, so a session
+//!   that joins after reading a snapshot at seq S gets the events after S that the hub
+//!   already delivered. Each is encoded for an audience only once a session of it needs it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use super::feed::{LogReader, ReadLog};
 use super::messages::*;
 use crate::db::events::EventRow;
 use crate::domain::ids::TenantId;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::views::{Audience, event_messages};
 
@@ -30,8 +32,11 @@ use crate::views::{Audience, event_messages};
 pub const GAP_WAIT: Duration = Duration::from_millis(100);
 /// How long to wait before reading the log again after a failed read.
 pub const LOG_RETRY: Duration = Duration::from_secs(1);
-/// Encoded events kept for sessions that join slightly behind.
+/// Delivered events kept for sessions that join slightly behind: at most this many...
 pub const RECENT_EVENTS: usize = 512;
+/// ...and none older than this (by commit time). A session that joins further behind is
+/// served from the log instead.
+pub const RECENT_WINDOW: Duration = Duration::from_secs(10);
 /// Close code for a client that does not read fast enough.
 pub const CLOSE_SLOW: u16 = 1013;
 
@@ -40,20 +45,43 @@ struct Member {
     recipient: Recipient<ToSession>,
 }
 
-/// An event encoded for both audiences.
+/// A delivered event, encoded for an audience the first time a session of it needs the
+/// event: a tenant with no operator session never encodes the operator view, and a hub
+/// with no session encodes nothing.
 struct Encoded {
     seq: i64,
     committed_at: chrono::DateTime<chrono::Utc>,
-    public: EventFrames,
-    operator: EventFrames,
+    event: Arc<EventRow>,
+    public: Option<EventFrames>,
+    operator: Option<EventFrames>,
 }
 
 impl Encoded {
-    fn for_audience(&self, audience: Audience) -> &EventFrames {
-        match audience {
-            Audience::Public => &self.public,
-            Audience::Operator => &self.operator,
+    fn new(event: Arc<EventRow>) -> Self {
+        Self {
+            seq: event.seq,
+            committed_at: event.created_at,
+            event,
+            public: None,
+            operator: None,
         }
+    }
+
+    fn for_audience(&mut self, audience: Audience) -> Result<EventFrames, ApiError> {
+        let slot = match audience {
+            Audience::Public => &mut self.public,
+            Audience::Operator => &mut self.operator,
+        };
+        if let Some(frames) = slot {
+            return Ok(frames.clone());
+        }
+        let [update, queue] = event_messages(&self.event, audience)?;
+        let frames = EventFrames {
+            seq: self.seq,
+            frames: [update.to_string().into(), queue.to_string().into()],
+        };
+        *slot = Some(frames.clone());
+        Ok(frames)
     }
 }
 
@@ -128,19 +156,26 @@ impl Hub {
                 break;
             }
             let event = entry.remove();
-            match encode(&event) {
-                Ok(encoded) => self.broadcast(encoded),
-                Err(e) => log::error!("cannot encode event {seq} of tenant {}: {e}", self.tenant),
-            }
+            self.broadcast(Encoded::new(event));
             delivered = seq;
         }
         self.delivered = Some(delivered);
     }
 
-    fn broadcast(&mut self, encoded: Encoded) {
+    fn broadcast(&mut self, mut encoded: Encoded) {
         let mut dropped = Vec::new();
         for (id, member) in &self.sessions {
-            let frames = encoded.for_audience(member.audience).clone();
+            let frames = match encoded.for_audience(member.audience) {
+                Ok(frames) => frames,
+                Err(e) => {
+                    log::error!(
+                        "cannot encode event {} of tenant {}: {e}",
+                        encoded.seq,
+                        self.tenant
+                    );
+                    return;
+                }
+            };
             if let Err(e) = member.recipient.try_send(ToSession::Event(frames)) {
                 dropped.push((*id, matches!(e, SendError::Full(_))));
             }
@@ -182,6 +217,24 @@ impl Hub {
         self.recent.push_back(encoded);
         if self.recent.len() > RECENT_EVENTS {
             self.recent.pop_front();
+        }
+        self.forget_old_events();
+    }
+
+    /// Joining sessions need only the events of the last moments (they read their state
+    /// just before joining): older ones are dropped, so a quiet tenant holds none.
+    fn forget_old_events(&mut self) {
+        let horizon = chrono::Utc::now()
+            - chrono::TimeDelta::from_std(RECENT_WINDOW).unwrap_or(chrono::TimeDelta::MAX);
+        while self
+            .recent
+            .front()
+            .is_some_and(|oldest| oldest.committed_at < horizon)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.is_empty() {
+            self.recent.shrink_to_fit();
         }
     }
 
@@ -238,26 +291,14 @@ impl Hub {
 }
 
 /// Encodes an event once for each audience.
-fn encode(event: &EventRow) -> Result<Encoded, crate::error::ApiError> {
-    let frames = |audience| -> Result<EventFrames, crate::error::ApiError> {
-        let [update, queue] = event_messages(event, audience)?;
-        Ok(EventFrames {
-            seq: event.seq,
-            frames: [update.to_string().into(), queue.to_string().into()],
-        })
-    };
-    Ok(Encoded {
-        seq: event.seq,
-        committed_at: event.created_at,
-        public: frames(Audience::Public)?,
-        operator: frames(Audience::Operator)?,
-    })
-}
-
 // Handlers and the feed reach the hub with `do_send`, which ignores the mailbox capacity:
 // a request never waits for, or is refused by, the fan-out.
 impl Actor for Hub {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(RECENT_WINDOW, |hub, _| hub.forget_old_events());
+    }
 }
 
 impl Handler<Connect> for Hub {
@@ -273,13 +314,16 @@ impl Handler<Connect> for Hub {
                 .front()
                 .is_some_and(|oldest| oldest.seq <= msg.after + 1);
             if covered {
-                let replay = self
-                    .recent
-                    .iter()
-                    .filter(|e| e.seq > msg.after)
-                    .map(|e| e.for_audience(msg.audience).clone());
-                for frames in replay {
-                    if msg.recipient.try_send(ToSession::Event(frames)).is_err() {
+                for event in self.recent.iter_mut().filter(|e| e.seq > msg.after) {
+                    let sent = event
+                        .for_audience(msg.audience)
+                        .map_err(|e| log::error!("cannot encode event {}: {e}", event.seq))
+                        .and_then(|frames| {
+                            msg.recipient
+                                .try_send(ToSession::Event(frames))
+                                .map_err(|_| ())
+                        });
+                    if sent.is_err() {
                         msg.recipient.do_send(ToSession::Close {
                             code: CLOSE_SLOW,
                             reason: "too far behind; reconnect with since",
@@ -453,6 +497,10 @@ mod tests {
     }
 
     fn event(seq: i64) -> Arc<EventRow> {
+        event_at(seq, Utc::now())
+    }
+
+    fn event_at(seq: i64, committed_at: chrono::DateTime<Utc>) -> Arc<EventRow> {
         let record = TicketRecord {
             id: TicketId::new(),
             code: format!("A{seq:03}"),
@@ -479,7 +527,7 @@ mod tests {
             previous_status: None,
             ticket: serde_json::to_value(ticket).unwrap(),
             queue: serde_json::json!([]),
-            created_at: Utc::now(),
+            created_at: committed_at,
         })
     }
 
@@ -562,6 +610,28 @@ mod tests {
         assert_eq!(first.seen(), [1, 2, 3, 4, 5]);
         assert_eq!(late.seen(), [3, 4, 5]);
         assert_eq!(hub.send(SessionCount).await.unwrap(), (2, 0));
+    }
+
+    #[actix_web::test]
+    async fn events_older_than_the_recent_window_are_not_kept_for_late_joiners() {
+        let hub = hub();
+        let first = join(&hub, Audience::Public, 0).await;
+        let long_ago = Utc::now() - chrono::TimeDelta::from_std(RECENT_WINDOW * 2).unwrap();
+        for seq in 1..=4 {
+            hub.do_send(Publish(event_at(seq, long_ago)));
+        }
+        settle(&hub, &[&first]).await;
+        // Joining behind old events: nothing comes from memory; the hub goes back to the
+        // session's baseline and waits for the log (here, the events published again).
+        let late = join(&hub, Audience::Public, 2).await;
+        hub.do_send(Publish(event(5)));
+        settle(&hub, &[&first, &late]).await;
+        assert!(late.seen().is_empty(), "served from memory: {:?}", late.seen());
+        for seq in [3, 4] {
+            hub.do_send(Publish(event_at(seq, long_ago)));
+        }
+        settle(&hub, &[&first, &late]).await;
+        assert_eq!(late.seen(), [3, 4, 5]);
     }
 
     #[actix_web::test]
