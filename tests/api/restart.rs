@@ -125,46 +125,45 @@ async fn keep_serving(api: Rc<Api>, counter: String, acknowledged: Acknowledged)
     }
 }
 
-/// Reads a totem session's frames until it ends; returns (seq, action, ticket id) of each
-/// `ticket_update` and the seq of `hello`.
-async fn record_session(base: &str, since: Option<i64>, until_seq: Option<i64>) -> Session {
+type Frames = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+/// Opens a totem session (resuming after `since`, if given).
+async fn open_session(base: &str, since: Option<i64>) -> Frames {
     let mut url = format!("{}/ws/demo/totem", base.replacen("http", "ws", 1));
     if let Some(since) = since {
         url.push_str(&format!("?since={since}"));
     }
-    let (_, mut frames) = awc::Client::new()
+    let (_, frames) = awc::Client::new()
         .ws(url)
         .max_frame_size(1 << 24)
         .connect()
         .await
         .expect("a totem session");
-    let mut session = Session::default();
-    while let Ok(Some(Ok(frame))) =
-        actix_web::rt::time::timeout(Duration::from_secs(20), frames.next()).await
-    {
+    frames
+}
+
+/// Reads a session's frames until it ends, until `until` says stop, or 20 s of silence;
+/// records `hello`'s seq, snapshots, and (seq, action, ticket id) of each `ticket_update`.
+async fn record(frames: &mut Frames, session: &mut Session, until: impl Fn(&Session) -> bool) {
+    while !until(session) {
+        let Ok(Some(Ok(frame))) =
+            actix_web::rt::time::timeout(Duration::from_secs(20), frames.next()).await
+        else {
+            return;
+        };
         let Frame::Text(text) = frame else { continue };
         let message: Value = serde_json::from_slice(&text).unwrap();
         match message["type"].as_str() {
             Some("hello") => session.hello_seq = message["data"]["seq"].as_i64(),
             Some("snapshot") => session.snapshots += 1,
-            Some("ticket_update") => {
-                let seq = message["seq"].as_i64().unwrap();
-                session.updates.push((
-                    seq,
-                    message["data"]["action"].as_str().unwrap().to_owned(),
-                    message["data"]["ticket"]["id"].as_str().unwrap().to_owned(),
-                ));
-                if until_seq.is_some_and(|until| seq >= until) {
-                    break;
-                }
-            }
+            Some("ticket_update") => session.updates.push((
+                message["seq"].as_i64().unwrap(),
+                message["data"]["action"].as_str().unwrap().to_owned(),
+                message["data"]["ticket"]["id"].as_str().unwrap().to_owned(),
+            )),
             _ => {}
         }
-        if until_seq.is_some() && since == until_seq {
-            break; // nothing to replay: hello is all there is
-        }
     }
-    session
 }
 
 #[derive(Default)]
@@ -194,10 +193,15 @@ async fn after_kill_9_mid_traffic_no_acknowledged_change_is_lost_and_resumers_se
         .map(|c| c["id"].as_str().unwrap().to_owned())
         .collect();
 
-    // A display follows from the start, and records until the server dies.
-    let before_crash = actix_web::rt::spawn({
-        let base = base.clone();
-        async move { record_session(&base, None, None).await }
+    // A display follows from the start (its snapshot is at seq 0, before any traffic), and
+    // records until the server dies.
+    let mut display = open_session(&base, None).await;
+    let mut first = Session::default();
+    record(&mut display, &mut first, |s| s.snapshots == 1).await;
+    assert_eq!(first.hello_seq, Some(0));
+    let before_crash = actix_web::rt::spawn(async move {
+        record(&mut display, &mut first, |_| false).await;
+        first
     });
     let acknowledged: Acknowledged = Rc::default();
     let mut traffic = Vec::new();
@@ -234,7 +238,12 @@ async fn after_kill_9_mid_traffic_no_acknowledged_change_is_lost_and_resumers_se
     let log = api.get("/api/v1/tenants/demo/events?since=0").await;
     let current = log["seq"].as_i64().unwrap();
     let last_seen = first.updates.last().map_or(0, |u| u.0);
-    let resumed = record_session(&base, Some(last_seen), Some(current)).await;
+    let mut resumed = Session::default();
+    let mut display = open_session(&base, Some(last_seen)).await;
+    record(&mut display, &mut resumed, |s| {
+        s.hello_seq.is_some() && s.updates.last().map_or(last_seen, |u| u.0) >= current
+    })
+    .await;
     assert_eq!(resumed.snapshots, 0, "resuming replays, it does not reload");
 
     // Every change exactly once, in order, across the two connections.
