@@ -6,5 +6,6 @@ pub mod ids;
 pub mod numbering;
 #[cfg(test)]
 mod properties;
+pub mod replay;
 pub mod role;
 pub mod ticket;

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::auth::extract::MaybeOperator;
 use crate::db;
+use crate::domain::replay::replay_from;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::ticketing::reads;
@@ -116,7 +117,7 @@ async fn list_events(
     let oldest_kept = db::events::oldest_seq(&mut tx, tenant.id)
         .await?
         .unwrap_or(current + 1);
-    if since < 0 || since > current || since + 1 < oldest_kept {
+    if replay_from(Some(since), current, oldest_kept).is_none() {
         return Err(ApiError::SinceUnavailable { since, current });
     }
     let rows = db::events::list_events(&mut tx, tenant.id, since, current, i64::MAX).await?;

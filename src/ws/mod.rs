@@ -22,6 +22,7 @@ use self::messages::{frame, frame_with_seq};
 use self::session::WsSession;
 use crate::auth::extract::{bearer_token, verify_for_slug};
 use crate::db;
+use crate::domain::replay::replay_from;
 use crate::error::ApiError;
 use crate::http::rate_limit::client_address;
 use crate::state::AppState;
@@ -30,8 +31,6 @@ use crate::views::{Audience, event_messages};
 
 /// Largest frame a client may send; clients send tiny JSON messages.
 pub const MAX_CLIENT_FRAME_BYTES: usize = 4096;
-/// A session resuming further behind than this gets a snapshot instead of a replay.
-pub const MAX_REPLAY_EVENTS: i64 = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws/{slug}/totem", web::get().to(totem_session))
@@ -172,38 +171,4 @@ async fn start_session(
             log::debug!("WebSocket handshake refused: {e}");
             ApiError::NotWebSocket
         })
-}
-
-/// Whether a session asking for the events after `since` gets them replayed (`Some`), or a
-/// snapshot: when it has no `since`, when `since` is negative or beyond the current `seq`
-/// (a restored database), when the log no longer has every event after it (`oldest` is
-/// the first seq kept), or when it is more than [`MAX_REPLAY_EVENTS`] behind.
-fn replay_from(since: Option<i64>, seq: i64, oldest: i64) -> Option<i64> {
-    since.filter(|&since| {
-        since >= 0 && since <= seq && since + 1 >= oldest && seq - since <= MAX_REPLAY_EVENTS
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sessions_resume_by_replay_only_when_the_log_can_serve_it() {
-        let cases = [
-            ("no since", None, 10, 1, None),
-            ("a few behind", Some(7), 10, 1, Some(7)),
-            ("up to date", Some(10), 10, 1, Some(10)),
-            ("from the very start", Some(0), 10, 1, Some(0)),
-            ("negative", Some(-1), 10, 1, None),
-            ("beyond the current seq", Some(11), 10, 1, None),
-            ("older than the log", Some(3), 10, 5, None),
-            ("right at the log's start", Some(4), 10, 5, Some(4)),
-            ("exactly the replay limit", Some(0), 1000, 1, Some(0)),
-            ("past the replay limit", Some(0), 1001, 1, None),
-        ];
-        for (case, since, seq, oldest, expected) in cases {
-            assert_eq!(replay_from(since, seq, oldest), expected, "{case}");
-        }
-    }
 }

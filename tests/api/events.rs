@@ -169,3 +169,34 @@ async fn the_queue_lists_called_tickets_most_recent_call_first() {
     assert_eq!(queue["waiting"][0]["code"], "A004");
     assert_eq!(queue["services"][0]["waiting"], 1);
 }
+
+#[actix_web::test]
+async fn a_since_more_than_1000_changes_behind_is_refused_like_a_pruned_one() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    app.issue(&site, 0).await;
+    // 1,500 changes in the log, without making them one by one: copies of the first.
+    sqlx::query(
+        "insert into events (tenant_id, seq, action, previous_status, ticket_id, ticket, queue, created_at)
+         select tenant_id, g, action, previous_status, ticket_id, ticket, queue, created_at
+           from events, generate_series(2, 1500) g where seq = 1",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("update event_sequences set last_seq = 1500")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    app.get("/api/v1/tenants/clinic/events?since=0", None)
+        .await
+        .expect_error(410, "since_unavailable");
+    let within = app
+        .get("/api/v1/tenants/clinic/events?since=500", None)
+        .await
+        .expect(200);
+    assert_eq!(within["seq"], 1500);
+    assert_eq!(within["events"].as_array().unwrap().len(), 2 * 1000);
+    assert_eq!(within["events"][0]["seq"], 501);
+}
