@@ -70,3 +70,21 @@ pub async fn prune_once(
     conn.release();
     result
 }
+
+/// How often freed memory is handed back to the system.
+pub const TRIM_INTERVAL: Duration = Duration::from_secs(30);
+
+/// glibc keeps memory freed by the program for reuse, and with many threads and bursts
+/// (a large `GET …/events`, a wave of reconnections) much of it is never reused: a soak
+/// run ended 25 MiB above its baseline with nothing live, and `malloc_trim` gave it back.
+/// So the process trims its heaps periodically; a trim of idle heaps takes microseconds.
+pub async fn trim_allocator_forever() {
+    loop {
+        sleep(TRIM_INTERVAL).await;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only returns free pages to the system; it is thread-safe.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}

@@ -79,6 +79,7 @@ impl Application {
             config.prune_interval,
             metrics.clone(),
         ));
+        actix_web::rt::spawn(maintenance::trim_allocator_forever());
         let state = web::Data::new(AppState {
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
