@@ -626,7 +626,11 @@ mod tests {
         let late = join(&hub, Audience::Public, 2).await;
         hub.do_send(Publish(event(5)));
         settle(&hub, &[&first, &late]).await;
-        assert!(late.seen().is_empty(), "served from memory: {:?}", late.seen());
+        assert!(
+            late.seen().is_empty(),
+            "served from memory: {:?}",
+            late.seen()
+        );
         for seq in [3, 4] {
             hub.do_send(Publish(event_at(seq, long_ago)));
         }
