@@ -1,0 +1,366 @@
+//! throughput: K clients with operator tokens writing as fast as they can for T seconds,
+//! on one tenant or spread over many.
+//!
+//! - `issue`: each client issues tickets;
+//! - `cycle`: each client is the operator of its own counter (in every tenant) and runs
+//!   call-next → start → finish. Waiting tickets are issued beforehand, outside the
+//!   measurement; a call-next that finds nothing (204) is counted apart, not as a cycle.
+//!
+//! Against an attached server, the tickets the run leaves waiting are cancelled afterwards:
+//! a queue thousands long would make every later snapshot (and handshake) slow.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use futures_util::stream::{self, StreamExt};
+use rand::rngs::SmallRng;
+use rand::{RngExt, make_rng};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use nextup_bench::api::{ApiError, Priority};
+use nextup_bench::stats::Summary;
+
+use crate::measure;
+use crate::report::{self, Table, field};
+use crate::setup::{self, Deployment, Needs, Tenant};
+use crate::{Common, Outcome};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Issue,
+    Cycle,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "issue")]
+    pub mode: Mode,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// How long they run, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub secs: f64,
+    /// Tenants the clients and their tickets are spread over.
+    #[arg(long, default_value_t = 1)]
+    pub tenants: usize,
+    /// Cycle mode: waiting tickets to issue beforehand, over all tenants (default: 40 per
+    /// client per second of the run, plus a margin per tenant for the random spread).
+    #[arg(long)]
+    pub preissue: Option<usize>,
+}
+
+const KINDS: [&str; 5] = ["issue", "call_next", "call_next_empty", "start", "finish"];
+
+#[derive(Default)]
+struct ClientLog {
+    latencies: BTreeMap<&'static str, Vec<Duration>>,
+    errors: BTreeMap<String, u64>,
+    cycles: u64,
+    /// Issue mode: the tickets issued, by tenant.
+    issued: Vec<(usize, Uuid)>,
+}
+
+impl ClientLog {
+    fn timed<T>(&mut self, kind: &'static str, started: Instant, result: &Result<T, ApiError>) {
+        match result {
+            Ok(_) => self
+                .latencies
+                .entry(kind)
+                .or_default()
+                .push(started.elapsed()),
+            Err(e) => {
+                *self
+                    .errors
+                    .entry(format!("{kind}: {}", e.key()))
+                    .or_default() += 1
+            }
+        }
+    }
+}
+
+async fn client(n: usize, mode: Mode, tenants: Arc<Vec<Tenant>>, deadline: Instant) -> ClientLog {
+    let mut log = ClientLog::default();
+    let mut rng: SmallRng = make_rng();
+    while Instant::now() < deadline {
+        let t = if tenants.len() == 1 {
+            0
+        } else {
+            rng.random_range(0..tenants.len())
+        };
+        let tenant = &tenants[t];
+        let api = &tenant.operator;
+        match mode {
+            Mode::Issue => {
+                let started = Instant::now();
+                let result = api.issue(tenant.services[0], Priority::Normal).await;
+                log.timed("issue", started, &result);
+                if let Ok(ticket) = &result {
+                    log.issued.push((t, ticket.id));
+                }
+            }
+            Mode::Cycle => {
+                let counter = tenant.counters[n];
+                let started = Instant::now();
+                let called = api.call_next(counter, None).await;
+                let ticket: Uuid = match called {
+                    Ok(Some(ticket)) => {
+                        log.timed("call_next", started, &Ok::<(), ApiError>(()));
+                        ticket.id
+                    }
+                    Ok(None) => {
+                        log.timed("call_next_empty", started, &Ok::<(), ApiError>(()));
+                        continue;
+                    }
+                    Err(e) => {
+                        log.timed("call_next", started, &Err::<(), _>(e));
+                        continue;
+                    }
+                };
+                let started = Instant::now();
+                let result = api.start(ticket).await;
+                log.timed("start", started, &result);
+                if result.is_err() {
+                    // Free the counter for the next call.
+                    let _ = api.cancel(ticket).await;
+                    continue;
+                }
+                let started = Instant::now();
+                let mut result = api.finish(ticket).await;
+                log.timed("finish", started, &result);
+                if result.is_err() {
+                    result = api.finish(ticket).await;
+                }
+                if result.is_ok() {
+                    log.cycles += 1;
+                }
+            }
+        }
+    }
+    log
+}
+
+/// Cancels those of `tickets` (tenant, id) that still wait; returns how many, and the time.
+async fn cancel_left(tenants: &[Tenant], tickets: Vec<(usize, Uuid)>) -> (usize, f64) {
+    let started = Instant::now();
+    let mut by_tenant: BTreeMap<usize, std::collections::HashSet<Uuid>> = BTreeMap::new();
+    for (t, id) in tickets {
+        by_tenant.entry(t).or_default().insert(id);
+    }
+    let mut waiting = Vec::new();
+    for (t, ids) in &by_tenant {
+        let api = &tenants[*t].operator;
+        match api.tickets(Some(nextup_bench::api::Status::Waiting)).await {
+            Ok(list) => waiting.extend(
+                list.into_iter()
+                    .filter(|ticket| ids.contains(&ticket.id))
+                    .map(|ticket| (*t, ticket.id)),
+            ),
+            Err(e) => eprintln!("loadgen: warning: cannot list waiting tickets: {e}"),
+        }
+    }
+    let cancelled = stream::iter(waiting)
+        .map(|(t, id)| async move { tenants[t].operator.cancel(id).await.is_ok() })
+        .buffer_unordered(32)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    (cancelled, started.elapsed().as_secs_f64())
+}
+
+pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyhow::Result<Outcome> {
+    if args.clients == 0 || args.secs <= 0.0 {
+        bail!("--clients and --secs must be positive");
+    }
+    let started = Instant::now();
+    let tenants = setup::ready_tenants(
+        deployment,
+        Needs {
+            services: 1,
+            counters: if args.mode == Mode::Cycle {
+                args.clients
+            } else {
+                0
+            },
+            operator: true,
+        },
+        common.setup_jobs * 4,
+    )
+    .await?;
+    let api_setup = started.elapsed();
+    let tenants = Arc::new(tenants);
+
+    let mut preissued = 0;
+    // Tickets this run issued, which it may leave waiting.
+    let mut left: Vec<(usize, Uuid)> = Vec::new();
+    let mut preissue_secs = 0.0;
+    if args.mode == Mode::Cycle {
+        let per_tenant = match args.preissue {
+            Some(total) => total.div_ceil(tenants.len()),
+            None => {
+                // Clients pick tenants at random: leave room for the luckier ones.
+                let mean = args.clients as f64 * args.secs * 40.0 / tenants.len() as f64;
+                (mean + 3.0 * mean.sqrt() + 5.0).ceil() as usize
+            }
+        };
+        eprintln!(
+            "loadgen: issuing {} waiting tickets beforehand",
+            per_tenant * tenants.len()
+        );
+        let started = Instant::now();
+        let jobs = tenants
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| (0..per_tenant).map(move |_| (i, t)));
+        let results: Vec<(usize, Result<_, ApiError>)> =
+            stream::iter(jobs)
+                .map(|(i, t)| async move {
+                    (i, t.operator.issue(t.services[0], Priority::Normal).await)
+                })
+                .buffer_unordered(32)
+                .collect()
+                .await;
+        for (i, result) in results {
+            match result {
+                Ok(ticket) => left.push((i, ticket.id)),
+                Err(e) => bail!("cannot issue the waiting tickets: {e}"),
+            }
+        }
+        preissued = left.len();
+        preissue_secs = started.elapsed().as_secs_f64();
+    }
+
+    eprintln!(
+        "loadgen: {} clients, {:?} mode, {} s, over {} tenant(s)",
+        args.clients,
+        args.mode,
+        args.secs,
+        tenants.len()
+    );
+    let cpu0 = measure::Cpu::now(&deployment.servers, &[]);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.secs);
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|n| tokio::spawn(client(n, args.mode, tenants.clone(), deadline)))
+        .collect();
+    let mut logs = Vec::new();
+    for task in tasks {
+        logs.push(task.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = measure::Cpu::now(&deployment.servers, &[]).since(&cpu0);
+
+    let mut latencies: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cycles = 0;
+    for log in logs {
+        for (k, v) in log.latencies {
+            latencies.entry(k).or_default().extend(v);
+        }
+        for (k, v) in log.errors {
+            *errors.entry(k).or_default() += v;
+        }
+        cycles += log.cycles;
+        left.extend(log.issued);
+    }
+    let cleanup = if deployment.spawned {
+        None
+    } else {
+        Some(cancel_left(&tenants, left).await)
+    };
+    let ok_requests: usize = latencies.values().map(Vec::len).sum();
+    let failed: u64 = errors.values().sum();
+    let mut table = Table::new(&["request", "count", "per s", "p50", "p90", "p99", "max"]);
+    let mut kinds_json = serde_json::Map::new();
+    for kind in KINDS {
+        let Some(values) = latencies.get(kind) else {
+            continue;
+        };
+        let summary = Summary::of_millis(values);
+        table.row(vec![
+            kind.to_owned(),
+            values.len().to_string(),
+            format!("{:.0}", values.len() as f64 / elapsed),
+            field(summary.as_ref(), |s| s.p50),
+            field(summary.as_ref(), |s| s.p90),
+            field(summary.as_ref(), |s| s.p99),
+            field(summary.as_ref(), |s| s.max),
+        ]);
+        kinds_json.insert(
+            kind.to_owned(),
+            json!({"count": values.len(), "per_sec": values.len() as f64 / elapsed, "latency_ms": summary}),
+        );
+    }
+    let mut text = format!(
+        "throughput: {:?} mode, {} clients with operator tokens, {:.1} s, {} tenant(s)\n",
+        args.mode,
+        args.clients,
+        elapsed,
+        tenants.len()
+    );
+    text.push_str(&format!(
+        "setup: API {:.1} s{}\n",
+        api_setup.as_secs_f64(),
+        if args.mode == Mode::Cycle {
+            format!(", {preissued} waiting tickets issued beforehand in {preissue_secs:.1} s")
+        } else {
+            String::new()
+        }
+    ));
+    text.push_str(&table.render());
+    text.push_str(&format!(
+        "total: {:.0} requests/s ({} ok, {} failed){}; CPU: {}\n",
+        ok_requests as f64 / elapsed,
+        ok_requests,
+        failed,
+        if args.mode == Mode::Cycle {
+            format!(
+                "; {:.0} cycles/s ({cycles} cycles)",
+                cycles as f64 / elapsed
+            )
+        } else {
+            String::new()
+        },
+        cpu.percent(elapsed)
+    ));
+    text.push_str(&format!("errors: {}\n", report::counts(&errors)));
+    if let Some((cancelled, secs)) = cleanup {
+        text.push_str(&format!(
+            "cleanup: cancelled the {cancelled} tickets this run left waiting ({secs:.1} s)\n"
+        ));
+    }
+    let empty = latencies.get("call_next_empty").map_or(0, Vec::len);
+    if empty > 0 {
+        text.push_str(&format!(
+            "note: call-next found nothing {empty} times: raise --preissue\n"
+        ));
+    }
+    let json: Value = json!({
+        "config": {
+            "mode": format!("{:?}", args.mode).to_lowercase(),
+            "clients": args.clients,
+            "secs": args.secs,
+            "tenants": tenants.len(),
+            "preissued": preissued,
+        },
+        "setup_secs": {"cli": deployment.cli_setup.as_secs_f64(), "api": api_setup.as_secs_f64(), "preissue": preissue_secs},
+        "elapsed_secs": elapsed,
+        "requests_ok": ok_requests,
+        "requests_failed": failed,
+        "requests_per_sec": ok_requests as f64 / elapsed,
+        "cycles": cycles,
+        "cycles_per_sec": cycles as f64 / elapsed,
+        "kinds": kinds_json,
+        "errors": errors,
+        "cpu": cpu.json(),
+        "cleanup": cleanup.map(|(cancelled, secs)| json!({"cancelled": cancelled, "secs": secs})),
+    });
+    Ok(Outcome {
+        text,
+        json,
+        passed: failed == 0,
+    })
+}
