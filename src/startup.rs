@@ -65,7 +65,7 @@ impl Application {
         let secret = config.jwt_secret.clone().context(
             "JWT_SECRET is not set: set it to at least 32 random bytes (or run `serve --demo`)",
         )?;
-        let listener = TcpListener::bind(&config.bind_addr)
+        let listener = listen(&config.bind_addr)
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
         let local = listener.local_addr()?;
         // Created once, outside the per-worker factory: one hub per tenant for all workers.
@@ -155,6 +155,23 @@ impl Application {
         });
         self.server.await
     }
+}
+
+/// Connections the kernel queues for accept. The standard library listens with 128, which
+/// a wave of displays reconnecting after a restart overflows (the load tool saw a thousand
+/// dropped attempts, each retried a second later). Linux caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+fn listen(bind_addr: &str) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let address = std::net::ToSocketAddrs::to_socket_addrs(bind_addr)?
+        .next()
+        .ok_or_else(|| std::io::Error::other("the address resolves to nothing"))?;
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Registers state, extractor configuration, every route and the pages.
