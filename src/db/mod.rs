@@ -51,6 +51,20 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(config.database_pool_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+                    .fetch_one(conn)
+                    .await?;
+                let mut own = own_backends();
+                // Old connections' pids are never removed; keep the set small regardless.
+                if own.len() >= 10_000 {
+                    own.clear();
+                }
+                own.insert(pid);
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(unreachable)?;
@@ -59,6 +73,23 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<PgPool> {
         .await
         .with_context(|| format!("applying migrations to {shown}"))?;
     Ok(pool)
+}
+
+/// The PostgreSQL backends (server processes) of the connections this process opened. A
+/// notification carries the backend that sent it, so the event listener can tell this
+/// process's commits, whose events its requests hand over directly, from the others',
+/// which must be read from the log at once.
+fn own_backends() -> std::sync::MutexGuard<'static, std::collections::HashSet<i32>> {
+    static OWN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<i32>>> =
+        std::sync::LazyLock::new(Default::default);
+    OWN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether backend `pid` serves one of this process's connections (or did: a pid reused
+/// by another process's later connection only costs that process's events a short wait).
+pub fn is_own_backend(pid: i32) -> bool {
+    own_backends().contains(&pid)
 }
 
 /// Begins a read-only repeatable-read transaction: everything read in it is one consistent

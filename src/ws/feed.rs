@@ -162,8 +162,10 @@ async fn receive(listener: &mut PgListener, registry: &Weak<RegistryInner>) -> R
                 let Some(inner) = registry.upgrade() else {
                     return Ok(());
                 };
+                let by_this_process =
+                    i32::try_from(notification.process_id()).is_ok_and(db::is_own_backend);
                 match parse_payload(notification.payload()) {
-                    Some((tenant, seq)) => inner.committed(tenant, seq),
+                    Some((tenant, seq)) => inner.committed(tenant, seq, by_this_process),
                     None => {
                         log::warn!("unexpected event notification {:?}", notification.payload())
                     }

@@ -290,7 +290,6 @@ impl Hub {
     }
 }
 
-/// Encodes an event once for each audience.
 // Handlers and the feed reach the hub with `do_send`, which ignores the mailbox capacity:
 // a request never waits for, or is refused by, the fan-out.
 impl Actor for Hub {
@@ -375,8 +374,14 @@ impl Handler<Committed> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) {
-        self.known = self.known.max(msg.0);
-        self.watch_gap(ctx);
+        self.known = self.known.max(msg.seq);
+        if msg.by_this_process {
+            // Its request hands it over in a moment; the log is only the fallback.
+            self.watch_gap(ctx);
+        } else {
+            // Nobody here will hand it over: read it now.
+            self.read_log(ctx);
+        }
     }
 }
 

@@ -55,10 +55,14 @@ pub struct Disconnect {
 #[rtype(result = "()")]
 pub struct Publish(pub Arc<EventRow>);
 
-/// The database says event `seq` of the hub's tenant was committed (by any process).
+/// The database says event `seq` of the hub's tenant was committed, by a request of this
+/// process (which also hands the event over) or of another one.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Committed(pub i64);
+pub struct Committed {
+    pub seq: i64,
+    pub by_this_process: bool,
+}
 
 /// The feed's listener was reconnected: notifications may have been lost, so read the log.
 #[derive(Message)]

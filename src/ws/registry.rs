@@ -111,10 +111,13 @@ impl RegistryInner {
         self.lock().get(&tenant).cloned()
     }
 
-    pub(super) fn committed(&self, tenant: TenantId, seq: i64) {
+    pub(super) fn committed(&self, tenant: TenantId, seq: i64, by_this_process: bool) {
         self.latest.committed(tenant, seq);
         if let Some(hub) = self.get(tenant) {
-            hub.do_send(Committed(seq));
+            hub.do_send(Committed {
+                seq,
+                by_this_process,
+            });
         }
     }
 
