@@ -8,13 +8,7 @@ use crate::ws::WsClient;
 
 #[actix_web::test]
 async fn a_database_outage_fails_fast_keeps_sessions_and_recovers_by_itself() {
-    let server = postgres_server_url();
-    let database = CuttingProxy::start_tcp(server.rsplit('@').next().unwrap()).await;
-    let proxied = format!(
-        "{}@{}",
-        server.rsplit_once('@').unwrap().0,
-        database.base.trim_start_matches("http://")
-    );
+    let (database, proxied) = CuttingProxy::in_front_of_postgres().await;
     let app = TestApp::spawn_through(&proxied, |_| {}).await;
     let site = app.site("clinic", 1, 1).await;
     let mut kiosk = WsClient::connect(&app, "/ws/clinic/totem").await;
@@ -67,14 +61,8 @@ async fn a_database_link_that_drops_packets_fails_fast_and_sessions_get_every_ch
     // Two instances on one database; the second reaches it through a link that will stall.
     let direct = TestApp::spawn().await;
     let site = direct.site("clinic", 1, 1).await;
-    let server = postgres_server_url();
-    let link = CuttingProxy::start_tcp(server.rsplit('@').next().unwrap()).await;
-    let through_link = format!(
-        "{}@{}/{}",
-        server.rsplit_once('@').unwrap().0,
-        link.base.trim_start_matches("http://"),
-        direct.db_name
-    );
+    let (link, server_through_link) = CuttingProxy::in_front_of_postgres().await;
+    let through_link = format!("{server_through_link}/{}", direct.db_name);
     let app = direct
         .spawn_sibling_with(|c| c.database_url = through_link)
         .await;
@@ -130,14 +118,8 @@ async fn a_database_link_that_drops_packets_fails_fast_and_sessions_get_every_ch
 async fn conditional_polls_are_answered_from_memory_and_never_hide_another_process_change() {
     let direct = TestApp::spawn().await;
     let site = direct.site("clinic", 1, 1).await;
-    let server = postgres_server_url();
-    let link = CuttingProxy::start_tcp(server.rsplit('@').next().unwrap()).await;
-    let through_link = format!(
-        "{}@{}/{}",
-        server.rsplit_once('@').unwrap().0,
-        link.base.trim_start_matches("http://"),
-        direct.db_name
-    );
+    let (link, server_through_link) = CuttingProxy::in_front_of_postgres().await;
+    let through_link = format!("{server_through_link}/{}", direct.db_name);
     let app = direct
         .spawn_sibling_with(|c| c.database_url = through_link)
         .await;

@@ -30,6 +30,16 @@ impl CuttingProxy {
         Self::start_with(target_base.trim_start_matches("http://"), false).await
     }
 
+    /// A proxy in front of the tests' PostgreSQL server, and that server's URL through it
+    /// (`postgres://USER@HOST:PORT`, without a database).
+    pub async fn in_front_of_postgres() -> (CuttingProxy, String) {
+        let server = crate::helpers::postgres_server_url();
+        let (credentials, address) = server.rsplit_once('@').expect("user@host in the URL");
+        let proxy = Self::start_tcp(address).await;
+        let through = format!("{credentials}@{}", proxy.base.trim_start_matches("http://"));
+        (proxy, through)
+    }
+
     /// Proxies any TCP service at `target` (`HOST:PORT`); `cut` then cuts every connection.
     pub async fn start_tcp(target: &str) -> CuttingProxy {
         Self::start_with(target, true).await
