@@ -165,3 +165,40 @@ async fn conditional_polls_are_answered_from_memory_and_never_hide_another_proce
     }
     assert_eq!(poll("\"2\"".into()).await.status, 304);
 }
+
+#[actix_web::test]
+async fn a_request_held_up_in_the_database_is_answered_503_after_its_deadline_and_changes_nothing()
+{
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    // Another connection holds the tenant's seq row, so the issue below waits in the
+    // database, as it would on a link that stopped answering.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("select last_seq from event_sequences for update")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let reply = app
+        .post(
+            "/api/v1/tenants/clinic/tickets",
+            None,
+            serde_json::json!({ "service_id": site.services[0] }),
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(
+        (nextup::http::deadline::HANDLER_DEADLINE..Duration::from_secs(8)).contains(&took),
+        "answered after {took:?}"
+    );
+    assert_eq!(reply.header("Retry-After"), Some("5"));
+    reply.expect_error(503, "database_unavailable");
+
+    blocker.rollback().await.unwrap();
+    // The abandoned transaction was rolled back: nothing was issued, the seq is unchanged.
+    let queue = app.queue(&site).await;
+    assert_eq!(queue["seq"], 0);
+    assert_eq!(queue["services"][0]["waiting"], 0);
+    assert_eq!(app.issue(&site, 0).await["code"], "A001");
+}
