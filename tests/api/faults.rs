@@ -6,6 +6,25 @@ use crate::helpers::*;
 use crate::proxy::CuttingProxy;
 use crate::ws::WsClient;
 
+/// Reads that need the database answer 503 `database_unavailable` with `Retry-After`,
+/// each within `bound`.
+async fn reads_fail_fast_with_503(app: &TestApp, bound: Duration) {
+    for path in [
+        "/api/v1/tenants/clinic/queue",
+        "/api/v1/tenants/clinic/services",
+    ] {
+        let started = Instant::now();
+        let reply = app.get(path, None).await;
+        assert!(
+            started.elapsed() < bound,
+            "{path} took {:?}",
+            started.elapsed()
+        );
+        assert!(reply.header("Retry-After").is_some(), "{path}");
+        reply.expect_error(503, "database_unavailable");
+    }
+}
+
 #[actix_web::test]
 async fn a_database_outage_fails_fast_keeps_sessions_and_recovers_by_itself() {
     let (database, proxied) = CuttingProxy::in_front_of_postgres().await;
@@ -16,20 +35,7 @@ async fn a_database_outage_fails_fast_keeps_sessions_and_recovers_by_itself() {
     app.wait_for_sessions("clinic", (1, 0)).await;
 
     database.cut(true);
-    for path in [
-        "/api/v1/tenants/clinic/queue",
-        "/api/v1/tenants/clinic/services",
-    ] {
-        let started = Instant::now();
-        let reply = app.get(path, None).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(6),
-            "{path} took {:?}",
-            started.elapsed()
-        );
-        assert!(reply.header("Retry-After").is_some(), "{path}");
-        reply.expect_error(503, "database_unavailable");
-    }
+    reads_fail_fast_with_503(&app, Duration::from_secs(6)).await;
     let issue = app
         .post(
             "/api/v1/tenants/clinic/tickets",
@@ -72,20 +78,7 @@ async fn a_database_link_that_drops_packets_fails_fast_and_sessions_get_every_ch
     app.wait_for_sessions("clinic", (1, 0)).await;
 
     link.stall(true);
-    for path in [
-        "/api/v1/tenants/clinic/queue",
-        "/api/v1/tenants/clinic/services",
-    ] {
-        let started = Instant::now();
-        let reply = app.get(path, None).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(7),
-            "{path} took {:?}",
-            started.elapsed()
-        );
-        assert!(reply.header("Retry-After").is_some(), "{path}");
-        reply.expect_error(503, "database_unavailable");
-    }
+    reads_fail_fast_with_503(&app, Duration::from_secs(7)).await;
     app.get("/readyz", None)
         .await
         .expect_error(503, "database_unavailable");
