@@ -200,28 +200,16 @@ pub async fn run(
         field(idle.rest.as_ref(), |s| s.p99),
     ]);
     for level in &levels {
-        let (latency, last) = measure::delivery_summaries(&level.stretch.all);
-        let d = &level.stretch.all;
-        table.row(vec![
+        let mut row = vec![
             level.sessions.to_string(),
             level.connected.to_string(),
             level.opened.failed().to_string(),
             format!("{:.1}", level.ramp_secs),
             mib(level.rss.iter().copied().sum()),
             kib_per_session(level).map_or("-".into(), |k| format!("{k:.1}")),
-            field(level.stretch.rest.as_ref(), |s| s.p50),
-            field(level.stretch.rest.as_ref(), |s| s.p99),
-            field(latency.as_ref(), |s| s.p50),
-            field(latency.as_ref(), |s| s.p90),
-            field(latency.as_ref(), |s| s.p99),
-            field(latency.as_ref(), |s| s.max),
-            field(last.as_ref(), |s| s.p50),
-            field(last.as_ref(), |s| s.p99),
-            field(last.as_ref(), |s| s.max),
-            d.missing.to_string(),
-            d.duplicated.to_string(),
-            d.out_of_order.to_string(),
-        ]);
+        ];
+        row.extend(report::delivery_cells(&level.stretch));
+        table.row(row);
     }
     text.push_str(&table.render());
     text.push_str(

@@ -69,6 +69,28 @@ pub fn field(summary: Option<&Summary>, pick: fn(&Summary) -> f64) -> String {
     ms(summary.map(pick))
 }
 
+/// The delivery columns that `fanout` and `tenants` share, in their order: REST p50 and
+/// p99, request→frame p50/p90/p99/max, the last session's p50/p99/max, then missing,
+/// duplicated and out-of-order counts.
+pub fn delivery_cells(stretch: &crate::measure::Stretch) -> Vec<String> {
+    let (latency, last) = crate::measure::delivery_summaries(&stretch.all);
+    let d = &stretch.all;
+    vec![
+        field(stretch.rest.as_ref(), |s| s.p50),
+        field(stretch.rest.as_ref(), |s| s.p99),
+        field(latency.as_ref(), |s| s.p50),
+        field(latency.as_ref(), |s| s.p90),
+        field(latency.as_ref(), |s| s.p99),
+        field(latency.as_ref(), |s| s.max),
+        field(last.as_ref(), |s| s.p50),
+        field(last.as_ref(), |s| s.p99),
+        field(last.as_ref(), |s| s.max),
+        d.missing.to_string(),
+        d.duplicated.to_string(),
+        d.out_of_order.to_string(),
+    ]
+}
+
 pub fn mib(kib: Option<u64>) -> String {
     kib.map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0))
 }

@@ -17,7 +17,7 @@ use nextup_bench::sys::FileLimit;
 use crate::changes::Desk;
 use crate::measure::{self, SessionOpts, StretchPlan};
 use crate::protocol::TargetSpec;
-use crate::report::{self, Table, field, mib};
+use crate::report::{self, Table, mib};
 use crate::setup::{self, Deployment, Needs};
 use crate::{Common, Outcome};
 
@@ -189,7 +189,6 @@ pub async fn run(
         _ => None,
     };
 
-    let (latency, last) = measure::delivery_summaries(&stretch.all);
     let mut text = format!(
         "tenants: {} tenants × {} totem sessions = {} sessions ({} open, {} failed), {} changes \
          every {} ms to random tenants, {} session worker(s)\n",
@@ -243,22 +242,9 @@ pub async fn run(
         "last p99", "last max", "missing", "dup", "ooo",
     ]);
     let d = &stretch.all;
-    table.row(vec![
-        stretch.made.len().to_string(),
-        stretch.ok().to_string(),
-        field(stretch.rest.as_ref(), |s| s.p50),
-        field(stretch.rest.as_ref(), |s| s.p99),
-        field(latency.as_ref(), |s| s.p50),
-        field(latency.as_ref(), |s| s.p90),
-        field(latency.as_ref(), |s| s.p99),
-        field(latency.as_ref(), |s| s.max),
-        field(last.as_ref(), |s| s.p50),
-        field(last.as_ref(), |s| s.p99),
-        field(last.as_ref(), |s| s.max),
-        d.missing.to_string(),
-        d.duplicated.to_string(),
-        d.out_of_order.to_string(),
-    ]);
+    let mut row = vec![stretch.made.len().to_string(), stretch.ok().to_string()];
+    row.extend(report::delivery_cells(&stretch));
+    table.row(row);
     text.push_str(&table.render());
     text.push_str(&format!(
         "(latencies in ms; \"last\": per change, until the last of its tenant's sessions had \
