@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::db::tenants::KnownTenants;
 use crate::error;
 use crate::http;
+use crate::http::issue_batches::IssueBatches;
 use crate::http::rate_limit::RateLimits;
 use crate::maintenance;
 use crate::metrics::Metrics;
@@ -80,7 +81,9 @@ impl Application {
             metrics.clone(),
         ));
         actix_web::rt::spawn(maintenance::trim_allocator_forever());
+        let paces = Arc::new(PaceCache::default());
         let state = web::Data::new(AppState {
+            issue_batches: IssueBatches::new(pool.clone(), paces.clone()),
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
             limits: RateLimits::new(&config),
@@ -92,8 +95,9 @@ impl Application {
             clock,
             hubs: hubs.clone(),
             metrics,
-            paces: PaceCache::default(),
+            paces,
             tenants: KnownTenants::default(),
+            turns: Default::default(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -6,10 +6,12 @@ use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::tenants::KnownTenants;
+use crate::http::issue_batches::IssueBatches;
 use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::ticketing::commands::ChangeContext;
 use crate::ticketing::paces::PaceCache;
+use crate::ticketing::turns::SeqTurns;
 use crate::ws::caps::SessionCaps;
 use crate::ws::registry::HubRegistry;
 
@@ -23,8 +25,10 @@ pub struct AppState {
     pub session_caps: Arc<SessionCaps>,
     pub hubs: HubRegistry,
     pub metrics: Arc<Metrics>,
-    pub paces: PaceCache,
+    pub paces: Arc<PaceCache>,
     pub tenants: KnownTenants,
+    pub turns: SeqTurns,
+    pub issue_batches: IssueBatches,
 }
 
 impl AppState {
@@ -33,6 +37,8 @@ impl AppState {
         ChangeContext {
             now: self.clock.now(),
             paces: &self.paces,
+            turns: &self.turns,
+            turn: std::sync::Mutex::new(None),
         }
     }
 }

@@ -66,6 +66,59 @@ pub async fn insert_event(conn: &mut PgConnection, event: NewEvent<'_>) -> Resul
     Ok(())
 }
 
+/// Takes the tenant's next `count` seqs and returns the last; like [`next_seq`], this locks
+/// the tenant's sequence row until commit.
+pub async fn take_seqs(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    count: i64,
+) -> Result<i64, ApiError> {
+    Ok(sqlx::query_scalar!(
+        "update event_sequences set last_seq = last_seq + $2 where tenant_id = $1
+         returning last_seq",
+        tenant.get(),
+        count
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Appends events of one tenant in one statement; `ticket_ids[i]` is the ticket of `events[i]`.
+pub async fn insert_events(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    events: &[&EventRow],
+    ticket_ids: &[uuid::Uuid],
+) -> Result<(), ApiError> {
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    let previous: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| e.previous_status.as_deref())
+        .collect();
+    let tickets: Vec<serde_json::Value> = events.iter().map(|e| e.ticket.clone()).collect();
+    let queues: Vec<serde_json::Value> = events.iter().map(|e| e.queue.clone()).collect();
+    let created: Vec<DateTime<Utc>> = events.iter().map(|e| e.created_at).collect();
+    sqlx::query!(
+        "insert into events (tenant_id, seq, action, previous_status, ticket_id, ticket, queue,
+                             created_at)
+         select $1, e.* from unnest($2::int8[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[],
+                                    $7::jsonb[], $8::timestamptz[])
+                as e(seq, action, previous_status, ticket_id, ticket, queue, created_at)",
+        tenant.get(),
+        &seqs,
+        &actions as &[&str],
+        &previous as &[Option<&str>],
+        ticket_ids,
+        &tickets,
+        &queues,
+        &created
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The smallest seq still in the log, if any.
 pub async fn oldest_seq(
     conn: &mut PgConnection,

@@ -67,6 +67,84 @@ pub async fn save_response(
     Ok(())
 }
 
+/// [`try_lock_key`] for many keys in one round trip: whether each was taken, in order.
+pub async fn try_lock_keys(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    keys: &[&str],
+) -> Result<Vec<bool>, ApiError> {
+    let rows = sqlx::query_scalar!(
+        r#"select pg_try_advisory_xact_lock(hashtextextended($1 || ':' || k.key, 0)) as "locked!"
+             from unnest($2::text[]) with ordinality as k(key, ord)
+            order by k.ord"#,
+        tenant.get().to_string(),
+        keys as &[&str]
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// [`find_saved`] for many keys in one round trip, by key.
+pub async fn find_saved_many(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    keys: &[&str],
+) -> Result<Vec<(String, SavedResponse)>, ApiError> {
+    let rows = sqlx::query!(
+        r#"select key, request, status_code, response_body from idempotency_keys
+           where tenant_id = $1 and key = any($2) and created_at > now() - interval '24 hours'"#,
+        tenant.get(),
+        keys as &[&str]
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let saved = SavedResponse {
+                request: r.request,
+                status_code: r.status_code,
+                body: r.response_body,
+            };
+            (r.key, saved)
+        })
+        .collect())
+}
+
+/// [`save_response`] for many keys (all distinct) in one round trip.
+pub async fn save_responses(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    responses: &[(&str, SavedResponse)],
+) -> Result<(), ApiError> {
+    if responses.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = responses.iter().map(|(k, _)| *k).collect();
+    let requests: Vec<serde_json::Value> =
+        responses.iter().map(|(_, r)| r.request.clone()).collect();
+    let statuses: Vec<i16> = responses.iter().map(|(_, r)| r.status_code).collect();
+    let bodies: Vec<Option<serde_json::Value>> =
+        responses.iter().map(|(_, r)| r.body.clone()).collect();
+    sqlx::query!(
+        "insert into idempotency_keys (tenant_id, key, request, status_code, response_body)
+         select $1, r.* from unnest($2::text[], $3::jsonb[], $4::int2[], $5::jsonb[])
+                as r(key, request, status_code, response_body)
+         on conflict (tenant_id, key) do update
+         set request = excluded.request, status_code = excluded.status_code,
+             response_body = excluded.response_body, created_at = now()",
+        tenant.get(),
+        &keys as &[&str],
+        &requests,
+        &statuses,
+        &bodies as &[Option<serde_json::Value>]
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Deletes up to `batch` keys older than their 24 hours of replay.
 pub async fn prune_expired_keys(conn: &mut PgConnection, batch: i64) -> Result<u64, sqlx::Error> {
     let deleted = sqlx::query!(

@@ -116,7 +116,11 @@ impl<T> CancelSafe<T> {
     }
 
     pub fn release(self) {
-        drop(std::mem::ManuallyDrop::into_inner(self.0));
+        drop(self.into_inner());
+    }
+
+    pub fn into_inner(self) -> T {
+        std::mem::ManuallyDrop::into_inner(self.0)
     }
 }
 

@@ -199,6 +199,88 @@ pub async fn count_change(
     Ok((counts, behind))
 }
 
+/// Tickets just issued, as the waiting counts see them.
+pub struct IssuedCounts<'a> {
+    /// Per service: tickets added to its (normal, priority) waiting counts.
+    pub added: &'a [(ServiceId, i32, i32)],
+    /// The new tickets, whose places in their queues are needed for `ahead`.
+    pub tickets: &'a [uuid::Uuid],
+}
+
+/// Adds a batch of new tickets to the waiting counts and reads every service's counts after
+/// it, with the number of tickets queued behind each new one in its class (in
+/// `tickets` order), in one round trip: this runs while the tenant's seq row is locked.
+pub async fn count_issued(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    issued: IssuedCounts<'_>,
+) -> Result<(Vec<ServiceCount>, Vec<u32>), ApiError> {
+    let services: Vec<uuid::Uuid> = issued.added.iter().map(|a| a.0.get()).collect();
+    let normal: Vec<i32> = issued.added.iter().map(|a| a.1).collect();
+    let priority: Vec<i32> = issued.added.iter().map(|a| a.2).collect();
+    let rows = sqlx::query!(
+        r#"with adjusted as (
+               update services s
+                  set waiting_normal = s.waiting_normal + d.normal,
+                      waiting_priority = s.waiting_priority + d.priority
+                 from unnest($2::uuid[], $3::int4[], $4::int4[]) as d(id, normal, priority)
+                where s.id = d.id and s.tenant_id = $1
+               returning s.id, s.waiting_normal, s.waiting_priority
+           ),
+           behind as (
+               select array_agg((select count(*) from tickets t
+                                  where t.service_id = n.service_id and t.status = 'waiting'
+                                    and (t.priority = 'normal') = (n.priority = 'normal')
+                                    and (t.created_at, t.id) > (n.created_at, n.id))
+                                order by x.ord) as counts
+                 from unnest($5::uuid[]) with ordinality as x(id, ord)
+                 join tickets n on n.id = x.id
+           )
+           select s.id as "id: ServiceId", s.code, s.name, s.active,
+                  coalesce(a.waiting_normal, s.waiting_normal) as "waiting_normal!",
+                  coalesce(a.waiting_priority, s.waiting_priority) as "waiting_priority!",
+                  (select counts from behind) as "behind: Vec<i64>"
+             from services s left join adjusted a on a.id = s.id
+            where s.tenant_id = $1
+            order by s.code"#,
+        tenant.get(),
+        &services,
+        &normal,
+        &priority,
+        issued.tickets
+    )
+    .fetch_all(conn)
+    .await?;
+    let behind = rows
+        .first()
+        .and_then(|r| r.behind.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| u32::try_from(n).map_err(ApiError::internal))
+        .collect::<Result<Vec<_>, _>>()?;
+    if behind.len() != issued.tickets.len() {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "{} new tickets, {} places",
+            issued.tickets.len(),
+            behind.len()
+        )));
+    }
+    let counts = rows
+        .into_iter()
+        .map(|r| {
+            service_count(
+                r.id,
+                r.code,
+                r.name,
+                r.active,
+                r.waiting_normal,
+                r.waiting_priority,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((counts, behind))
+}
+
 fn service_count(
     id: ServiceId,
     code: String,

@@ -107,14 +107,17 @@ pub struct KnownTenants {
 }
 
 impl KnownTenants {
-    pub async fn get(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
-        let known = self
-            .by_slug
+    /// The tenant, if this process has read it already.
+    pub fn known(&self, slug: &str) -> Option<Tenant> {
+        self.by_slug
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(slug)
-            .cloned();
-        if let Some(tenant) = known {
+            .cloned()
+    }
+
+    pub async fn get(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
+        if let Some(tenant) = self.known(slug) {
             return Ok(tenant);
         }
         let tenant = get_tenant(conn, slug).await?;

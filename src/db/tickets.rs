@@ -88,6 +88,96 @@ pub async fn insert_ticket(
     Ok(id)
 }
 
+/// How many numbers a batch takes from one service's day.
+pub struct NumberClaim {
+    pub service: ServiceId,
+    pub day: NaiveDate,
+    pub count: u32,
+}
+
+/// Hands out `count` consecutive numbers per claim in one upsert, returning the last
+/// number of each claim's range (in claim order). Claims are locked in the order given:
+/// sort them, so two batches never wait on each other's rows crosswise.
+pub async fn claim_numbers(
+    conn: &mut PgConnection,
+    claims: &[NumberClaim],
+) -> Result<Vec<u32>, ApiError> {
+    let services: Vec<uuid::Uuid> = claims.iter().map(|c| c.service.get()).collect();
+    let days: Vec<NaiveDate> = claims.iter().map(|c| c.day).collect();
+    let counts = claims
+        .iter()
+        .map(|c| i32::try_from(c.count).map_err(ApiError::internal))
+        .collect::<Result<Vec<i32>, _>>()?;
+    let rows = sqlx::query!(
+        r#"insert into daily_numbers (service_id, service_day, last_number)
+           select * from unnest($1::uuid[], $2::date[], $3::int4[])
+           on conflict (service_id, service_day)
+           do update set last_number = daily_numbers.last_number + excluded.last_number
+           returning service_id as "service_id: ServiceId", service_day, last_number"#,
+        &services,
+        &days,
+        &counts
+    )
+    .fetch_all(conn)
+    .await?;
+    claims
+        .iter()
+        .map(|claim| {
+            let row = rows
+                .iter()
+                .find(|r| r.service_id == claim.service && r.service_day == claim.day)
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a number claim got no row")))?;
+            u32::try_from(row.last_number).map_err(ApiError::internal)
+        })
+        .collect()
+}
+
+/// A ticket about to be issued, with its id and number already chosen.
+pub struct IssuedTicket<'a> {
+    pub id: TicketId,
+    pub service: ServiceId,
+    pub code: &'a str,
+    pub service_day: NaiveDate,
+    pub priority: Priority,
+    pub customer_name: Option<&'a str>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Inserts waiting tickets in one statement.
+pub async fn insert_tickets(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    tickets: &[IssuedTicket<'_>],
+) -> Result<(), ApiError> {
+    let ids: Vec<uuid::Uuid> = tickets.iter().map(|t| t.id.get()).collect();
+    let services: Vec<uuid::Uuid> = tickets.iter().map(|t| t.service.get()).collect();
+    let codes: Vec<&str> = tickets.iter().map(|t| t.code).collect();
+    let days: Vec<NaiveDate> = tickets.iter().map(|t| t.service_day).collect();
+    let priorities: Vec<&str> = tickets.iter().map(|t| t.priority.as_str()).collect();
+    let names: Vec<Option<&str>> = tickets.iter().map(|t| t.customer_name).collect();
+    let created: Vec<DateTime<Utc>> = tickets.iter().map(|t| t.created_at).collect();
+    sqlx::query!(
+        "insert into tickets (id, tenant_id, service_id, code, service_day, status, priority,
+                              customer_name, created_at)
+         select t.id, $1, t.service_id, t.code, t.service_day, 'waiting', t.priority,
+                t.customer_name, t.created_at
+           from unnest($2::uuid[], $3::uuid[], $4::text[], $5::date[], $6::text[], $7::text[],
+                       $8::timestamptz[])
+                as t(id, service_id, code, service_day, priority, customer_name, created_at)",
+        tenant.get(),
+        &ids,
+        &services,
+        &codes as &[&str],
+        &days,
+        &priorities as &[&str],
+        &names as &[Option<&str>],
+        &created
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 fn locked(id: TicketId, status: &str, service_id: ServiceId) -> Result<LockedTicket, ApiError> {
     Ok(LockedTicket {
         id,

@@ -289,6 +289,20 @@ impl WaitingCounts {
         self.normal + self.priority
     }
 
+    /// The counts before one ticket of this class joined them.
+    pub fn without_one(self, priority: Priority) -> Self {
+        match priority {
+            Priority::Normal => Self {
+                normal: self.normal.saturating_sub(1),
+                ..self
+            },
+            Priority::Priority => Self {
+                priority: self.priority.saturating_sub(1),
+                ..self
+            },
+        }
+    }
+
     pub fn of(self, priority: Priority) -> u32 {
         match priority {
             Priority::Normal => self.normal,

@@ -60,13 +60,13 @@ impl Outcome {
     }
 
     /// After commit: hand the event to the hub without waiting for the fan-out.
-    fn publish(&mut self, state: &AppState, tenant: &Tenant) {
+    pub(super) fn publish(&mut self, state: &AppState, tenant: &Tenant) {
         if let Some(event) = self.event.take() {
             state.hubs.publish(tenant.id, Arc::new(event));
         }
     }
 
-    fn into_response(self, replayed: bool) -> HttpResponse {
+    pub(super) fn into_response(self, replayed: bool) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         if replayed {
             response.insert_header(("Idempotent-Replayed", "true"));
@@ -78,7 +78,7 @@ impl Outcome {
     }
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
@@ -117,30 +117,12 @@ pub async fn run(
     if !db::idempotency::try_lock_key(&mut tx, tenant.id, &key).await? {
         return Err(ApiError::RequestInProgress);
     }
-    let request = json!({
-        "method": req.method().as_str(),
-        "path": req.path(),
-        "audience": match audience {
-            Audience::Public => "public",
-            Audience::Operator => "operator",
-        },
-        "body": serde_json::from_slice::<Value>(body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
-    });
+    let request = fingerprint(req, body, audience);
     if let Some(saved) = db::idempotency::find_saved(&mut tx, tenant.id, &key).await? {
         if saved.request != request {
             return Err(ApiError::IdempotencyKeyReused);
         }
-        let status = u16::try_from(saved.status_code)
-            .ok()
-            .and_then(|code| StatusCode::from_u16(code).ok())
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad saved status")))?;
-        return Ok(Outcome {
-            status,
-            body: saved.body,
-            event: None,
-        }
-        .into_response(true));
+        return replay(saved);
     }
 
     let mut savepoint = tx.begin().await?;
@@ -171,6 +153,54 @@ pub async fn run(
         Some(error) => Err(error),
         None => Ok(outcome.into_response(false)),
     }
+}
+
+/// What a saved answer must match: the method, the path, the projection and the body.
+pub(super) fn fingerprint(req: &HttpRequest, body: &[u8], audience: Audience) -> Value {
+    json!({
+        "method": req.method().as_str(),
+        "path": req.path(),
+        "audience": match audience {
+            Audience::Public => "public",
+            Audience::Operator => "operator",
+        },
+        "body": serde_json::from_slice::<Value>(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+    })
+}
+
+/// The saved answer of a key, sent again.
+pub(super) fn replay(saved: SavedResponse) -> Result<HttpResponse, ApiError> {
+    let status = u16::try_from(saved.status_code)
+        .ok()
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad saved status")))?;
+    Ok(Outcome {
+        status,
+        body: saved.body,
+        event: None,
+    }
+    .into_response(true))
+}
+
+/// The answer to save for a key, if it is final (see [`is_final_answer`]).
+pub(super) fn answer_to_save(
+    request: Value,
+    outcome: Result<&Outcome, &ApiError>,
+) -> Option<SavedResponse> {
+    let (status, body) = match outcome {
+        Ok(outcome) => (outcome.status, outcome.body.clone()),
+        Err(error) if is_final_answer(error) => {
+            let (status, code) = error.parts();
+            (status, Some(error_body(code, &error.to_string())))
+        }
+        Err(_) => return None,
+    };
+    Some(SavedResponse {
+        request,
+        status_code: status.as_u16() as i16,
+        body,
+    })
 }
 
 /// Client errors that describe the request itself are the key's answer; errors that say

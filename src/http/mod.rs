@@ -3,6 +3,7 @@
 pub mod counters;
 pub mod deadline;
 pub mod idempotency;
+pub mod issue_batches;
 pub mod login;
 pub mod ops;
 pub mod pages;

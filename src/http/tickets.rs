@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::idempotency::{self, Outcome};
+use super::issue_batches::{IssueAnswer, IssueRequest, KeyedRequest};
 use super::rate_limit::client_address;
 use crate::auth::extract::{MaybeOperator, OperatorAuth};
 use crate::db;
@@ -37,7 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const MAX_CUSTOMER_NAME_CHARS: usize = 200;
 
 #[derive(Deserialize)]
-struct IssueRequest {
+struct IssueBody {
     service_id: ServiceId,
     #[serde(default)]
     priority: Priority,
@@ -74,30 +75,43 @@ async fn issue_ticket(
             Audience::Public
         }
     };
-    let request: IssueRequest = parse_json_body(&body)?;
+    let request: IssueBody = parse_json_body(&body)?;
     // Anonymous callers cannot attach personal data to a ticket.
     let customer_name = match audience {
         Audience::Operator => customer_name(request.customer_name)?,
         Audience::Public => None,
     };
-    let at = state.change_context();
-    idempotency::run(
-        &state,
-        &req,
-        &slug,
-        &body,
-        audience,
-        async |conn, tenant| {
-            let issue = commands::IssueTicket {
-                service: request.service_id,
-                priority: request.priority,
-                customer_name,
-            };
-            let change = commands::issue(conn, tenant, issue, &at).await?;
-            Ok(Outcome::change(StatusCode::CREATED, change, audience))
+    let key = idempotency::idempotency_key(&req)?.map(|key| KeyedRequest {
+        key,
+        fingerprint: idempotency::fingerprint(&req, &body, audience),
+    });
+    let tenant = match state.tenants.known(&slug) {
+        Some(tenant) => tenant,
+        None => {
+            state
+                .tenants
+                .get(&mut *state.db.acquire().await?, &slug)
+                .await?
+        }
+    };
+    let request = IssueRequest {
+        ticket: commands::IssueTicket {
+            service: request.service_id,
+            priority: request.priority,
+            customer_name,
         },
-    )
-    .await
+        now: state.clock.now(),
+        audience,
+        key,
+    };
+    match state.issue_batches.issue(&tenant, request).await? {
+        IssueAnswer::Issued(change) => {
+            let mut outcome = Outcome::change(StatusCode::CREATED, *change, audience);
+            outcome.publish(&state, &tenant);
+            Ok(outcome.into_response(false))
+        }
+        IssueAnswer::Replayed(saved) => idempotency::replay(saved),
+    }
 }
 
 /// Finished tickets accumulate forever: a listing of them returns the most recent ones.

@@ -3,7 +3,7 @@ use sqlx::PgConnection;
 
 use crate::db;
 use crate::db::events::{EventRow, NewEvent};
-use crate::db::queue::CountedChange;
+use crate::db::queue::{CountedChange, ServiceCount};
 use crate::db::tenants::Tenant;
 use crate::db::tickets::TicketRecord;
 use crate::domain::ids::{CounterId, ServiceCode, ServiceId, TicketId, UserId};
@@ -12,7 +12,8 @@ use crate::domain::ticket::{
     Action, EventAction, Priority, Status, ahead_from_counts, transition, waiting_delta,
 };
 use crate::error::{ApiError, Resource};
-use crate::ticketing::paces::PaceCache;
+use crate::ticketing::paces::{PaceCache, Paces};
+use crate::ticketing::turns::{SeqTurns, Turn};
 use crate::views::{OperatorTicket, service_summaries};
 
 /// A ticket change as committed: the ticket right after it, and its event.
@@ -26,8 +27,12 @@ pub struct Change {
 pub struct ChangeContext<'a> {
     pub now: DateTime<Utc>,
     pub paces: &'a PaceCache,
+    pub turns: &'a SeqTurns,
+    /// The turn taken by `record_change`, held until the context is dropped (after commit).
+    pub turn: std::sync::Mutex<Option<Turn>>,
 }
 
+#[derive(Debug, Clone)]
 pub struct IssueTicket {
     pub service: ServiceId,
     pub priority: Priority,
@@ -271,12 +276,15 @@ async fn record_change(
     previous: Option<Status>,
     at: &ChangeContext<'_>,
 ) -> Result<Change, ApiError> {
-    let id = record.id;
-    let status: Status = record.status.parse().map_err(ApiError::internal)?;
-    let priority: Priority = record.priority.parse().map_err(ApiError::internal)?;
     let paces = at.paces.for_tenant(conn, tenant.id, at.now).await?;
 
+    let turn = at.turns.take(tenant.id).await;
+    *at.turn
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(turn);
     let seq = db::events::next_seq(conn, tenant.id).await?;
+    let priority: Priority = record.priority.parse().map_err(ApiError::internal)?;
+    let status: Status = record.status.parse().map_err(ApiError::internal)?;
     let waiting = status == Status::Waiting;
     let (counts, behind) = db::queue::count_change(
         conn,
@@ -289,24 +297,19 @@ async fn record_change(
         },
     )
     .await?;
-    let ahead = waiting.then(|| {
-        let service = counts.iter().find(|c| c.id == record.service_id);
-        ahead_from_counts(
-            priority,
-            service.map(|c| c.waiting).unwrap_or_default(),
+    let change = change_at(
+        record,
+        ChangeAt {
+            seq,
+            action,
+            previous,
+            counts,
             behind,
-        )
-    });
-    let loads = db::queue::with_paces(counts, &paces);
-    let ticket = OperatorTicket::from_record(record, ahead, &loads)?;
-    let event = EventRow {
-        seq,
-        action: action.as_str().to_owned(),
-        previous_status: previous.map(|s| s.as_str().to_owned()),
-        ticket: serde_json::to_value(&ticket).map_err(ApiError::internal)?,
-        queue: serde_json::to_value(service_summaries(&loads)).map_err(ApiError::internal)?,
-        created_at: at.now,
-    };
+            paces: &paces,
+            now: at.now,
+        },
+    )?;
+    let event = &change.event;
     db::events::insert_event(
         conn,
         NewEvent {
@@ -314,12 +317,51 @@ async fn record_change(
             seq,
             action: &event.action,
             previous_status: event.previous_status.as_deref(),
-            ticket_id: id,
+            ticket_id: change.ticket.public.id,
             ticket: event.ticket.clone(),
             queue: event.queue.clone(),
             created_at: at.now,
         },
     )
     .await?;
+    Ok(change)
+}
+
+/// Where a change lands in the tenant's log: its seq, and the waiting counts right after it.
+pub struct ChangeAt<'a> {
+    pub seq: i64,
+    pub action: EventAction,
+    pub previous: Option<Status>,
+    /// Every service's waiting counts with this change applied.
+    pub counts: Vec<ServiceCount>,
+    /// Tickets of the changed ticket's class queued behind it (0 when it is not waiting).
+    pub behind: u32,
+    pub paces: &'a Paces,
+    pub now: DateTime<Utc>,
+}
+
+/// The ticket view and the event of a change: what the log stores, the caller gets and
+/// sessions are sent.
+pub fn change_at(record: TicketRecord, at: ChangeAt<'_>) -> Result<Change, ApiError> {
+    let status: Status = record.status.parse().map_err(ApiError::internal)?;
+    let priority: Priority = record.priority.parse().map_err(ApiError::internal)?;
+    let ahead = (status == Status::Waiting).then(|| {
+        let service = at.counts.iter().find(|c| c.id == record.service_id);
+        ahead_from_counts(
+            priority,
+            service.map(|c| c.waiting).unwrap_or_default(),
+            at.behind,
+        )
+    });
+    let loads = db::queue::with_paces(at.counts, at.paces);
+    let ticket = OperatorTicket::from_record(record, ahead, &loads)?;
+    let event = EventRow {
+        seq: at.seq,
+        action: at.action.as_str().to_owned(),
+        previous_status: at.previous.map(|s| s.as_str().to_owned()),
+        ticket: serde_json::to_value(&ticket).map_err(ApiError::internal)?,
+        queue: serde_json::to_value(service_summaries(&loads)).map_err(ApiError::internal)?,
+        created_at: at.now,
+    };
     Ok(Change { ticket, event })
 }

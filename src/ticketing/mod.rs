@@ -3,5 +3,7 @@
 //! Reads build the projections with `ahead` and estimates.
 
 pub mod commands;
+pub mod issuing;
 pub mod paces;
 pub mod reads;
+pub mod turns;

@@ -1,6 +1,8 @@
 use std::collections::HashSet;
 
+use actix_web::http::Method;
 use futures_util::future::join_all;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -121,4 +123,165 @@ async fn seqs_stay_gapless_under_concurrent_writers() {
             update["seq"]
         );
     }
+}
+
+/// Issues arriving together are committed in shared transactions (`http::issue_batches`):
+/// each still gets its own answer, numbers stay gapless per service, a key used twice issues
+/// once, and every event describes the queue exactly at its own seq.
+#[actix_web::test]
+async fn issues_committed_together_each_get_their_own_answer_and_seq() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 3, 1).await;
+    sqlx::query("update services set active = false where id = $1::uuid")
+        .bind(&site.services[2])
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let path = format!("/api/v1/tenants/{}/tickets", site.slug);
+    // (service id, priority, idempotency key)
+    let mut requests: Vec<(String, &str, Option<String>)> = Vec::new();
+    for i in 0..30 {
+        let priority = if i % 3 == 0 { "priority" } else { "normal" };
+        requests.push((site.services[0].clone(), priority, None));
+    }
+    for _ in 0..15 {
+        requests.push((site.services[1].clone(), "normal", None));
+    }
+    for k in 0..5 {
+        // Each key twice, at the same moment.
+        requests.push((
+            site.services[1].clone(),
+            "normal",
+            Some(format!("twice-{k}")),
+        ));
+        requests.push((
+            site.services[1].clone(),
+            "normal",
+            Some(format!("twice-{k}")),
+        ));
+    }
+    for _ in 0..4 {
+        requests.push((site.services[2].clone(), "normal", None));
+        requests.push((uuid::Uuid::new_v4().to_string(), "normal", None));
+    }
+    let replies = join_all(requests.iter().map(|(service, priority, key)| {
+        let headers: Vec<(&str, &str)> = key
+            .iter()
+            .map(|k| ("Idempotency-Key", k.as_str()))
+            .collect();
+        let body = json!({ "service_id": service, "priority": priority });
+        let (app, site, path) = (&app, &site, &path);
+        async move {
+            app.send(
+                Method::POST,
+                path,
+                Some(&site.operator),
+                &headers,
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+        }
+    }))
+    .await;
+
+    let mut issued: Vec<&Value> = Vec::new();
+    for ((service, _, key), reply) in requests.iter().zip(&replies) {
+        if *service == site.services[2] {
+            assert_eq!(
+                (reply.status, reply.body["error"]["code"].as_str()),
+                (422, Some("service_inactive"))
+            );
+        } else if !site.services.contains(service) {
+            assert_eq!(
+                (reply.status, reply.body["error"]["code"].as_str()),
+                (404, Some("service_not_found"))
+            );
+        } else if key.is_some() {
+            assert!(
+                reply.status == 201 || reply.body["error"]["code"] == "request_in_progress",
+                "{}",
+                reply.raw
+            );
+            if reply.status == 201 && reply.header("Idempotent-Replayed").is_none() {
+                issued.push(&reply.body);
+            }
+        } else {
+            assert_eq!(reply.status, 201, "{}", reply.raw);
+            issued.push(&reply.body);
+        }
+    }
+    // A key used twice issued one ticket, whatever the other request was told.
+    let keyed_issues = issued
+        .iter()
+        .filter(|t| t["service"]["id"] == site.services[1].as_str())
+        .count();
+    assert_eq!(keyed_issues, 15 + 5);
+    assert_eq!(issued.len(), 30 + 15 + 5);
+
+    let codes = |service: usize, letter: char, count: usize| {
+        let mut got: Vec<String> = issued
+            .iter()
+            .filter(|t| t["service"]["id"] == site.services[service].as_str())
+            .map(|t| t["code"].as_str().unwrap().to_owned())
+            .collect();
+        got.sort();
+        let want: Vec<String> = (1..=count).map(|n| format!("{letter}{n:03}")).collect();
+        assert_eq!(got, want, "numbers of service {letter} are gapless");
+    };
+    codes(0, 'A', 30);
+    codes(1, 'B', 20);
+
+    // The log: one event per issued ticket, seqs 1..=50, equal to the answers, and each
+    // describing the queue at its seq: the queue then held exactly the tickets of the
+    // earlier seqs.
+    let events: Vec<(i64, Value, Value)> =
+        sqlx::query_as("select seq, ticket, queue from events order by seq")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (1..=50).collect::<Vec<i64>>()
+    );
+    let place = |t: &Value| {
+        let at = chrono::DateTime::parse_from_rfc3339(t["created_at"].as_str().unwrap()).unwrap();
+        (at, t["id"].as_str().unwrap().to_owned())
+    };
+    let mut earlier: Vec<&Value> = Vec::new();
+    for (seq, ticket, queue) in &events {
+        let answer = issued
+            .iter()
+            .find(|t| t["id"] == ticket["id"])
+            .unwrap_or_else(|| panic!("event {seq} is an answered ticket"));
+        assert_eq!(ticket["code"], answer["code"]);
+        assert_eq!(ticket["ahead"], answer["ahead"], "event {seq}");
+        // Ahead of it: the waiting priority tickets of its service (all of them, for a
+        // normal ticket), and those of its class queued before it.
+        let ahead = earlier
+            .iter()
+            .filter(|e| e["service"]["id"] == ticket["service"]["id"])
+            .filter(|e| {
+                let (mine, theirs) = (&ticket["priority"], &e["priority"]);
+                (mine == "normal" && theirs == "priority")
+                    || (mine == theirs && place(e) < place(ticket))
+            })
+            .count();
+        assert_eq!(ticket["ahead"], ahead, "ahead of event {seq}");
+        earlier.push(ticket);
+        for summary in queue.as_array().unwrap() {
+            let waiting = earlier
+                .iter()
+                .filter(|e| e["service"]["id"] == summary["id"])
+                .count();
+            assert_eq!(summary["waiting"], waiting, "queue of event {seq}");
+        }
+    }
+    // Shared transactions really happened: some transaction appended several events.
+    let largest: i64 = sqlx::query_scalar(
+        "select max(n) from (select count(*) as n from events group by xmin::text) batches",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(largest > 1, "every issue was committed alone");
 }
