@@ -330,7 +330,20 @@ impl Api {
         url: String,
         body: Option<serde_json::Value>,
     ) -> Result<reqwest::Response, ApiError> {
+        self.send_keyed(method, url, body, None).await
+    }
+
+    async fn send_keyed(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<serde_json::Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<reqwest::Response, ApiError> {
         let mut request = self.http.request(method, url);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -418,9 +431,22 @@ impl Api {
 
     /// `POST …/tickets` (anonymous without a token, not rate-limited with one).
     pub async fn issue(&self, service_id: Uuid, priority: Priority) -> Result<Ticket, ApiError> {
+        self.issue_keyed(service_id, priority, None).await
+    }
+
+    /// `POST …/tickets`, with an `Idempotency-Key` if given (the kiosk page sends one).
+    pub async fn issue_keyed(
+        &self,
+        service_id: Uuid,
+        priority: Priority,
+        idempotency_key: Option<&str>,
+    ) -> Result<Ticket, ApiError> {
         let body = json!({"service_id": service_id, "priority": priority});
-        self.json(Method::POST, self.tenant_url("/tickets"), Some(body))
-            .await
+        let url = self.tenant_url("/tickets");
+        let response = self
+            .send_keyed(Method::POST, url, Some(body), idempotency_key)
+            .await?;
+        read_json(response).await
     }
 
     /// Operator: `POST …/counters/{id}/call`; `None` when nothing waits (204).

@@ -51,6 +51,9 @@ pub struct Args {
     /// client per second of the run, plus a margin per tenant for the random spread).
     #[arg(long)]
     pub preissue: Option<usize>,
+    /// Issue mode: send each issue with a fresh `Idempotency-Key`, as the kiosk page does.
+    #[arg(long)]
+    pub idempotency_keys: bool,
 }
 
 const KINDS: [&str; 5] = ["issue", "call_next", "call_next_empty", "start", "finish"];
@@ -82,7 +85,13 @@ impl ClientLog {
     }
 }
 
-async fn client(n: usize, mode: Mode, tenants: Arc<Vec<Tenant>>, deadline: Instant) -> ClientLog {
+async fn client(
+    n: usize,
+    mode: Mode,
+    keyed: bool,
+    tenants: Arc<Vec<Tenant>>,
+    deadline: Instant,
+) -> ClientLog {
     let mut log = ClientLog::default();
     let mut rng: SmallRng = make_rng();
     while Instant::now() < deadline {
@@ -96,7 +105,10 @@ async fn client(n: usize, mode: Mode, tenants: Arc<Vec<Tenant>>, deadline: Insta
         match mode {
             Mode::Issue => {
                 let started = Instant::now();
-                let result = api.issue(tenant.services[0], Priority::Normal).await;
+                let key = keyed.then(|| format!("loadgen-{n}-{:016x}", rng.random::<u64>()));
+                let result = api
+                    .issue_keyed(tenant.services[0], Priority::Normal, key.as_deref())
+                    .await;
                 log.timed("issue", started, &result);
                 if let Ok(ticket) = &result {
                     log.issued.push((t, ticket.id));
@@ -244,7 +256,15 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.secs);
     let tasks: Vec<_> = (0..args.clients)
-        .map(|n| tokio::spawn(client(n, args.mode, tenants.clone(), deadline)))
+        .map(|n| {
+            tokio::spawn(client(
+                n,
+                args.mode,
+                args.idempotency_keys,
+                tenants.clone(),
+                deadline,
+            ))
+        })
         .collect();
     let mut logs = Vec::new();
     for task in tasks {
@@ -295,8 +315,13 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         );
     }
     let mut text = format!(
-        "throughput: {:?} mode, {} clients with operator tokens, {:.1} s, {} tenant(s)\n",
+        "throughput: {:?} mode{}, {} clients with operator tokens, {:.1} s, {} tenant(s)\n",
         args.mode,
+        if args.idempotency_keys {
+            " with an Idempotency-Key per issue"
+        } else {
+            ""
+        },
         args.clients,
         elapsed,
         tenants.len()
@@ -345,6 +370,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
             "secs": args.secs,
             "tenants": tenants.len(),
             "preissued": preissued,
+            "idempotency_keys": args.idempotency_keys,
         },
         "setup_secs": {"cli": deployment.cli_setup.as_secs_f64(), "api": api_setup.as_secs_f64(), "preissue": preissue_secs},
         "elapsed_secs": elapsed,
