@@ -70,6 +70,35 @@ pub async fn drop_database(server_url: &str, database: &str) -> anyhow::Result<(
     Ok(())
 }
 
+/// Runs `ANALYZE` on the database with `psql`. After a bulk load into a fresh database,
+/// PostgreSQL has no statistics until autovacuum comes by (within a minute); plans made
+/// before that can pick the wrong index.
+pub async fn analyze(database_url: &str) -> anyhow::Result<()> {
+    let run = Command::new("psql")
+        .args([
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database_url,
+            "-c",
+            "analyze",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .context("psql did not finish within 120 s")?
+        .context("cannot run psql")?;
+    if !output.status.success() {
+        bail!(
+            "psql could not analyze: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,8 @@ pub struct Deployment {
     pub http: reqwest::Client,
     children: Vec<Server>,
     database: Option<String>,
+    /// The servers' database, when known (spawn mode, or attach mode with `--database-url`).
+    database_url: Option<String>,
     postgres: String,
     keep: bool,
     logs: Vec<PathBuf>,
@@ -80,6 +82,17 @@ pub fn tenant_slugs(common: &Common, count: usize) -> Vec<String> {
 }
 
 impl Deployment {
+    /// Gives the database statistics for what the setup wrote (see `pg::analyze`), as
+    /// autovacuum would within a minute. `false` when the database is not known (attach
+    /// mode without `--database-url`).
+    pub async fn analyze(&self) -> anyhow::Result<bool> {
+        let Some(url) = &self.database_url else {
+            return Ok(false);
+        };
+        pg::analyze(url).await?;
+        Ok(true)
+    }
+
     pub async fn prepare(common: &Common, tenants: usize) -> anyhow::Result<Deployment> {
         let slugs = tenant_slugs(common, tenants);
         let http = api::http_client(Duration::from_secs(30));
@@ -132,6 +145,7 @@ impl Deployment {
             http,
             children: Vec::new(),
             database: None,
+            database_url: common.database_url.clone(),
             postgres: common.postgres.clone(),
             keep: true,
             logs: Vec::new(),
@@ -170,6 +184,7 @@ impl Deployment {
             http,
             children: Vec::new(),
             database: Some(database.clone()),
+            database_url: Some(url.clone()),
             postgres: common.postgres.clone(),
             keep: common.keep,
             logs: Vec::new(),

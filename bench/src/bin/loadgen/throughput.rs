@@ -47,7 +47,7 @@ pub struct Args {
     /// Tenants the clients and their tickets are spread over.
     #[arg(long, default_value_t = 1)]
     pub tenants: usize,
-    /// Cycle mode: waiting tickets to issue beforehand, over all tenants (default: 40 per
+    /// Cycle mode: waiting tickets to issue beforehand, over all tenants (default: 100 per
     /// client per second of the run, plus a margin per tenant for the random spread).
     #[arg(long)]
     pub preissue: Option<usize>,
@@ -214,7 +214,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
             Some(total) => total.div_ceil(tenants.len()),
             None => {
                 // Clients pick tenants at random: leave room for the luckier ones.
-                let mean = args.clients as f64 * args.secs * 40.0 / tenants.len() as f64;
+                let mean = args.clients as f64 * args.secs * 100.0 / tenants.len() as f64;
                 (mean + 3.0 * mean.sqrt() + 5.0).ceil() as usize
             }
         };
@@ -243,6 +243,9 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         }
         preissued = left.len();
         preissue_secs = started.elapsed().as_secs_f64();
+    }
+    if !deployment.analyze().await? {
+        eprintln!("loadgen: note: no --database-url, so the database was not analyzed after setup");
     }
 
     eprintln!(
