@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::db::tenants::KnownTenants;
 use crate::error;
 use crate::http;
-use crate::http::issue_batches::IssueBatches;
+use crate::http::change_batches::ChangeBatches;
 use crate::http::rate_limit::RateLimits;
 use crate::maintenance;
 use crate::metrics::Metrics;
@@ -83,7 +83,7 @@ impl Application {
         actix_web::rt::spawn(maintenance::trim_allocator_forever());
         let paces = Arc::new(PaceCache::default());
         let state = web::Data::new(AppState {
-            issue_batches: IssueBatches::new(pool.clone(), paces.clone()),
+            changes: ChangeBatches::start(&pool, paces.clone()),
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
             limits: RateLimits::new(&config),
@@ -97,7 +97,6 @@ impl Application {
             metrics,
             paces,
             tenants: KnownTenants::default(),
-            turns: Default::default(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -44,32 +44,35 @@ pub async fn list_counters(
     .await?)
 }
 
-/// Locks the counter row for the rest of the transaction: calls to one counter are
-/// serialised, so its busy check cannot race with another call.
+/// A counter locked by this transaction, and whether it holds a called or serving ticket.
+pub struct LockedCounter {
+    pub id: CounterId,
+    pub busy: bool,
+}
+
+/// Locks the counter row for the rest of the transaction, so calls to one counter are
+/// serialised, and says whether it is busy, in one round trip. Within a process a
+/// tenant's changes are made one after another, so the answer is exact. When another
+/// process called to this counter while this statement waited for the lock, the answer
+/// was read before that commit: the unique index on active tickets per counter then
+/// refuses the call (`counter_busy`), which `http::change_batches` answers alone.
 pub async fn lock_counter(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: CounterId,
-) -> Result<Counter, ApiError> {
+) -> Result<LockedCounter, ApiError> {
     sqlx::query_as!(
-        Counter,
-        r#"select id as "id: CounterId", name from counters
-           where tenant_id = $1 and id = $2 for update"#,
+        LockedCounter,
+        r#"select c.id as "id: CounterId",
+                  exists (select 1 from tickets t where t.counter_id = c.id
+                          and t.status in ('called', 'serving')) as "busy!"
+             from counters c
+            where c.tenant_id = $1 and c.id = $2
+              for update of c"#,
         tenant.get(),
         id.get()
     )
     .fetch_optional(conn)
     .await?
     .ok_or(ApiError::NotFound(Resource::Counter))
-}
-
-/// Whether the counter holds a called or serving ticket.
-pub async fn is_counter_busy(conn: &mut PgConnection, id: CounterId) -> Result<bool, ApiError> {
-    Ok(sqlx::query_scalar!(
-        r#"select exists (select 1 from tickets where counter_id = $1
-           and status in ('called', 'serving')) as "busy!""#,
-        id.get()
-    )
-    .fetch_one(conn)
-    .await?)
 }

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::domain::ids::{TenantId, TicketId};
+use crate::domain::ids::TenantId;
 use crate::error::ApiError;
 
 /// An event as stored in the log.
@@ -15,18 +15,6 @@ pub struct EventRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Takes the tenant's next seq. This locks the tenant's sequence row until commit, which
-/// serialises the tenant's writers: call it as late in the transaction as possible.
-pub async fn next_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, ApiError> {
-    Ok(sqlx::query_scalar!(
-        "update event_sequences set last_seq = last_seq + 1 where tenant_id = $1
-         returning last_seq",
-        tenant.get()
-    )
-    .fetch_one(conn)
-    .await?)
-}
-
 pub async fn current_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, ApiError> {
     Ok(sqlx::query_scalar!(
         "select last_seq from event_sequences where tenant_id = $1",
@@ -36,38 +24,9 @@ pub async fn current_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i6
     .await?)
 }
 
-pub struct NewEvent<'a> {
-    pub tenant: TenantId,
-    pub seq: i64,
-    pub action: &'a str,
-    pub previous_status: Option<&'a str>,
-    pub ticket_id: TicketId,
-    pub ticket: serde_json::Value,
-    pub queue: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-}
-
-pub async fn insert_event(conn: &mut PgConnection, event: NewEvent<'_>) -> Result<(), ApiError> {
-    sqlx::query!(
-        "insert into events (tenant_id, seq, action, previous_status, ticket_id, ticket, queue,
-                             created_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
-        event.tenant.get(),
-        event.seq,
-        event.action,
-        event.previous_status,
-        event.ticket_id.get(),
-        event.ticket,
-        event.queue,
-        event.created_at
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Takes the tenant's next `count` seqs and returns the last; like [`next_seq`], this locks
-/// the tenant's sequence row until commit.
+/// Takes the tenant's next `count` seqs and returns the last. This locks the tenant's
+/// sequence row until commit, which serialises the tenant's writers: call it as late in
+/// the transaction as possible.
 pub async fn take_seqs(
     conn: &mut PgConnection,
     tenant: TenantId,

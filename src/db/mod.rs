@@ -48,8 +48,21 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url
         .parse()
         .with_context(|| format!("DATABASE_URL {shown} is not a valid PostgreSQL URL"))?;
-    let pool = PgPoolOptions::new()
-        .max_connections(config.database_pool_size)
+    let pool = pool_options(config.database_pool_size)
+        .connect_with(options)
+        .await
+        .map_err(unreachable)?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .with_context(|| format!("applying migrations to {shown}"))?;
+    Ok(pool)
+}
+
+/// The options of this process's pools: every connection records its backend pid.
+fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(|conn, _| {
             Box::pin(async move {
@@ -65,14 +78,24 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<PgPool> {
                 Ok(())
             })
         })
-        .connect_with(options)
-        .await
-        .map_err(unreachable)?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .with_context(|| format!("applying migrations to {shown}"))?;
-    Ok(pool)
+}
+
+/// The pool of the thread that writes ticket changes (`http::change_batches`): the same
+/// database, with connections opened by the tasks that first use them, so on that thread,
+/// whose event loop then watches them.
+///
+/// Its statements all find their rows through indexes, so its sessions never scan a table
+/// sequentially (`enable_seqscan = off`): in a new database, before autovacuum has
+/// gathered statistics, the planner took the tickets table for empty and planned a count
+/// of the tickets queued behind a new one as a sequential scan, and kept that plan for
+/// the connection's life: every batch then read every ticket.
+pub fn writer_pool(pool: &PgPool, size: u32) -> PgPool {
+    let options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .options([("enable_seqscan", "off")]);
+    pool_options(size).connect_lazy_with(options)
 }
 
 /// The PostgreSQL backends (server processes) of the connections this process opened. A

@@ -3,7 +3,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 
-use crate::db::tickets::TicketRecord;
 use crate::domain::ticket::{Priority, WaitingCounts};
 
 use crate::domain::estimate::{
@@ -125,106 +124,51 @@ pub async fn waiting_counts(
         .collect()
 }
 
-/// A ticket change as the waiting counts see it.
-pub struct CountedChange<'a> {
+/// Ticket changes, as the waiting counts see them.
+pub struct QueueChanges<'a> {
+    /// Per service: how its (normal, priority) waiting counts moved.
+    pub moved: &'a [(ServiceId, i32, i32)],
+    /// Tickets now waiting, whose places in their queues are needed for `ahead`.
+    pub waiting: &'a [WaitingPlace],
+}
+
+/// A waiting ticket's place: its queue (service and priority class) and its key in it.
+pub struct WaitingPlace {
+    pub ticket: uuid::Uuid,
     pub service: ServiceId,
     pub priority: Priority,
-    /// +1, -1 or 0 for the ticket's service and priority class.
-    pub delta: i32,
-    /// The ticket, when it is now waiting: its place in its class is needed for `ahead`.
-    pub waiting_ticket: Option<&'a TicketRecord>,
+    pub created_at: DateTime<Utc>,
 }
 
-/// Applies a change to the waiting counts and reads every service's counts after it, with
-/// the number of tickets of the changed ticket's class queued behind it (0 when it is not
-/// waiting), in one round trip: this runs while the tenant's seq row is locked.
-pub async fn count_change(
+/// Applies changes to the waiting counts and reads every service's counts after them, with
+/// the number of tickets queued behind each of `waiting` in its class (in that order), in
+/// one round trip: this runs while the tenant's seq row is locked.
+pub async fn count_changes(
     conn: &mut PgConnection,
     tenant: TenantId,
-    change: CountedChange<'_>,
-) -> Result<(Vec<ServiceCount>, u32), ApiError> {
-    let (normal_delta, priority_delta) = match change.priority {
-        Priority::Normal => (change.delta, 0),
-        Priority::Priority => (0, change.delta),
-    };
-    let ticket = change.waiting_ticket;
-    let rows = sqlx::query!(
-        r#"with adjusted as (
-               update services
-                  set waiting_normal = waiting_normal + $3,
-                      waiting_priority = waiting_priority + $4
-                where id = $2 and ($3 <> 0 or $4 <> 0)
-               returning id, waiting_normal, waiting_priority
-           ),
-           behind as (
-               select count(*) as n from tickets t
-                where $5::uuid is not null and t.service_id = $2 and t.status = 'waiting'
-                  and (t.priority = 'normal') = ($6 = 'normal')
-                  and (t.created_at, t.id) > ($7, $5)
-           )
-           select s.id as "id: ServiceId", s.code, s.name, s.active,
-                  coalesce(a.waiting_normal, s.waiting_normal) as "waiting_normal!",
-                  coalesce(a.waiting_priority, s.waiting_priority) as "waiting_priority!",
-                  (select n from behind) as "behind!"
-             from services s left join adjusted a on a.id = s.id
-            where s.tenant_id = $1
-            order by s.code"#,
-        tenant.get(),
-        change.service.get(),
-        normal_delta,
-        priority_delta,
-        ticket.map(|t| t.id.get()),
-        change.priority.as_str(),
-        ticket.map(|t| t.created_at),
-    )
-    .fetch_all(conn)
-    .await?;
-    let behind = match rows.first() {
-        Some(row) => u32::try_from(row.behind).map_err(ApiError::internal)?,
-        None => 0,
-    };
-    let counts = rows
-        .into_iter()
-        .map(|r| {
-            service_count(
-                r.id,
-                r.code,
-                r.name,
-                r.active,
-                r.waiting_normal,
-                r.waiting_priority,
-            )
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((counts, behind))
-}
-
-/// Tickets just issued, as the waiting counts see them.
-pub struct IssuedCounts<'a> {
-    /// Per service: tickets added to its (normal, priority) waiting counts.
-    pub added: &'a [(ServiceId, i32, i32)],
-    /// The new tickets, whose places in their queues are needed for `ahead`.
-    pub tickets: &'a [uuid::Uuid],
-}
-
-/// Adds a batch of new tickets to the waiting counts and reads every service's counts after
-/// it, with the number of tickets queued behind each new one in its class (in
-/// `tickets` order), in one round trip: this runs while the tenant's seq row is locked.
-pub async fn count_issued(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    issued: IssuedCounts<'_>,
+    changes: QueueChanges<'_>,
 ) -> Result<(Vec<ServiceCount>, Vec<u32>), ApiError> {
-    let services: Vec<uuid::Uuid> = issued.added.iter().map(|a| a.0.get()).collect();
-    let normal: Vec<i32> = issued.added.iter().map(|a| a.1).collect();
-    let priority: Vec<i32> = issued.added.iter().map(|a| a.2).collect();
+    let services: Vec<uuid::Uuid> = changes.moved.iter().map(|a| a.0.get()).collect();
+    let normal: Vec<i32> = changes.moved.iter().map(|a| a.1).collect();
+    let priority: Vec<i32> = changes.moved.iter().map(|a| a.2).collect();
+    // The places are passed in, not looked up: a join on `tickets` here was planned as a
+    // sequential scan while the table was new, and kept.
+    let waiting_ids: Vec<uuid::Uuid> = changes.waiting.iter().map(|w| w.ticket).collect();
+    let waiting_services: Vec<uuid::Uuid> =
+        changes.waiting.iter().map(|w| w.service.get()).collect();
+    let waiting_priorities: Vec<&str> = changes
+        .waiting
+        .iter()
+        .map(|w| w.priority.as_str())
+        .collect();
+    let waiting_since: Vec<DateTime<Utc>> = changes.waiting.iter().map(|w| w.created_at).collect();
     let rows = sqlx::query!(
         r#"with adjusted as (
                update services s
                   set waiting_normal = s.waiting_normal + d.normal,
                       waiting_priority = s.waiting_priority + d.priority
                  from unnest($2::uuid[], $3::int4[], $4::int4[]) as d(id, normal, priority)
-                where s.id = d.id and s.tenant_id = $1
+                where s.id = d.id and s.tenant_id = $1 and (d.normal <> 0 or d.priority <> 0)
                returning s.id, s.waiting_normal, s.waiting_priority
            ),
            behind as (
@@ -232,9 +176,9 @@ pub async fn count_issued(
                                   where t.service_id = n.service_id and t.status = 'waiting'
                                     and (t.priority = 'normal') = (n.priority = 'normal')
                                     and (t.created_at, t.id) > (n.created_at, n.id))
-                                order by x.ord) as counts
-                 from unnest($5::uuid[]) with ordinality as x(id, ord)
-                 join tickets n on n.id = x.id
+                                order by n.ord) as counts
+                 from unnest($5::uuid[], $6::uuid[], $7::text[], $8::timestamptz[])
+                      with ordinality as n(id, service_id, priority, created_at, ord)
            )
            select s.id as "id: ServiceId", s.code, s.name, s.active,
                   coalesce(a.waiting_normal, s.waiting_normal) as "waiting_normal!",
@@ -247,7 +191,10 @@ pub async fn count_issued(
         &services,
         &normal,
         &priority,
-        issued.tickets
+        &waiting_ids,
+        &waiting_services,
+        &waiting_priorities as &[&str],
+        &waiting_since
     )
     .fetch_all(conn)
     .await?;
@@ -258,10 +205,10 @@ pub async fn count_issued(
         .into_iter()
         .map(|n| u32::try_from(n).map_err(ApiError::internal))
         .collect::<Result<Vec<_>, _>>()?;
-    if behind.len() != issued.tickets.len() {
+    if behind.len() != changes.waiting.len() {
         return Err(ApiError::internal(anyhow::anyhow!(
-            "{} new tickets, {} places",
-            issued.tickets.len(),
+            "{} waiting tickets, {} places",
+            changes.waiting.len(),
             behind.len()
         )));
     }

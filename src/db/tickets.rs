@@ -35,59 +35,6 @@ pub struct LockedTicket {
     pub service_id: ServiceId,
 }
 
-pub struct NewTicket<'a> {
-    pub tenant: TenantId,
-    pub service: ServiceId,
-    pub code: &'a str,
-    pub service_day: NaiveDate,
-    pub priority: Priority,
-    pub customer_name: Option<&'a str>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// Hands out the next number of a service for a day. The upsert takes a row lock, so
-/// concurrent issues get distinct numbers.
-pub async fn next_number(
-    conn: &mut PgConnection,
-    service: ServiceId,
-    day: NaiveDate,
-) -> Result<u32, ApiError> {
-    let number = sqlx::query_scalar!(
-        "insert into daily_numbers (service_id, service_day, last_number) values ($1, $2, 1)
-         on conflict (service_id, service_day)
-         do update set last_number = daily_numbers.last_number + 1
-         returning last_number",
-        service.get(),
-        day
-    )
-    .fetch_one(conn)
-    .await?;
-    u32::try_from(number).map_err(ApiError::internal)
-}
-
-pub async fn insert_ticket(
-    conn: &mut PgConnection,
-    new: NewTicket<'_>,
-) -> Result<TicketId, ApiError> {
-    let id = TicketId::new();
-    sqlx::query!(
-        "insert into tickets (id, tenant_id, service_id, code, service_day, status, priority,
-                              customer_name, created_at)
-         values ($1, $2, $3, $4, $5, 'waiting', $6, $7, $8)",
-        id.get(),
-        new.tenant.get(),
-        new.service.get(),
-        new.code,
-        new.service_day,
-        new.priority.as_str(),
-        new.customer_name,
-        new.created_at
-    )
-    .execute(conn)
-    .await?;
-    Ok(id)
-}
-
 /// How many numbers a batch takes from one service's day.
 pub struct NumberClaim {
     pub service: ServiceId,
@@ -204,110 +151,246 @@ pub async fn lock_ticket(
         .transpose()
 }
 
-/// Locks the ticket call-next should call: among waiting tickets of the given services
-/// (all when `None`), priority first, then oldest. Rows locked by a concurrent call are
-/// skipped, so two operators never take the same ticket.
-pub async fn lock_next_waiting(
+/// Calls the ticket call-next should call to the counter, in one round trip: among
+/// waiting tickets of the given services (all when `None`), priority first, then oldest.
+/// Rows locked by a concurrent call are skipped, so two operators never take the same
+/// ticket. `None` when nobody waits. The partial unique index on active tickets per counter
+/// is the last line of defence for the busy-counter rule.
+pub async fn call_next_waiting(
     conn: &mut PgConnection,
     tenant: TenantId,
     services: Option<&[uuid::Uuid]>,
-) -> Result<Option<LockedTicket>, ApiError> {
-    let row = sqlx::query!(
-        r#"select id as "id: TicketId", status, service_id as "service_id: ServiceId"
-           from tickets
-           where tenant_id = $1 and status = 'waiting'
-             and ($2::uuid[] is null or service_id = any($2))
-           order by (priority = 'normal'), created_at, id
-           limit 1
-           for update skip locked"#,
+    counter: CounterId,
+    operator: UserId,
+    now: DateTime<Utc>,
+) -> Result<Option<TicketRecord>, ApiError> {
+    sqlx::query_as!(
+        TicketRecord,
+        r#"with next as (
+               select id from tickets
+                where tenant_id = $1 and status = 'waiting'
+                  and ($2::uuid[] is null or service_id = any($2))
+                order by (priority = 'normal'), created_at, id
+                limit 1
+                  for update skip locked
+           ),
+           t as (
+               update tickets set status = 'called', counter_id = $3, operator_id = $4,
+                      called_at = $5, call_count = call_count + 1
+                 from next
+                where tickets.id = next.id
+               returning tickets.*
+           )
+           select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
+                  t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
+                  s.id as "service_id: ServiceId", s.code as service_code,
+                  s.name as service_name,
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+             from t
+             join services s on s.id = t.service_id
+             left join counters c on c.id = t.counter_id
+             left join users u on u.id = t.operator_id"#,
         tenant.get(),
-        services
+        services,
+        counter.get(),
+        operator.get(),
+        now
     )
     .fetch_optional(conn)
-    .await?;
-    row.map(|r| locked(r.id, &r.status, r.service_id))
-        .transpose()
+    .await
+    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)
 }
 
-/// Calls the ticket to a counter. The partial unique index on active tickets per counter
-/// is the last line of defence for the busy-counter rule.
+/// Calls the ticket to a counter and returns it as changed. The partial unique index on
+/// active tickets per counter is the last line of defence for the busy-counter rule.
 pub async fn mark_called(
     conn: &mut PgConnection,
     id: TicketId,
     counter: CounterId,
     operator: UserId,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    sqlx::query!(
-        "update tickets set status = 'called', counter_id = $2, operator_id = $3, called_at = $4,
-                call_count = call_count + 1
-         where id = $1",
+) -> Result<TicketRecord, ApiError> {
+    sqlx::query_as!(
+        TicketRecord,
+        r#"with t as (
+               update tickets set status = 'called', counter_id = $2, operator_id = $3,
+                      called_at = $4, call_count = call_count + 1
+                where id = $1
+               returning *
+           )
+           select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
+                  t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
+                  s.id as "service_id: ServiceId", s.code as service_code,
+                  s.name as service_name,
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+             from t
+             join services s on s.id = t.service_id
+             left join counters c on c.id = t.counter_id
+             left join users u on u.id = t.operator_id"#,
         id.get(),
         counter.get(),
         operator.get(),
         now
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await
-    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)?;
-    Ok(())
+    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)
 }
 
+/// Calls the ticket again and returns it as changed.
 pub async fn mark_recalled(
     conn: &mut PgConnection,
     id: TicketId,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    sqlx::query!(
-        "update tickets set called_at = $2, call_count = call_count + 1 where id = $1",
+) -> Result<TicketRecord, ApiError> {
+    Ok(sqlx::query_as!(
+        TicketRecord,
+        r#"with t as (
+               update tickets set called_at = $2, call_count = call_count + 1 where id = $1
+               returning *
+           )
+           select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
+                  t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
+                  s.id as "service_id: ServiceId", s.code as service_code,
+                  s.name as service_name,
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+             from t
+             join services s on s.id = t.service_id
+             left join counters c on c.id = t.counter_id
+             left join users u on u.id = t.operator_id"#,
         id.get(),
         now
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await?)
 }
 
-/// Moves the ticket to `serving` or to a final status, stamping the matching time.
-pub async fn set_status(
+/// What a guarded status change found.
+pub enum Guarded {
+    /// No such ticket in the tenant.
+    Missing,
+    /// The ticket's status was none of those allowed: it was left as it is.
+    Refused(Status),
+    Changed {
+        previous: Status,
+        record: Box<TicketRecord>,
+    },
+}
+
+/// Locks the ticket and, if its status is one of `from`, moves it to `to` (`serving` or a
+/// final status, stamping the matching time), in one round trip.
+pub async fn set_status_from(
     conn: &mut PgConnection,
+    tenant: TenantId,
     id: TicketId,
-    status: Status,
+    from: &[Status],
+    to: Status,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    sqlx::query!(
-        "update tickets set status = $2,
-                started_at = case when $2 = 'serving' then $3 else started_at end,
-                finished_at = case when $2 in ('done', 'no_show', 'cancelled') then $3
-                                   else finished_at end
-         where id = $1",
+) -> Result<Guarded, ApiError> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let row = sqlx::query!(
+        r#"with old as (
+               select id, status from tickets where tenant_id = $1 and id = $2 for update
+           ),
+           t as (
+               update tickets set status = $3,
+                      started_at = case when $3 = 'serving' then $4 else tickets.started_at end,
+                      finished_at = case when $3 in ('done', 'no_show', 'cancelled') then $4
+                                         else tickets.finished_at end
+                 from old
+                where tickets.id = old.id and old.status = any($5)
+               returning tickets.*
+           )
+           select old.status as "previous!",
+                  t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
+                  t.priority as "priority?", t.call_count as "call_count?",
+                  t.customer_name, t.created_at as "created_at?", t.called_at,
+                  t.started_at, t.finished_at,
+                  s.id as "service_id?: ServiceId", s.code as "service_code?",
+                  s.name as "service_name?",
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+             from old
+             left join t on t.id = old.id
+             left join services s on s.id = t.service_id
+             left join counters c on c.id = t.counter_id
+             left join users u on u.id = t.operator_id"#,
+        tenant.get(),
         id.get(),
-        status.as_str(),
-        now
+        to.as_str(),
+        now,
+        &from as &[&str]
     )
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(())
+    let Some(row) = row else {
+        return Ok(Guarded::Missing);
+    };
+    let previous: Status = row.previous.parse().map_err(ApiError::internal)?;
+    let changed = (|| {
+        Some(TicketRecord {
+            id: row.id?,
+            code: row.code?,
+            status: row.status?,
+            priority: row.priority?,
+            call_count: row.call_count?,
+            customer_name: row.customer_name,
+            created_at: row.created_at?,
+            called_at: row.called_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            service_id: row.service_id?,
+            service_code: row.service_code?,
+            service_name: row.service_name?,
+            counter_id: row.counter_id,
+            counter_name: row.counter_name,
+            operator_id: row.operator_id,
+            operator_username: row.operator_username,
+        })
+    })();
+    Ok(match changed {
+        Some(record) => Guarded::Changed {
+            previous,
+            record: Box::new(record),
+        },
+        None => Guarded::Refused(previous),
+    })
 }
 
 /// Puts the ticket back in a queue (transfer, reactivate): it keeps its code and issue
-/// time, so it regains its place, and forgets its calls.
+/// time, so it regains its place, and forgets its calls. Returns it as changed.
 pub async fn requeue(
     conn: &mut PgConnection,
     id: TicketId,
     service: ServiceId,
-) -> Result<(), ApiError> {
-    sqlx::query!(
-        "update tickets set status = 'waiting', service_id = $2, counter_id = null,
-                operator_id = null, call_count = 0, called_at = null, started_at = null,
-                finished_at = null
-         where id = $1",
+) -> Result<TicketRecord, ApiError> {
+    Ok(sqlx::query_as!(
+        TicketRecord,
+        r#"with t as (
+               update tickets set status = 'waiting', service_id = $2, counter_id = null,
+                      operator_id = null, call_count = 0, called_at = null, started_at = null,
+                      finished_at = null
+                where id = $1
+               returning *
+           )
+           select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
+                  t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
+                  s.id as "service_id: ServiceId", s.code as service_code,
+                  s.name as service_name,
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+             from t
+             join services s on s.id = t.service_id
+             left join counters c on c.id = t.counter_id
+             left join users u on u.id = t.operator_id"#,
         id.get(),
         service.get()
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await?)
 }
 
 pub async fn find_record(

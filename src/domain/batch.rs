@@ -39,14 +39,44 @@ pub fn assign_numbers<K: Ord + Copy>(
         .collect()
 }
 
-/// For tickets in seq order, how many *later* ones share each one's class (its service and
-/// priority). Counted after the whole batch is in, those are queued behind it, but at its
-/// own seq they did not exist yet.
-pub fn later_in_same_class<K: Eq>(classes: &[K]) -> Vec<u32> {
-    classes
+/// A change as the waiting queue sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueMove<T, C, P> {
+    pub ticket: T,
+    /// The queue the ticket is in after the change: its service and priority.
+    pub class: C,
+    /// Its place in that queue: earlier places are called first.
+    pub place: P,
+    /// How the change moved the class's waiting count: +1, -1 or 0.
+    pub delta: i32,
+    /// Whether the ticket waits after the change.
+    pub waiting: bool,
+}
+
+/// For changes in seq order, how many tickets were queued behind each waiting one in its
+/// class at its own seq, from how many are behind it once all the changes are made
+/// (`behind_after`, by change): the later changes of other tickets of its class, placed
+/// behind it, are undone. 0 for a change after which the ticket does not wait.
+pub fn behind_at_own_seq<T: PartialEq, C: PartialEq, P: PartialOrd>(
+    moves: &[QueueMove<T, C, P>],
+    behind_after: &[u32],
+) -> Vec<u32> {
+    moves
         .iter()
+        .zip(behind_after)
         .enumerate()
-        .map(|(i, class)| classes[i + 1..].iter().filter(|c| *c == class).count() as u32)
+        .map(|(k, (mine, &after))| {
+            if !mine.waiting {
+                return 0;
+            }
+            let later: i64 = moves[k + 1..]
+                .iter()
+                .filter(|m| m.ticket != mine.ticket && m.class == mine.class)
+                .filter(|m| m.place > mine.place)
+                .map(|m| i64::from(m.delta))
+                .sum();
+            u32::try_from((i64::from(after) - later).max(0)).unwrap_or(u32::MAX)
+        })
         .collect()
 }
 
@@ -78,11 +108,55 @@ mod tests {
         assert_eq!(assign_numbers(&["x"], &[("a", 1)], &[1]), None);
     }
 
+    fn moved(
+        ticket: u8,
+        class: char,
+        place: u8,
+        delta: i32,
+        waiting: bool,
+    ) -> QueueMove<u8, char, u8> {
+        QueueMove {
+            ticket,
+            class,
+            place,
+            delta,
+            waiting,
+        }
+    }
+
     #[test]
-    fn later_tickets_of_the_same_class_are_counted() {
-        assert_eq!(
-            later_in_same_class(&[("s", 0), ("t", 0), ("s", 0), ("s", 1), ("s", 0)]),
-            vec![2, 0, 1, 0, 0]
-        );
+    fn tickets_issued_later_behind_a_ticket_did_not_exist_at_its_seq() {
+        // Three issued into class a in place order, one into b.
+        let moves = [
+            moved(1, 'a', 1, 1, true),
+            moved(2, 'b', 1, 1, true),
+            moved(3, 'a', 2, 1, true),
+            moved(4, 'a', 3, 1, true),
+        ];
+        // After the batch, 2 are behind ticket 1 and 1 behind ticket 3.
+        assert_eq!(behind_at_own_seq(&moves, &[2, 0, 1, 0]), vec![0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn tickets_called_later_were_still_behind_at_its_seq() {
+        // Ticket 1 is reactivated at an early place; then ticket 5, behind it, is called.
+        let moves = [moved(1, 'a', 1, 1, true), moved(5, 'a', 4, -1, false)];
+        assert_eq!(behind_at_own_seq(&moves, &[3, 0]), vec![4, 0]);
+    }
+
+    #[test]
+    fn later_changes_ahead_of_it_or_of_itself_do_not_count() {
+        let moves = [
+            moved(3, 'a', 5, 1, true),
+            // placed ahead of ticket 3: not behind it
+            moved(1, 'a', 2, 1, true),
+            // ticket 3 itself, called later in the batch
+            moved(3, 'a', 5, -1, false),
+            // another class
+            moved(9, 'b', 9, 1, true),
+        ];
+        // One ticket outside the batch is behind ticket 1 at the end; ticket 3 was too,
+        // until it was called.
+        assert_eq!(behind_at_own_seq(&moves, &[0, 1, 0, 0]), vec![0, 2, 0, 0]);
     }
 }

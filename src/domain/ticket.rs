@@ -226,6 +226,14 @@ pub fn transition(from: Status, action: Action) -> Result<Status, TransitionErro
     Ok(to)
 }
 
+/// The statuses `action` applies to.
+pub fn sources(action: Action) -> Vec<Status> {
+    Status::ALL
+        .into_iter()
+        .filter(|from| transition(*from, action).is_ok())
+        .collect()
+}
+
 /// The key call-next sorts waiting tickets by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallOrder<Id> {
@@ -289,15 +297,16 @@ impl WaitingCounts {
         self.normal + self.priority
     }
 
-    /// The counts before one ticket of this class joined them.
-    pub fn without_one(self, priority: Priority) -> Self {
+    /// The counts before a change that moved this class's count by `delta`.
+    pub fn before(self, priority: Priority, delta: i32) -> Self {
+        let undo = |count: u32| count.saturating_add_signed(-delta);
         match priority {
             Priority::Normal => Self {
-                normal: self.normal.saturating_sub(1),
+                normal: undo(self.normal),
                 ..self
             },
             Priority::Priority => Self {
-                priority: self.priority.saturating_sub(1),
+                priority: undo(self.priority),
                 ..self
             },
         }
@@ -477,5 +486,25 @@ mod tests {
             vec![0, 0, 1, 2, 1, 0]
         );
         assert!(ahead_in_service(Vec::<&str>::new()).is_empty());
+    }
+
+    #[test]
+    fn status_actions_lead_to_one_status_from_every_source() {
+        for action in [
+            Action::Start,
+            Action::Finish,
+            Action::NoShow,
+            Action::Cancel,
+        ] {
+            let targets: std::collections::HashSet<Status> = sources(action)
+                .into_iter()
+                .map(|from| transition(from, action).unwrap())
+                .collect();
+            assert_eq!(targets.len(), 1, "{action:?}");
+        }
+        assert_eq!(
+            sources(Action::Cancel),
+            vec![Status::Waiting, Status::Called]
+        );
     }
 }

@@ -1,36 +1,47 @@
-//! Issue requests of one tenant, gathered into batches (see `ticketing::issuing`).
+//! Ticket changes of one tenant, gathered into batches (see `ticketing::batch`).
 //!
-//! Each process runs one task per tenant that is issuing tickets. A request queues its ticket
-//! and waits for the answer; the task takes every request that queued while its previous
-//! batch ran (up to [`MAX_BATCH`]) and commits them in one transaction, with their
-//! `Idempotency-Key`s and saved answers (the rules of `http::idempotency`). Under load, the
-//! batches grow by themselves; alone, a request is a batch of one. A tenant's task ends after
-//! [`IDLE`] without requests.
+//! Each process runs one task per tenant that is changing tickets, all on one thread of
+//! their own with a pool of their own (`DATABASE_POOL_SIZE` connections, opened on that
+//! thread): that thread does nothing but wait for PostgreSQL, so a batch's round trips are
+//! not queued behind the HTTP work of the workers. A request queues its
+//! command and waits for the answer; the task takes every request that queued while its
+//! previous batch ran (up to [`MAX_BATCH`]) and commits them in one transaction, with their
+//! `Idempotency-Key`s and saved answers (the rules of `http::idempotency`). Under load the
+//! batches grow by themselves; alone, a request is a batch of one. Since one task writes a
+//! tenant's changes in each process, at most one transaction per process waits on the
+//! tenant's seq row. A tenant's task ends after [`IDLE`] without requests.
 //!
-//! A batch is all or nothing: when the database fails, every request of it gets the same
-//! error and none of them was committed. A request whose caller has gone (its deadline
-//! passed) before its batch starts is left out of it.
+//! - A command naming a ticket that an earlier command of the batch names waits for the
+//!   next batch, so each event of a batch is computed from its ticket's own change.
+//! - When the database fails the batch with an error other than an outage, each of its
+//!   requests is tried again alone, its command in a savepoint, so one bad request cannot
+//!   fail the others.
+//! - A request whose caller has gone (its deadline passed) before its batch starts is left
+//!   out of it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use actix::Arbiter;
 use actix_web::http::StatusCode;
 use actix_web::rt::time::timeout;
+use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::deadline::HANDLER_DEADLINE;
-use super::idempotency::{Outcome, answer_to_save};
+use super::idempotency::{self, Outcome, answer_to_save};
 use crate::db::idempotency::SavedResponse;
 use crate::db::tenants::Tenant;
 use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
 use crate::error::{ApiError, report_database_unavailable};
-use crate::ticketing::commands::{Change, IssueTicket};
-use crate::ticketing::issuing::{NewIssue, issue_batch};
+use crate::state::AppState;
+use crate::ticketing::batch::{self, Applied, Command, Isolation, Timed};
+use crate::ticketing::commands::Change;
 use crate::ticketing::paces::PaceCache;
 use crate::views::Audience;
 
@@ -39,10 +50,11 @@ pub const MAX_BATCH: usize = 64;
 /// A tenant's task ends after this long without a request.
 pub const IDLE: Duration = Duration::from_secs(30);
 
-/// One issue request.
-pub struct IssueRequest {
-    pub ticket: IssueTicket,
+/// One request that changes a ticket.
+pub struct ChangeRequest {
+    pub command: Command,
     pub now: DateTime<Utc>,
+    /// The projection the caller gets (and a saved answer keeps).
     pub audience: Audience,
     pub key: Option<KeyedRequest>,
 }
@@ -53,50 +65,52 @@ pub struct KeyedRequest {
     pub fingerprint: Value,
 }
 
-pub enum IssueAnswer {
-    Issued(Box<Change>),
+pub enum ChangeAnswer {
+    Changed(Box<Change>),
+    /// A call-next that found nobody waiting.
+    NothingToCall,
     /// The answer saved for the key, sent again.
     Replayed(SavedResponse),
 }
 
-type Reply = oneshot::Sender<Result<IssueAnswer, ApiError>>;
+type Answer = Result<ChangeAnswer, ApiError>;
 
 struct Queued {
-    request: IssueRequest,
-    reply: Reply,
+    request: ChangeRequest,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// The per-tenant queues of this process.
-pub struct IssueBatches {
+pub struct ChangeBatches {
+    /// Connections opened and used on `thread` only.
     pool: PgPool,
+    thread: Arbiter,
     paces: Arc<PaceCache>,
-    queues: Mutex<HashMap<TenantId, mpsc::UnboundedSender<Queued>>>,
+    queues: Mutex<std::collections::HashMap<TenantId, mpsc::UnboundedSender<Queued>>>,
 }
 
-impl IssueBatches {
-    pub fn new(pool: PgPool, paces: Arc<PaceCache>) -> Self {
+impl ChangeBatches {
+    /// Starts the thread. `pool` gives the database and the pool size.
+    pub fn start(pool: &PgPool, paces: Arc<PaceCache>) -> Self {
         Self {
-            pool,
+            pool: db::writer_pool(pool, pool.options().get_max_connections()),
+            thread: Arbiter::new(),
             paces,
             queues: Mutex::default(),
         }
     }
 
-    /// Issues the ticket in the tenant's next batch.
-    pub async fn issue(
-        &self,
-        tenant: &Tenant,
-        request: IssueRequest,
-    ) -> Result<IssueAnswer, ApiError> {
+    /// Applies the request in the tenant's next batch.
+    pub async fn submit(&self, tenant: &Tenant, request: ChangeRequest) -> Answer {
         let (reply, answer) = oneshot::channel();
         let mut queued = Queued { request, reply };
         // A queue whose task has just ended refuses the request: start a new task.
         while let Err(mpsc::error::SendError(refused)) = self.queue(tenant).send(queued) {
             queued = refused;
         }
-        answer.await.map_err(|_| {
-            ApiError::internal(anyhow::anyhow!("the issuing task stopped before answering"))
-        })?
+        answer
+            .await
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("the tenant's change task stopped")))?
     }
 
     fn queue(&self, tenant: &Tenant) -> mpsc::UnboundedSender<Queued> {
@@ -105,104 +119,210 @@ impl IssueBatches {
             return queue.clone();
         }
         let (sender, receiver) = mpsc::unbounded_channel();
-        actix_web::rt::spawn(serve_queue(
-            self.pool.clone(),
-            self.paces.clone(),
-            tenant.clone(),
-            receiver,
-        ));
+        let worker = Worker {
+            pool: self.pool.clone(),
+            paces: self.paces.clone(),
+            tenant: tenant.clone(),
+        };
+        self.thread.spawn(worker.serve(receiver));
         queues.insert(tenant.id, sender.clone());
         sender
     }
 }
 
-async fn serve_queue(
+impl Drop for ChangeBatches {
+    fn drop(&mut self) {
+        self.thread.stop();
+    }
+}
+
+/// The task that commits one tenant's batches.
+struct Worker {
     pool: PgPool,
     paces: Arc<PaceCache>,
     tenant: Tenant,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
-) {
-    loop {
-        let first = match timeout(IDLE, queue.recv()).await {
-            Ok(Some(first)) => first,
-            Ok(None) => return,
-            Err(_idle) => {
-                // New requests now start a new task; the ones already queued are served.
-                queue.close();
-                continue;
+}
+
+impl Worker {
+    async fn serve(self, mut queue: mpsc::UnboundedReceiver<Queued>) {
+        // Requests put off to the next batch, in arrival order.
+        let mut waiting: VecDeque<Queued> = VecDeque::new();
+        loop {
+            if waiting.is_empty() {
+                match timeout(IDLE, queue.recv()).await {
+                    Ok(Some(first)) => waiting.push_back(first),
+                    Ok(None) => return,
+                    Err(_idle) => {
+                        // New requests now start a new task; the ones queued are served.
+                        queue.close();
+                        continue;
+                    }
+                }
             }
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+            while let Ok(next) = queue.try_recv() {
+                waiting.push_back(next);
+            }
+            let batch = next_batch(&mut waiting);
+            if !batch.is_empty() {
+                self.run(batch).await;
             }
         }
-        batch.retain(|queued| !queued.reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        let (requests, replies): (Vec<IssueRequest>, Vec<Reply>) =
+    }
+
+    async fn run(&self, batch: Vec<Queued>) {
+        let (requests, replies): (Vec<ChangeRequest>, Vec<oneshot::Sender<Answer>>) =
             batch.into_iter().map(|q| (q.request, q.reply)).unzip();
-        let answers = match commit_batch(&pool, &paces, &tenant, &requests).await {
+        let answers = match self.commit(&requests, Isolation::Shared).await {
             Ok(answers) => answers,
+            Err(error) if requests.len() > 1 && !matches!(error, ApiError::DatabaseUnavailable) => {
+                log::warn!(
+                    "a batch of {} changes of tenant {} failed ({error}); trying each alone",
+                    requests.len(),
+                    self.tenant.slug
+                );
+                let mut answers = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    let mut alone = self
+                        .commit(std::slice::from_ref(request), Isolation::PerCommand)
+                        .await;
+                    answers.push(match &mut alone {
+                        Ok(answer) => answer.pop().unwrap_or_else(|| Err(no_answer())),
+                        Err(error) => Err(same_error(error)),
+                    });
+                }
+                answers
+            }
             Err(error) => requests.iter().map(|_| Err(same_error(&error))).collect(),
         };
         for (reply, answer) in replies.into_iter().zip(answers) {
             let _gone = reply.send(answer);
         }
     }
-}
 
-/// The batch's failure, for each of its requests.
-fn same_error(error: &ApiError) -> ApiError {
-    match error {
-        ApiError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
-        other => ApiError::internal(anyhow::anyhow!(
-            "issuing a batch of tickets failed: {other}"
-        )),
+    async fn commit(
+        &self,
+        requests: &[ChangeRequest],
+        isolation: Isolation,
+    ) -> Result<Vec<Answer>, ApiError> {
+        // Held in a task of its own, the connection must survive the runtime's shutdown.
+        let mut conn = CancelSafe::new(self.pool.acquire().await?);
+        match timeout(
+            HANDLER_DEADLINE,
+            self.answer(&mut conn, requests, isolation),
+        )
+        .await
+        {
+            Ok(answers) => {
+                conn.release();
+                answers
+            }
+            Err(_elapsed) => {
+                // A link that went silent: this connection is not given back to the pool.
+                drop(conn.into_inner().detach());
+                report_database_unavailable(&"a batch of ticket changes timed out");
+                Err(ApiError::DatabaseUnavailable)
+            }
+        }
+    }
+
+    async fn answer(
+        &self,
+        conn: &mut PgConnection,
+        requests: &[ChangeRequest],
+        isolation: Isolation,
+    ) -> Result<Vec<Answer>, ApiError> {
+        let tenant = &self.tenant;
+        let mut tx = conn.begin().await?;
+        let mut answers: Vec<Option<Answer>> = requests.iter().map(|_| None).collect();
+        take_keys(&mut tx, tenant, requests, &mut answers).await?;
+
+        let to_apply: Vec<usize> = (0..requests.len())
+            .filter(|&i| answers[i].is_none())
+            .collect();
+        let commands: Vec<Timed> = to_apply
+            .iter()
+            .map(|&i| Timed {
+                command: &requests[i].command,
+                now: requests[i].now,
+            })
+            .collect();
+        let applied = batch::apply(&mut tx, tenant, &commands, &self.paces, isolation).await?;
+        let mut to_save = Vec::new();
+        for (i, result) in to_apply.into_iter().zip(applied) {
+            let request = &requests[i];
+            if let Some(key) = &request.key {
+                let outcome = result.as_ref().map(|applied| outcome(request, applied));
+                let saved =
+                    answer_to_save(key.fingerprint.clone(), outcome.as_ref().map_err(|e| *e))
+                        .ok_or_else(|| {
+                            ApiError::internal(anyhow::anyhow!("an answer that cannot be saved"))
+                        })?;
+                to_save.push((key.key.as_str(), saved));
+            }
+            answers[i] = Some(result.map(|applied| match applied {
+                Some(change) => ChangeAnswer::Changed(Box::new(change)),
+                None => ChangeAnswer::NothingToCall,
+            }));
+        }
+        db::idempotency::save_responses(&mut tx, tenant.id, &to_save).await?;
+        tx.commit().await?;
+        answers
+            .into_iter()
+            .map(|answer| answer.ok_or_else(no_answer))
+            .collect()
     }
 }
 
-async fn commit_batch(
-    pool: &PgPool,
-    paces: &PaceCache,
-    tenant: &Tenant,
-    requests: &[IssueRequest],
-) -> Result<Vec<Result<IssueAnswer, ApiError>>, ApiError> {
-    // Held in a task of its own, the connection must survive the runtime's shutdown.
-    let mut conn = CancelSafe::new(pool.acquire().await?);
-    match timeout(
-        HANDLER_DEADLINE,
-        answer_batch(&mut conn, paces, tenant, requests),
-    )
-    .await
-    {
-        Ok(answers) => {
-            conn.release();
-            answers
-        }
-        Err(_elapsed) => {
-            // A link that went silent: this connection is not given back to the pool.
-            drop(conn.into_inner().detach());
-            report_database_unavailable(&"a batch of tickets timed out");
-            Err(ApiError::DatabaseUnavailable)
-        }
+/// The status a change answers with: 201 for a new ticket, 200 for the others.
+pub fn change_status(command: &Command) -> StatusCode {
+    match command {
+        Command::Issue(_) => StatusCode::CREATED,
+        _ => StatusCode::OK,
     }
 }
 
-async fn answer_batch(
+/// The HTTP answer to a command, as it is saved for its key.
+fn outcome(request: &ChangeRequest, applied: &Applied) -> Outcome {
+    match applied {
+        Some(change) => Outcome::json(
+            change_status(&request.command),
+            change.ticket.project(request.audience),
+        ),
+        None => Outcome::no_content(),
+    }
+}
+
+/// The next batch: the waiting requests in order, but none naming a ticket named before in
+/// the batch (those stay first in line), and none whose caller has gone.
+fn next_batch(waiting: &mut VecDeque<Queued>) -> Vec<Queued> {
+    let mut batch = Vec::new();
+    let mut named = HashSet::new();
+    let mut put_off = VecDeque::new();
+    while let Some(queued) = waiting.pop_front() {
+        if batch.len() == MAX_BATCH {
+            put_off.push_back(queued);
+            continue;
+        }
+        if queued.reply.is_closed() {
+            continue;
+        }
+        match queued.request.command.ticket() {
+            Some(ticket) if !named.insert(ticket) => put_off.push_back(queued),
+            _ => batch.push(queued),
+        }
+    }
+    *waiting = put_off;
+    batch
+}
+
+/// Takes the keys of the requests that have one, answering those whose key is busy (also
+/// when the batch uses it twice) or already answered.
+async fn take_keys(
     conn: &mut PgConnection,
-    paces: &PaceCache,
     tenant: &Tenant,
-    requests: &[IssueRequest],
-) -> Result<Vec<Result<IssueAnswer, ApiError>>, ApiError> {
-    let mut tx = conn.begin().await?;
-    let mut answers: Vec<Option<Result<IssueAnswer, ApiError>>> =
-        requests.iter().map(|_| None).collect();
-
-    // Keys first: a key used twice in the batch is as busy as one held by another request.
+    requests: &[ChangeRequest],
+    answers: &mut [Option<Answer>],
+) -> Result<(), ApiError> {
     let mut keys_seen = HashSet::new();
     let mut keyed = Vec::new();
     for (i, request) in requests.iter().enumerate() {
@@ -214,59 +334,80 @@ async fn answer_batch(
             }
         }
     }
-    if !keyed.is_empty() {
-        let keys: Vec<&str> = keyed.iter().map(|(_, k)| k.key.as_str()).collect();
-        let taken = db::idempotency::try_lock_keys(&mut tx, tenant.id, &keys).await?;
-        let mut saved = db::idempotency::find_saved_many(&mut tx, tenant.id, &keys).await?;
-        for ((i, key), taken) in keyed.iter().zip(taken) {
-            let found = saved.iter().position(|(k, _)| *k == key.key);
-            answers[*i] = match (taken, found) {
-                (false, _) => Some(Err(ApiError::RequestInProgress)),
-                (true, None) => None,
-                (true, Some(at)) => {
-                    let (_, saved) = saved.swap_remove(at);
-                    Some(if saved.request == key.fingerprint {
-                        Ok(IssueAnswer::Replayed(saved))
-                    } else {
-                        Err(ApiError::IdempotencyKeyReused)
-                    })
-                }
-            };
-        }
+    if keyed.is_empty() {
+        return Ok(());
     }
+    let keys: Vec<&str> = keyed.iter().map(|(_, k)| k.key.as_str()).collect();
+    let taken = db::idempotency::try_lock_keys(conn, tenant.id, &keys).await?;
+    let mut saved = db::idempotency::find_saved_many(conn, tenant.id, &keys).await?;
+    for ((i, key), taken) in keyed.iter().zip(taken) {
+        let found = saved.iter().position(|(k, _)| *k == key.key);
+        answers[*i] = match (taken, found) {
+            (false, _) => Some(Err(ApiError::RequestInProgress)),
+            (true, None) => None,
+            (true, Some(at)) => {
+                let (_, saved) = saved.swap_remove(at);
+                Some(if saved.request == key.fingerprint {
+                    Ok(ChangeAnswer::Replayed(saved))
+                } else {
+                    Err(ApiError::IdempotencyKeyReused)
+                })
+            }
+        };
+    }
+    Ok(())
+}
 
-    let to_issue: Vec<usize> = (0..requests.len())
-        .filter(|&i| answers[i].is_none())
-        .collect();
-    let issues: Vec<NewIssue> = to_issue
-        .iter()
-        .map(|&i| NewIssue {
-            ticket: requests[i].ticket.clone(),
-            now: requests[i].now,
-        })
-        .collect();
-    let issued = issue_batch(&mut tx, tenant, &issues, paces).await?;
-    let mut to_save = Vec::new();
-    for (i, result) in to_issue.into_iter().zip(issued) {
-        let request = &requests[i];
-        if let Some(key) = &request.key {
-            let outcome = result.as_ref().map(|change| {
-                Outcome::json(StatusCode::CREATED, change.ticket.project(request.audience))
-            });
-            let saved = answer_to_save(key.fingerprint.clone(), outcome.as_ref().map_err(|e| *e))
-                .ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!("an issue answer that cannot be saved"))
-            })?;
-            to_save.push((key.key.as_str(), saved));
-        }
-        answers[i] = Some(result.map(|change| IssueAnswer::Issued(Box::new(change))));
+fn no_answer() -> ApiError {
+    ApiError::internal(anyhow::anyhow!("a request got no answer"))
+}
+
+/// The batch's failure, for each of its requests.
+fn same_error(error: &ApiError) -> ApiError {
+    match error {
+        ApiError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
+        other => ApiError::internal(anyhow::anyhow!("committing ticket changes failed: {other}")),
     }
-    db::idempotency::save_responses(&mut tx, tenant.id, &to_save).await?;
-    tx.commit().await?;
-    answers
-        .into_iter()
-        .map(|answer| {
-            answer.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a request got no answer")))
-        })
-        .collect()
+}
+
+/// Runs a ticket command for the tenant `slug` in its next batch and answers the request:
+/// the ticket in the caller's projection (its event handed to the hub), 204 for a
+/// call-next that found nobody, or the answer saved for the request's `Idempotency-Key`.
+pub async fn change(
+    state: &AppState,
+    req: &HttpRequest,
+    slug: &str,
+    body: &[u8],
+    audience: Audience,
+    command: Command,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency::idempotency_key(req)?.map(|key| KeyedRequest {
+        key,
+        fingerprint: idempotency::fingerprint(req, body, audience),
+    });
+    let tenant = match state.tenants.known(slug) {
+        Some(tenant) => tenant,
+        None => {
+            state
+                .tenants
+                .get(&mut *state.db.acquire().await?, slug)
+                .await?
+        }
+    };
+    let status = change_status(&command);
+    let request = ChangeRequest {
+        command,
+        now: state.clock.now(),
+        audience,
+        key,
+    };
+    match state.changes.submit(&tenant, request).await? {
+        ChangeAnswer::Changed(change) => {
+            let mut outcome = Outcome::change(status, *change, audience);
+            outcome.publish(state, &tenant);
+            Ok(outcome.into_response(false))
+        }
+        ChangeAnswer::NothingToCall => Ok(HttpResponse::NoContent().finish()),
+        ChangeAnswer::Replayed(saved) => idempotency::replay(saved),
+    }
 }

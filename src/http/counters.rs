@@ -1,17 +1,16 @@
-use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
-use super::idempotency::{self, Outcome};
+use super::change_batches::change;
 use crate::auth::extract::{AdminAuth, OperatorAuth};
 use crate::db;
 use crate::domain::ids::{CounterId, DisplayName, ServiceId};
 use crate::error::{ApiError, parse_json_body};
 use crate::state::AppState;
-use crate::ticketing::commands;
+use crate::ticketing::batch::Command;
 use crate::views::Audience;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -75,22 +74,10 @@ async fn call_next(
     } else {
         parse_json_body(&body)?
     };
-    let at = state.change_context();
-    idempotency::run(
-        &state,
-        &req,
-        &slug,
-        &body,
-        Audience::Operator,
-        async |conn, tenant| {
-            let called =
-                commands::call_next(conn, tenant, counter, request.service_ids, auth.0.sub, &at)
-                    .await?;
-            Ok(match called {
-                Some(change) => Outcome::change(StatusCode::OK, change, Audience::Operator),
-                None => Outcome::no_content(),
-            })
-        },
-    )
-    .await
+    let command = Command::CallNext {
+        counter,
+        services: request.service_ids,
+        operator: auth.0.sub,
+    };
+    change(&state, &req, &slug, &body, Audience::Operator, command).await
 }

@@ -3,18 +3,18 @@
 //! The key is taken with a transaction-scoped advisory lock, without waiting: a second
 //! request with a key still being processed gets 409 `request_in_progress`. Under the lock,
 //! a saved response is replayed (or 422 if the request differs); otherwise the command runs
-//! in a savepoint and its response is saved in the same transaction as the change, so a
-//! crash can never leave a change without its saved response or a key stuck "in progress".
-//! Client errors (4xx) are saved too: the key's first answer is its answer for 24 hours.
+//! in its batch (`http::change_batches`) and its response is saved in the same transaction
+//! as the change, so a crash can never leave a change without its saved response or a key
+//! stuck "in progress". Client errors (4xx) are saved too: the key's first answer is its
+//! answer for 24 hours. (A command refuses before it writes anything, so a refusal needs no
+//! savepoint.)
 
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
-use sqlx::{Acquire, PgConnection};
 
-use crate::db;
 use crate::db::events::EventRow;
 use crate::db::idempotency::SavedResponse;
 use crate::db::tenants::Tenant;
@@ -90,69 +90,6 @@ pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiEr
         return Err(ApiError::InvalidIdempotencyKey);
     }
     Ok(Some(key.to_owned()))
-}
-
-/// Runs `command` for the tenant `slug` in one transaction, honouring the request's
-/// `Idempotency-Key` if it has one. `audience` is the projection the caller gets; it is
-/// part of what must match for a replay, so a saved operator view is never replayed to
-/// an anonymous caller.
-pub async fn run(
-    state: &AppState,
-    req: &HttpRequest,
-    slug: &str,
-    body: &[u8],
-    audience: Audience,
-    command: impl AsyncFnOnce(&mut PgConnection, &Tenant) -> Result<Outcome, ApiError>,
-) -> Result<HttpResponse, ApiError> {
-    let key = idempotency_key(req)?;
-    let mut tx = state.db.begin().await?;
-    let tenant = state.tenants.get(&mut tx, slug).await?;
-    let Some(key) = key else {
-        let mut outcome = command(&mut tx, &tenant).await?;
-        tx.commit().await?;
-        outcome.publish(state, &tenant);
-        return Ok(outcome.into_response(false));
-    };
-
-    if !db::idempotency::try_lock_key(&mut tx, tenant.id, &key).await? {
-        return Err(ApiError::RequestInProgress);
-    }
-    let request = fingerprint(req, body, audience);
-    if let Some(saved) = db::idempotency::find_saved(&mut tx, tenant.id, &key).await? {
-        if saved.request != request {
-            return Err(ApiError::IdempotencyKeyReused);
-        }
-        return replay(saved);
-    }
-
-    let mut savepoint = tx.begin().await?;
-    let result = command(&mut savepoint, &tenant).await;
-    let (outcome, error) = match result {
-        Ok(outcome) => {
-            savepoint.commit().await?;
-            (outcome, None)
-        }
-        Err(error) if is_final_answer(&error) => {
-            savepoint.rollback().await?;
-            let (status, code) = error.parts();
-            let body = error_body(code, &error.to_string());
-            (Outcome::json(status, body), Some(error))
-        }
-        Err(error) => return Err(error),
-    };
-    let saved = SavedResponse {
-        request,
-        status_code: outcome.status.as_u16() as i16,
-        body: outcome.body.clone(),
-    };
-    db::idempotency::save_response(&mut tx, tenant.id, &key, &saved).await?;
-    tx.commit().await?;
-    let mut outcome = outcome;
-    outcome.publish(state, &tenant);
-    match error {
-        Some(error) => Err(error),
-        None => Ok(outcome.into_response(false)),
-    }
 }
 
 /// What a saved answer must match: the method, the path, the projection and the body.

@@ -1,9 +1,9 @@
 //! REST handlers, one module per resource; each exposes `configure`.
 
+pub mod change_batches;
 pub mod counters;
 pub mod deadline;
 pub mod idempotency;
-pub mod issue_batches;
 pub mod login;
 pub mod ops;
 pub mod pages;

@@ -1,11 +1,9 @@
-use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes, Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::idempotency::{self, Outcome};
-use super::issue_batches::{IssueAnswer, IssueRequest, KeyedRequest};
+use super::change_batches::change;
 use super::rate_limit::client_address;
 use crate::auth::extract::{MaybeOperator, OperatorAuth};
 use crate::db;
@@ -13,7 +11,9 @@ use crate::domain::ids::{CounterId, ServiceId, TicketId};
 use crate::domain::ticket::{Action, Priority, Status};
 use crate::error::{ApiError, Resource, parse_json_body};
 use crate::state::AppState;
-use crate::ticketing::{commands, reads};
+use crate::ticketing::batch::Command;
+use crate::ticketing::commands::IssueTicket;
+use crate::ticketing::reads;
 use crate::views::Audience;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -81,37 +81,12 @@ async fn issue_ticket(
         Audience::Operator => customer_name(request.customer_name)?,
         Audience::Public => None,
     };
-    let key = idempotency::idempotency_key(&req)?.map(|key| KeyedRequest {
-        key,
-        fingerprint: idempotency::fingerprint(&req, &body, audience),
+    let command = Command::Issue(IssueTicket {
+        service: request.service_id,
+        priority: request.priority,
+        customer_name,
     });
-    let tenant = match state.tenants.known(&slug) {
-        Some(tenant) => tenant,
-        None => {
-            state
-                .tenants
-                .get(&mut *state.db.acquire().await?, &slug)
-                .await?
-        }
-    };
-    let request = IssueRequest {
-        ticket: commands::IssueTicket {
-            service: request.service_id,
-            priority: request.priority,
-            customer_name,
-        },
-        now: state.clock.now(),
-        audience,
-        key,
-    };
-    match state.issue_batches.issue(&tenant, request).await? {
-        IssueAnswer::Issued(change) => {
-            let mut outcome = Outcome::change(StatusCode::CREATED, *change, audience);
-            outcome.publish(&state, &tenant);
-            Ok(outcome.into_response(false))
-        }
-        IssueAnswer::Replayed(saved) => idempotency::replay(saved),
-    }
+    change(&state, &req, &slug, &body, audience, command).await
 }
 
 /// Finished tickets accumulate forever: a listing of them returns the most recent ones.
@@ -181,21 +156,12 @@ async fn call_ticket(
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let request: CallTicketRequest = parse_json_body(&body)?;
-    let at = state.change_context();
-    idempotency::run(
-        &state,
-        &req,
-        &slug,
-        &body,
-        Audience::Operator,
-        async |conn, tenant| {
-            let change =
-                commands::call_ticket(conn, tenant, id, request.counter_id, auth.0.sub, &at)
-                    .await?;
-            Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
-        },
-    )
-    .await
+    let command = Command::Call {
+        ticket: id,
+        counter: request.counter_id,
+        operator: auth.0.sub,
+    };
+    change(&state, &req, &slug, &body, Audience::Operator, command).await
 }
 
 #[derive(Deserialize)]
@@ -213,19 +179,11 @@ async fn transfer_ticket(
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let request: TransferRequest = parse_json_body(&body)?;
-    let at = state.change_context();
-    idempotency::run(
-        &state,
-        &req,
-        &slug,
-        &body,
-        Audience::Operator,
-        async |conn, tenant| {
-            let change = commands::transfer(conn, tenant, id, request.service_id, &at).await?;
-            Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
-        },
-    )
-    .await
+    let command = Command::Transfer {
+        ticket: id,
+        service: request.service_id,
+    };
+    change(&state, &req, &slug, &body, Audience::Operator, command).await
 }
 
 /// Operators: recall, start, finish, no-show, cancel, reactivate.
@@ -240,17 +198,6 @@ async fn act_on_ticket(
     let action = Action::from_path_name(&action_name)
         .filter(|a| !matches!(a, Action::Call | Action::Transfer))
         .ok_or(ApiError::NotFound(Resource::Route))?;
-    let at = state.change_context();
-    idempotency::run(
-        &state,
-        &req,
-        &slug,
-        &body,
-        Audience::Operator,
-        async |conn, tenant| {
-            let change = commands::act(conn, tenant, id, action, &at).await?;
-            Ok(Outcome::change(StatusCode::OK, change, Audience::Operator))
-        },
-    )
-    .await
+    let command = Command::Act { ticket: id, action };
+    change(&state, &req, &slug, &body, Audience::Operator, command).await
 }

@@ -2,18 +2,17 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::db;
-use crate::db::events::{EventRow, NewEvent};
-use crate::db::queue::{CountedChange, ServiceCount};
+use crate::db::events::EventRow;
+use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
-use crate::db::tickets::TicketRecord;
-use crate::domain::ids::{CounterId, ServiceCode, ServiceId, TicketId, UserId};
-use crate::domain::numbering::{service_day, ticket_code};
+use crate::db::tickets::{Guarded, TicketRecord};
+use crate::domain::batch::{QueueMove, behind_at_own_seq};
+use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{
-    Action, EventAction, Priority, Status, ahead_from_counts, transition, waiting_delta,
+    Action, EventAction, Priority, Status, ahead_from_counts, sources, transition, waiting_delta,
 };
 use crate::error::{ApiError, Resource};
 use crate::ticketing::paces::{PaceCache, Paces};
-use crate::ticketing::turns::{SeqTurns, Turn};
 use crate::views::{OperatorTicket, service_summaries};
 
 /// A ticket change as committed: the ticket right after it, and its event.
@@ -23,13 +22,14 @@ pub struct Change {
     pub event: EventRow,
 }
 
-/// When a change happens, and the per-process caches it may use.
-pub struct ChangeContext<'a> {
+/// A change written in the transaction whose event is not appended yet: the ticket as the
+/// change left it, what happened, and when. [`record_changes`] appends the events.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub record: TicketRecord,
+    pub action: EventAction,
+    pub previous: Option<Status>,
     pub now: DateTime<Utc>,
-    pub paces: &'a PaceCache,
-    pub turns: &'a SeqTurns,
-    /// The turn taken by `record_change`, held until the context is dropped (after commit).
-    pub turn: std::sync::Mutex<Option<Turn>>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,56 +37,6 @@ pub struct IssueTicket {
     pub service: ServiceId,
     pub priority: Priority,
     pub customer_name: Option<String>,
-}
-
-pub async fn issue(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    request: IssueTicket,
-    at: &ChangeContext<'_>,
-) -> Result<Change, ApiError> {
-    let service = db::services::get_service(conn, tenant.id, request.service).await?;
-    if !service.active {
-        return Err(ApiError::ServiceInactive);
-    }
-    let code = ServiceCode::parse(&service.code).map_err(ApiError::internal)?;
-    let day = service_day(at.now, tenant.timezone);
-    let number = db::tickets::next_number(conn, service.id, day).await?;
-    let code = ticket_code(&code, number);
-    let id = db::tickets::insert_ticket(
-        conn,
-        db::tickets::NewTicket {
-            tenant: tenant.id,
-            service: service.id,
-            code: &code,
-            service_day: day,
-            priority: request.priority,
-            customer_name: request.customer_name.as_deref(),
-            created_at: at.now,
-        },
-    )
-    .await?;
-    // Everything about the new ticket is known here: no need to read it back.
-    let record = TicketRecord {
-        id,
-        code,
-        status: Status::Waiting.as_str().to_owned(),
-        priority: request.priority.as_str().to_owned(),
-        call_count: 0,
-        customer_name: request.customer_name,
-        created_at: at.now,
-        called_at: None,
-        started_at: None,
-        finished_at: None,
-        service_id: service.id,
-        service_code: service.code,
-        service_name: service.name,
-        counter_id: None,
-        counter_name: None,
-        operator_id: None,
-        operator_username: None,
-    };
-    record_change(conn, tenant, record, EventAction::Issued, None, at).await
 }
 
 /// Calls the next waiting ticket of `services` (all services when `None`) to the counter;
@@ -97,33 +47,34 @@ pub async fn call_next(
     counter: CounterId,
     services: Option<Vec<ServiceId>>,
     operator: UserId,
-    at: &ChangeContext<'_>,
-) -> Result<Option<Change>, ApiError> {
+    now: DateTime<Utc>,
+) -> Result<Option<Pending>, ApiError> {
     let counter = db::counters::lock_counter(conn, tenant.id, counter).await?;
-    if db::counters::is_counter_busy(conn, counter.id).await? {
+    if counter.busy {
         return Err(ApiError::CounterBusy);
     }
     let services = match services {
         None => None,
         Some(wanted) => Some(known_services(conn, tenant, wanted).await?),
     };
-    let Some(ticket) = db::tickets::lock_next_waiting(conn, tenant.id, services.as_deref()).await?
-    else {
-        return Ok(None);
-    };
-    transition(ticket.status, Action::Call)?;
-    db::tickets::mark_called(conn, ticket.id, counter.id, operator, at.now).await?;
-    let record = changed_record(conn, tenant, ticket.id).await?;
-    let change = record_change(
+    // Call-next takes waiting tickets only.
+    let previous = Status::Waiting;
+    transition(previous, Action::Call)?;
+    let called = db::tickets::call_next_waiting(
         conn,
-        tenant,
-        record,
-        EventAction::Called,
-        Some(ticket.status),
-        at,
+        tenant.id,
+        services.as_deref(),
+        counter.id,
+        operator,
+        now,
     )
     .await?;
-    Ok(Some(change))
+    Ok(called.map(|record| Pending {
+        record,
+        action: EventAction::Called,
+        previous: Some(previous),
+        now,
+    }))
 }
 
 async fn known_services(
@@ -156,27 +107,22 @@ pub async fn call_ticket(
     id: TicketId,
     counter: CounterId,
     operator: UserId,
-    at: &ChangeContext<'_>,
-) -> Result<Change, ApiError> {
+    now: DateTime<Utc>,
+) -> Result<Pending, ApiError> {
     let counter = db::counters::lock_counter(conn, tenant.id, counter).await?;
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
         .ok_or(ApiError::NotFound(Resource::Ticket))?;
     transition(ticket.status, Action::Call)?;
-    if db::counters::is_counter_busy(conn, counter.id).await? {
+    if counter.busy {
         return Err(ApiError::CounterBusy);
     }
-    db::tickets::mark_called(conn, ticket.id, counter.id, operator, at.now).await?;
-    let record = changed_record(conn, tenant, id).await?;
-    record_change(
-        conn,
-        tenant,
-        record,
-        EventAction::Called,
-        Some(ticket.status),
-        at,
-    )
-    .await
+    Ok(Pending {
+        record: db::tickets::mark_called(conn, ticket.id, counter.id, operator, now).await?,
+        action: EventAction::Called,
+        previous: Some(ticket.status),
+        now,
+    })
 }
 
 /// Applies one of the actions that need nothing but the ticket: recall, start, finish,
@@ -186,34 +132,64 @@ pub async fn act(
     tenant: &Tenant,
     id: TicketId,
     action: Action,
-    at: &ChangeContext<'_>,
-) -> Result<Change, ApiError> {
+    now: DateTime<Utc>,
+) -> Result<Pending, ApiError> {
+    if matches!(
+        action,
+        Action::Start | Action::Finish | Action::NoShow | Action::Cancel
+    ) {
+        return set_status(conn, tenant, id, action, now).await;
+    }
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
         .ok_or(ApiError::NotFound(Resource::Ticket))?;
-    let to = transition(ticket.status, action)?;
-    match action {
-        Action::Recall => db::tickets::mark_recalled(conn, id, at.now).await?,
-        Action::Start | Action::Finish | Action::NoShow | Action::Cancel => {
-            db::tickets::set_status(conn, id, to, at.now).await?
-        }
+    transition(ticket.status, action)?;
+    let record = match action {
+        Action::Recall => db::tickets::mark_recalled(conn, id, now).await?,
         Action::Reactivate => db::tickets::requeue(conn, id, ticket.service_id).await?,
-        Action::Call | Action::Transfer => {
+        _ => {
             return Err(ApiError::internal(anyhow::anyhow!(
                 "{action:?} needs a counter or a service; it has its own command"
             )));
         }
-    }
-    let record = changed_record(conn, tenant, id).await?;
-    record_change(
-        conn,
-        tenant,
+    };
+    Ok(Pending {
         record,
-        action.event(),
-        Some(ticket.status),
-        at,
-    )
-    .await
+        action: action.event(),
+        previous: Some(ticket.status),
+        now,
+    })
+}
+
+/// Start, finish, no-show and cancel: each leads to one status from the statuses it applies
+/// to (the domain's transitions), so the ticket is checked and changed in one statement.
+async fn set_status(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: TicketId,
+    action: Action,
+    now: DateTime<Utc>,
+) -> Result<Pending, ApiError> {
+    let from = sources(action);
+    let first = *from
+        .first()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("{action:?} applies to nothing")))?;
+    let to = transition(first, action)?;
+    match db::tickets::set_status_from(conn, tenant.id, id, &from, to, now).await? {
+        Guarded::Missing => Err(ApiError::NotFound(Resource::Ticket)),
+        Guarded::Refused(status) => {
+            transition(status, action)?;
+            Err(ApiError::internal(anyhow::anyhow!(
+                "{action:?} was refused from {status:?}, which it applies to"
+            )))
+        }
+        Guarded::Changed { previous, record } => Ok(Pending {
+            record: *record,
+            action: action.event(),
+            previous: Some(previous),
+            now,
+        }),
+    }
 }
 
 /// Moves a called or serving ticket to the waiting queue of another service, keeping its
@@ -223,8 +199,8 @@ pub async fn transfer(
     tenant: &Tenant,
     id: TicketId,
     target: ServiceId,
-    at: &ChangeContext<'_>,
-) -> Result<Change, ApiError> {
+    now: DateTime<Utc>,
+) -> Result<Pending, ApiError> {
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
         .ok_or(ApiError::NotFound(Resource::Ticket))?;
@@ -236,96 +212,130 @@ pub async fn transfer(
     if !target.active {
         return Err(ApiError::ServiceInactive);
     }
-    db::tickets::requeue(conn, id, target.id).await?;
-    let record = changed_record(conn, tenant, id).await?;
-    record_change(
-        conn,
-        tenant,
-        record,
-        EventAction::Transferred,
-        Some(ticket.status),
-        at,
-    )
-    .await
+    Ok(Pending {
+        record: db::tickets::requeue(conn, id, target.id).await?,
+        action: EventAction::Transferred,
+        previous: Some(ticket.status),
+        now,
+    })
 }
 
-/// The changed ticket as this transaction left it (its row is locked by the change).
-async fn changed_record(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    id: TicketId,
-) -> Result<TicketRecord, ApiError> {
-    db::tickets::find_record(conn, tenant.id, id)
-        .await?
-        .ok_or(ApiError::NotFound(Resource::Ticket))
-}
-
-/// Appends the event of a change.
+/// Appends the events of changes made in this transaction, in the order given, and returns
+/// them with the tickets as their events show them.
 ///
-/// Taking the seq locks the tenant's sequence row until commit and serialises the tenant's
-/// writers, so everything that does not need the lock is done before it: the ticket (its
-/// row is already locked by this transaction) and the services' paces. Under the lock: the
-/// waiting counts (moved by this change, read with every change of smaller seq, so each
-/// event describes the queue exactly at its seq, with `ahead` in the same statement), the
-/// event, and the commit — three round trips after the lock is taken.
-async fn record_change(
+/// Taking the seqs locks the tenant's sequence row until commit and serialises the
+/// tenant's writers, so it comes last: the tickets are written (and locked) already, and the
+/// services' paces are read before. Under the lock: the waiting counts (moved by these
+/// changes and read with every change of smaller seq, so each event describes the queue
+/// exactly at its seq), the events, and the commit: three round trips after the lock is
+/// taken, however many changes there are. The counts and places read once after all
+/// changes are walked back to each change's own seq.
+pub async fn record_changes(
     conn: &mut PgConnection,
     tenant: &Tenant,
-    record: TicketRecord,
-    action: EventAction,
-    previous: Option<Status>,
-    at: &ChangeContext<'_>,
-) -> Result<Change, ApiError> {
-    let paces = at.paces.for_tenant(conn, tenant.id, at.now).await?;
+    pending: Vec<Pending>,
+    paces: &PaceCache,
+) -> Result<Vec<Change>, ApiError> {
+    let Some(latest) = pending.iter().map(|p| p.now).max() else {
+        return Ok(Vec::new());
+    };
+    let paces = paces.for_tenant(conn, tenant.id, latest).await?;
+    let mut moves = Vec::with_capacity(pending.len());
+    for p in &pending {
+        let status: Status = p.record.status.parse().map_err(ApiError::internal)?;
+        let priority: Priority = p.record.priority.parse().map_err(ApiError::internal)?;
+        moves.push(QueueMove {
+            ticket: p.record.id,
+            class: (p.record.service_id, priority),
+            place: (p.record.created_at, p.record.id.get()),
+            delta: waiting_delta(p.previous, status),
+            waiting: status == Status::Waiting,
+        });
+    }
 
-    let turn = at.turns.take(tenant.id).await;
-    *at.turn
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(turn);
-    let seq = db::events::next_seq(conn, tenant.id).await?;
-    let priority: Priority = record.priority.parse().map_err(ApiError::internal)?;
-    let status: Status = record.status.parse().map_err(ApiError::internal)?;
-    let waiting = status == Status::Waiting;
-    let (counts, behind) = db::queue::count_change(
+    let count = pending.len();
+    let last_seq = db::events::take_seqs(conn, tenant.id, count as i64).await?;
+    let waiting: Vec<WaitingPlace> = moves
+        .iter()
+        .filter(|m| m.waiting)
+        .map(|m| WaitingPlace {
+            ticket: m.ticket.get(),
+            service: m.class.0,
+            priority: m.class.1,
+            created_at: m.place.0,
+        })
+        .collect();
+    let (mut counts, behind_waiting) = db::queue::count_changes(
         conn,
         tenant.id,
-        CountedChange {
-            service: record.service_id,
-            priority,
-            delta: waiting_delta(previous, status),
-            waiting_ticket: waiting.then_some(&record),
+        QueueChanges {
+            moved: &moved_per_service(&moves),
+            waiting: &waiting,
         },
     )
     .await?;
-    let change = change_at(
-        record,
-        ChangeAt {
-            seq,
-            action,
-            previous,
-            counts,
-            behind,
-            paces: &paces,
-            now: at.now,
-        },
-    )?;
-    let event = &change.event;
-    db::events::insert_event(
-        conn,
-        NewEvent {
-            tenant: tenant.id,
-            seq,
-            action: &event.action,
-            previous_status: event.previous_status.as_deref(),
-            ticket_id: change.ticket.public.id,
-            ticket: event.ticket.clone(),
-            queue: event.queue.clone(),
-            created_at: at.now,
-        },
-    )
-    .await?;
-    Ok(change)
+    let mut behind_waiting = behind_waiting.into_iter();
+    let behind_after: Vec<u32> = moves
+        .iter()
+        .map(|m| {
+            if m.waiting {
+                behind_waiting.next().unwrap_or_default()
+            } else {
+                0
+            }
+        })
+        .collect();
+    let behind = behind_at_own_seq(&moves, &behind_after);
+
+    // Walk back from the last seq, undoing each change in the counts after its event.
+    let mut changes = Vec::with_capacity(count);
+    for (k, p) in pending.into_iter().enumerate().rev() {
+        let m = &moves[k];
+        let change = change_at(
+            p.record,
+            ChangeAt {
+                seq: last_seq - (count - 1 - k) as i64,
+                action: p.action,
+                previous: p.previous,
+                counts: counts.clone(),
+                behind: behind[k],
+                paces: &paces,
+                now: p.now,
+            },
+        )?;
+        changes.push(change);
+        if let Some(service) = counts.iter_mut().find(|c| c.id == m.class.0) {
+            service.waiting = service.waiting.before(m.class.1, m.delta);
+        }
+    }
+    changes.reverse();
+    let events: Vec<&EventRow> = changes.iter().map(|c| &c.event).collect();
+    let tickets: Vec<uuid::Uuid> = moves.iter().map(|m| m.ticket.get()).collect();
+    db::events::insert_events(conn, tenant.id, &events, &tickets).await?;
+    Ok(changes)
 }
+
+/// Per service, how the changes moved its (normal, priority) waiting counts.
+fn moved_per_service(moves: &[TicketMove]) -> Vec<(ServiceId, i32, i32)> {
+    let mut moved: Vec<(ServiceId, i32, i32)> = Vec::new();
+    for m in moves.iter().filter(|m| m.delta != 0) {
+        let (service, priority) = m.class;
+        let at = match moved.iter().position(|(s, _, _)| *s == service) {
+            Some(at) => at,
+            None => {
+                moved.push((service, 0, 0));
+                moved.len() - 1
+            }
+        };
+        match priority {
+            Priority::Normal => moved[at].1 += m.delta,
+            Priority::Priority => moved[at].2 += m.delta,
+        }
+    }
+    moved
+}
+
+type TicketMove = QueueMove<TicketId, (ServiceId, Priority), (DateTime<Utc>, uuid::Uuid)>;
 
 /// Where a change lands in the tenant's log: its seq, and the waiting counts right after it.
 pub struct ChangeAt<'a> {

@@ -1,30 +1,26 @@
 //! Issuing many tickets of one tenant in one transaction.
 //!
-//! Every change of a tenant meets at its seq row, and kiosks are its busiest writers. Issued
-//! one by one, a ticket cost eight statements, three of them under the row lock. Here a
-//! batch of tickets costs the same statements as one: their services, their numbers, the
-//! tickets, the seqs, the waiting counts and the events are each read or written once for
-//! all. `http::issue_batches` gathers the requests that arrive while a batch is running.
+//! Kiosks are a tenant's busiest writers. Issued one by one, a ticket cost five statements
+//! before its event. Here a batch of tickets costs the same statements as one: their
+//! services, their numbers and the tickets are each read or written once for all, and
+//! [`record_changes`](super::commands::record_changes) appends their events together.
 //!
-//! The tickets enter the queue, and so take their seqs and numbers, in the order of their
-//! issue time (then id), as one by one issuing would have ordered them; each event describes
-//! the queue exactly at its own seq.
+//! The tickets enter the queue, and so take their numbers (and then their seqs), in the
+//! order of their issue time (then id), as one by one issuing would have ordered them.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::db;
-use crate::db::queue::IssuedCounts;
 use crate::db::services::Service;
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{IssuedTicket, NumberClaim, TicketRecord};
-use crate::domain::batch::{assign_numbers, later_in_same_class, number_claims};
+use crate::domain::batch::{assign_numbers, number_claims};
 use crate::domain::ids::{ServiceCode, ServiceId, TicketId};
 use crate::domain::numbering::{service_day, ticket_code};
-use crate::domain::ticket::{EventAction, Priority, Status};
+use crate::domain::ticket::{EventAction, Status};
 use crate::error::{ApiError, Resource};
-use crate::ticketing::commands::{Change, ChangeAt, IssueTicket, change_at};
-use crate::ticketing::paces::PaceCache;
+use crate::ticketing::commands::{IssueTicket, Pending};
 
 /// One ticket to issue, at the time its request came in.
 pub struct NewIssue {
@@ -42,28 +38,26 @@ struct Accepted<'a> {
     id: TicketId,
 }
 
-/// Issues `issues` in the caller's transaction. The outer error fails the whole batch
+/// Writes the tickets of `issues` in the caller's transaction; their events are still to
+/// be recorded, in the order of the returned list. The outer error fails the whole batch
 /// (nothing of it may be committed); the inner ones are answers for single tickets
-/// (unknown or inactive service), in the order given.
+/// (unknown or inactive service), by index in `issues`.
 pub async fn issue_batch(
     conn: &mut PgConnection,
     tenant: &Tenant,
     issues: &[NewIssue],
-    paces: &PaceCache,
-) -> Result<Vec<Result<Change, ApiError>>, ApiError> {
+) -> Result<(Vec<(usize, ApiError)>, Vec<(usize, Pending)>), ApiError> {
     let mut wanted: Vec<uuid::Uuid> = issues.iter().map(|i| i.ticket.service.get()).collect();
     wanted.sort_unstable();
     wanted.dedup();
     let services = db::services::find_services(conn, tenant.id, &wanted).await?;
 
-    let mut answers: Vec<Option<Result<Change, ApiError>>> = issues.iter().map(|_| None).collect();
+    let mut refused = Vec::new();
     let mut accepted = Vec::with_capacity(issues.len());
     for (index, issue) in issues.iter().enumerate() {
         match services.iter().find(|s| s.id == issue.ticket.service) {
-            None => answers[index] = Some(Err(ApiError::NotFound(Resource::Service))),
-            Some(service) if !service.active => {
-                answers[index] = Some(Err(ApiError::ServiceInactive))
-            }
+            None => refused.push((index, ApiError::NotFound(Resource::Service))),
+            Some(service) if !service.active => refused.push((index, ApiError::ServiceInactive)),
             Some(service) => accepted.push(Accepted {
                 index,
                 issue,
@@ -73,32 +67,19 @@ pub async fn issue_batch(
             }),
         }
     }
-    if !accepted.is_empty() {
-        for (index, change) in issue_accepted(conn, tenant, &mut accepted, paces).await? {
-            answers[index] = Some(Ok(change));
-        }
+    if accepted.is_empty() {
+        return Ok((refused, Vec::new()));
     }
-    answers
-        .into_iter()
-        .map(|answer| {
-            answer.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a ticket got no answer")))
-        })
-        .collect()
+    Ok((refused, write_tickets(conn, tenant, &mut accepted).await?))
 }
 
-async fn issue_accepted(
+/// Numbers and inserts the accepted tickets, in queue order.
+async fn write_tickets(
     conn: &mut PgConnection,
     tenant: &Tenant,
     accepted: &mut [Accepted<'_>],
-    paces: &PaceCache,
-) -> Result<Vec<(usize, Change)>, ApiError> {
+) -> Result<Vec<(usize, Pending)>, ApiError> {
     accepted.sort_by_key(|a| (a.issue.now, a.id.get()));
-    let latest = accepted
-        .iter()
-        .map(|a| a.issue.now)
-        .max()
-        .unwrap_or_else(Utc::now);
-
     let days: Vec<(ServiceId, chrono::NaiveDate)> = accepted
         .iter()
         .map(|a| (a.service.id, service_day(a.issue.now, tenant.timezone)))
@@ -138,71 +119,19 @@ async fn issue_accepted(
         })
         .collect();
     db::tickets::insert_tickets(conn, tenant.id, &tickets).await?;
-    let paces = paces.for_tenant(conn, tenant.id, latest).await?;
-
-    // The serialised part: from the seqs to the caller's commit.
-    let count = accepted.len();
-    let last_seq = db::events::take_seqs(conn, tenant.id, count as i64).await?;
-    let classes: Vec<(ServiceId, Priority)> = accepted
+    Ok(accepted
         .iter()
-        .map(|a| (a.service.id, a.issue.ticket.priority))
-        .collect();
-    let ids: Vec<uuid::Uuid> = accepted.iter().map(|a| a.id.get()).collect();
-    let (mut counts, behind) = db::queue::count_issued(
-        conn,
-        tenant.id,
-        IssuedCounts {
-            added: &added_per_service(&classes),
-            tickets: &ids,
-        },
-    )
-    .await?;
-    let later = later_in_same_class(&classes);
-
-    // Walk back from the last seq, taking each ticket out of the counts after its event.
-    let mut changes = Vec::with_capacity(count);
-    for (k, (a, code)) in accepted.iter().zip(codes).enumerate().rev() {
-        let record = new_record(a, code);
-        let change = change_at(
-            record,
-            ChangeAt {
-                seq: last_seq - (count - 1 - k) as i64,
+        .zip(codes)
+        .map(|(a, code)| {
+            let pending = Pending {
+                record: new_record(a, code),
                 action: EventAction::Issued,
                 previous: None,
-                counts: counts.clone(),
-                behind: behind[k].saturating_sub(later[k]),
-                paces: &paces,
                 now: a.issue.now,
-            },
-        )?;
-        changes.push((a.index, change));
-        if let Some(service) = counts.iter_mut().find(|c| c.id == a.service.id) {
-            service.waiting = service.waiting.without_one(a.issue.ticket.priority);
-        }
-    }
-    changes.reverse();
-    let events: Vec<&db::events::EventRow> = changes.iter().map(|(_, c)| &c.event).collect();
-    db::events::insert_events(conn, tenant.id, &events, &ids).await?;
-    Ok(changes)
-}
-
-/// Per service, how many (normal, priority) tickets the batch adds to its queue.
-fn added_per_service(classes: &[(ServiceId, Priority)]) -> Vec<(ServiceId, i32, i32)> {
-    let mut added: Vec<(ServiceId, i32, i32)> = Vec::new();
-    for (service, priority) in classes {
-        let at = match added.iter().position(|(s, _, _)| s == service) {
-            Some(at) => at,
-            None => {
-                added.push((*service, 0, 0));
-                added.len() - 1
-            }
-        };
-        match priority {
-            Priority::Normal => added[at].1 += 1,
-            Priority::Priority => added[at].2 += 1,
-        }
-    }
-    added
+            };
+            (a.index, pending)
+        })
+        .collect())
 }
 
 /// Everything about a new ticket is known: no need to read it back.

@@ -46,9 +46,11 @@ impl PaceCache {
     fn fresh(&self, tenant: TenantId, now: DateTime<Utc>) -> Option<Paces> {
         let cache = self.lock();
         let (read_at, paces) = cache.get(&tenant)?;
-        // A clock that jumped backwards, or a pace from the future, is not trusted either.
+        // Requests of one batch come in a little out of order, so a pace read "after" `now`
+        // by less than the TTL is fresh too; a clock that jumped further back is not
+        // trusted.
         let age = now - *read_at;
-        (age >= TimeDelta::zero() && age < PACE_TTL).then(|| paces.clone())
+        (age.abs() < PACE_TTL).then(|| paces.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (DateTime<Utc>, Paces)>> {

@@ -3,6 +3,7 @@ use std::collections::HashSet;
 use actix_web::http::Method;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
+use sqlx::Executor;
 
 use crate::helpers::*;
 
@@ -284,4 +285,167 @@ async fn issues_committed_together_each_get_their_own_answer_and_seq() {
     .await
     .unwrap();
     assert!(largest > 1, "every issue was committed alone");
+}
+
+/// Desks calling, starting and finishing while kiosks issue: the changes share
+/// transactions (`http::change_batches`), and the log must still read as if they had been
+/// made one at a time: each event's queue counts and `ahead` follow from the events before it.
+#[actix_web::test]
+async fn mixed_changes_committed_together_leave_a_log_that_replays_exactly() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 2, 6).await;
+    for i in 0..20 {
+        app.issue(&site, i % 2).await;
+    }
+    let path = format!("/api/v1/tenants/{}/tickets", site.slug);
+    let kiosk = |k: usize| {
+        let (app, site, path) = (&app, &site, &path);
+        async move {
+            for i in 0..25 {
+                let priority = if (i + k).is_multiple_of(4) {
+                    "priority"
+                } else {
+                    "normal"
+                };
+                let body =
+                    json!({ "service_id": site.services[(i + k) % 2], "priority": priority });
+                app.post(path, Some(&site.operator), body).await.expect(201);
+            }
+        }
+    };
+    let desk = |counter: usize| {
+        let (app, site) = (&app, &site);
+        async move {
+            let mut served = 0;
+            // Keep calling until nobody waits, a little after the kiosks are done.
+            let mut empty = 0;
+            while empty < 3 {
+                let reply = app.call_next(site, counter).await;
+                if reply.status == 204 {
+                    empty += 1;
+                    continue;
+                }
+                let ticket = reply.expect(200);
+                app.act(site, &ticket, "start").await.expect(200);
+                app.act(site, &ticket, "finish").await.expect(200);
+                served += 1;
+            }
+            served
+        }
+    };
+    let kiosks = join_all((0..2).map(kiosk));
+    let desks = join_all((0..6).map(desk));
+    let (_, served) = futures_util::future::join(kiosks, desks).await;
+    let served: usize = served.iter().sum();
+
+    let events: Vec<(i64, String, Value, Value)> =
+        sqlx::query_as("select seq, action, ticket, queue from events order by seq")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "gapless"
+    );
+    let issued = events.iter().filter(|e| e.1 == "issued").count();
+    assert_eq!(issued, 20 + 50);
+
+    // The queue as the events so far describe it: ticket id → its latest view.
+    let mut tickets: std::collections::HashMap<String, Value> = Default::default();
+    let place = |t: &Value| {
+        let at = chrono::DateTime::parse_from_rfc3339(t["created_at"].as_str().unwrap()).unwrap();
+        (at, t["id"].as_str().unwrap().to_owned())
+    };
+    for (seq, _, ticket, queue) in &events {
+        tickets.insert(ticket["id"].as_str().unwrap().to_owned(), ticket.clone());
+        let waiting: Vec<&Value> = tickets
+            .values()
+            .filter(|t| t["status"] == "waiting")
+            .collect();
+        for summary in queue.as_array().unwrap() {
+            let expected = waiting
+                .iter()
+                .filter(|t| t["service"]["id"] == summary["id"])
+                .count();
+            assert_eq!(summary["waiting"], expected, "queue of event {seq}");
+        }
+        if ticket["status"] == "waiting" {
+            let ahead = waiting
+                .iter()
+                .filter(|t| {
+                    t["service"]["id"] == ticket["service"]["id"] && t["id"] != ticket["id"]
+                })
+                .filter(|t| {
+                    let (mine, theirs) = (&ticket["priority"], &t["priority"]);
+                    (mine == "normal" && theirs == "priority")
+                        || (mine == theirs && place(t) < place(ticket))
+                })
+                .count();
+            assert_eq!(ticket["ahead"], ahead, "ahead of event {seq}");
+        } else {
+            assert_eq!(ticket["ahead"], Value::Null, "event {seq}");
+        }
+    }
+    assert_eq!(served, 70, "every ticket was served");
+    let stored: Vec<(i32, i32)> =
+        sqlx::query_as("select waiting_normal, waiting_priority from services")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert!(stored.iter().all(|&(n, p)| n == 0 && p == 0), "{stored:?}");
+    let largest: i64 = sqlx::query_scalar(
+        "select max(n) from (select count(*) as n from events group by xmin::text) batches",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(largest > 1, "every change was committed alone");
+}
+
+/// A change the database refuses fails the transaction it shares with others: those are
+/// tried again one by one, so only the refused one fails.
+#[actix_web::test]
+async fn a_change_the_database_refuses_fails_alone() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 12).await;
+    let mut called = Vec::new();
+    for counter in 0..12 {
+        app.issue(&site, 0).await;
+        called.push(app.call_next(&site, counter).await.expect(200));
+    }
+    // Starting A005 now fails in the database itself.
+    (&app.pool)
+        .execute(
+            "create function refuse_a005() returns trigger language plpgsql as $$
+             begin raise exception 'refused for the test'; end $$;
+             create trigger refuse_a005 before update on tickets for each row
+             when (old.code = 'A005' and new.status = 'serving') execute function refuse_a005();",
+        )
+        .await
+        .unwrap();
+    let replies = join_all(called.iter().map(|t| app.act(&site, t, "start"))).await;
+    for (ticket, reply) in called.iter().zip(&replies) {
+        if ticket["code"] == "A005" {
+            assert_eq!(reply.status, 500, "{}", reply.raw);
+        } else {
+            assert_eq!(reply.status, 200, "{} {}", ticket["code"], reply.raw);
+        }
+    }
+    let serving: i64 = sqlx::query_scalar("select count(*) from tickets where status = 'serving'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(serving, 11);
+    let started: Vec<i64> =
+        sqlx::query_scalar("select seq from events where action = 'started' order by seq")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        started,
+        (25..=35).collect::<Vec<i64>>(),
+        "one event per start, gapless"
+    );
 }

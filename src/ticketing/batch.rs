@@ -1,0 +1,195 @@
+//! Ticket commands of one tenant applied together, in one transaction.
+//!
+//! Every change of a tenant appends to its log under the tenant's seq row lock, which
+//! serialises the tenant's writers. Applied one per transaction, each change paid for
+//! that lock, its counts and its event on its own. Here the commands of a batch run one
+//! after another in the caller's transaction, the issues among them together
+//! ([`issuing`](super::issuing)), and [`record_changes`] appends all their events with one
+//! seq update, one count update and one insert.
+//!
+//! A command refused for its own reasons (a busy counter, a wrong transition, an unknown
+//! ticket) is refused before it writes anything, so it answers alone and the others go on.
+//! A database error fails the whole batch. One refusal comes from a failed statement: the
+//! unique index that keeps a counter to one active ticket, when another process called to
+//! the counter at the same moment. It aborts the transaction, so the batch fails and its
+//! requests are tried again one by one, each command in a savepoint ([`Isolation`]).
+
+use chrono::{DateTime, Utc};
+use sqlx::{Acquire, PgConnection};
+
+use super::commands::{self, Change, IssueTicket, Pending, record_changes};
+use super::issuing::{NewIssue, issue_batch};
+use super::paces::PaceCache;
+use crate::db::tenants::Tenant;
+use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
+use crate::domain::ticket::Action;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    Issue(IssueTicket),
+    /// Call the next waiting ticket (of `services`, or of all) to the counter.
+    CallNext {
+        counter: CounterId,
+        services: Option<Vec<ServiceId>>,
+        operator: UserId,
+    },
+    /// Call this waiting ticket to the counter, out of order.
+    Call {
+        ticket: TicketId,
+        counter: CounterId,
+        operator: UserId,
+    },
+    /// Recall, start, finish, no-show, cancel or reactivate.
+    Act {
+        ticket: TicketId,
+        action: Action,
+    },
+    Transfer {
+        ticket: TicketId,
+        service: ServiceId,
+    },
+}
+
+impl Command {
+    /// The ticket the command names, if it names one.
+    pub fn ticket(&self) -> Option<TicketId> {
+        match self {
+            Command::Call { ticket, .. }
+            | Command::Act { ticket, .. }
+            | Command::Transfer { ticket, .. } => Some(*ticket),
+            Command::Issue(_) | Command::CallNext { .. } => None,
+        }
+    }
+}
+
+/// A command and the moment its request came in.
+pub struct Timed<'a> {
+    pub command: &'a Command,
+    pub now: DateTime<Utc>,
+}
+
+/// What a command did: its change, or `None` for a call-next that found nobody waiting.
+pub type Applied = Option<Change>;
+
+/// Whether each command runs in a savepoint of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// No savepoints: a failed statement fails the batch.
+    Shared,
+    /// One savepoint per command (one more round trip each): a command whose statement
+    /// fails is rolled back alone and answers with its error.
+    PerCommand,
+}
+
+/// Applies the commands in the caller's transaction, issues first, then the others in the
+/// order given, and appends their events in that order. The outer error fails the batch;
+/// the inner ones are the answers of single commands, in the order given.
+pub async fn apply(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    commands: &[Timed<'_>],
+    paces: &PaceCache,
+    isolation: Isolation,
+) -> Result<Vec<Result<Applied, ApiError>>, ApiError> {
+    let mut answers: Vec<Option<Result<Applied, ApiError>>> =
+        commands.iter().map(|_| None).collect();
+
+    let (issue_at, issues): (Vec<usize>, Vec<NewIssue>) = commands
+        .iter()
+        .enumerate()
+        .filter_map(|(i, timed)| match timed.command {
+            Command::Issue(ticket) => Some((
+                i,
+                NewIssue {
+                    ticket: ticket.clone(),
+                    now: timed.now,
+                },
+            )),
+            _ => None,
+        })
+        .unzip();
+    let mut pending: Vec<(usize, Pending)> = Vec::with_capacity(commands.len());
+    if !issues.is_empty() {
+        let (refused, issued) = issue_batch(conn, tenant, &issues).await?;
+        for (k, error) in refused {
+            answers[issue_at[k]] = Some(Err(error));
+        }
+        pending.extend(issued.into_iter().map(|(k, p)| (issue_at[k], p)));
+    }
+
+    for (i, timed) in commands.iter().enumerate() {
+        if matches!(timed.command, Command::Issue(_)) {
+            continue;
+        }
+        let prepared = match isolation {
+            Isolation::Shared => prepare(conn, tenant, timed).await,
+            Isolation::PerCommand => {
+                let mut savepoint = conn.begin().await?;
+                let prepared = prepare(&mut savepoint, tenant, timed).await;
+                match &prepared {
+                    Err(error) if !fails_the_batch(error) => savepoint.rollback().await?,
+                    _ => savepoint.commit().await?,
+                }
+                prepared
+            }
+        };
+        match prepared {
+            Ok(Some(p)) => pending.push((i, p)),
+            Ok(None) => answers[i] = Some(Ok(None)),
+            Err(error) if fails_the_batch(&error) => return Err(error),
+            Err(error) => answers[i] = Some(Err(error)),
+        }
+    }
+
+    let (order, pending): (Vec<usize>, Vec<Pending>) = pending.into_iter().unzip();
+    let changes = record_changes(conn, tenant, pending, paces).await?;
+    for (i, change) in order.into_iter().zip(changes) {
+        answers[i] = Some(Ok(Some(change)));
+    }
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a command got no answer")))
+        })
+        .collect()
+}
+
+/// Runs a command other than an issue up to its pending change.
+async fn prepare(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    timed: &Timed<'_>,
+) -> Result<Option<Pending>, ApiError> {
+    let now = timed.now;
+    match timed.command {
+        Command::Issue(_) => Err(ApiError::internal(anyhow::anyhow!(
+            "issues are applied together, not one by one"
+        ))),
+        Command::CallNext {
+            counter,
+            services,
+            operator,
+        } => commands::call_next(conn, tenant, *counter, services.clone(), *operator, now).await,
+        Command::Call {
+            ticket,
+            counter,
+            operator,
+        } => commands::call_ticket(conn, tenant, *ticket, *counter, *operator, now)
+            .await
+            .map(Some),
+        Command::Act { ticket, action } => commands::act(conn, tenant, *ticket, *action, now)
+            .await
+            .map(Some),
+        Command::Transfer { ticket, service } => {
+            commands::transfer(conn, tenant, *ticket, *service, now)
+                .await
+                .map(Some)
+        }
+    }
+}
+
+/// Errors from the database: the transaction may be aborted, so nothing of it can commit.
+pub fn fails_the_batch(error: &ApiError) -> bool {
+    matches!(error, ApiError::DatabaseUnavailable | ApiError::Internal(_))
+}
