@@ -151,28 +151,59 @@ pub async fn lock_ticket(
         .transpose()
 }
 
-/// Calls the ticket call-next should call to the counter, in one round trip: among
-/// waiting tickets of the given services (all when `None`), priority first, then oldest.
+/// What call-next found at the counter.
+pub enum NextCall {
+    /// No such counter in the tenant.
+    NoCounter,
+    /// The counter holds a called or serving ticket.
+    CounterBusy,
+    /// One of the services asked for is not the tenant's.
+    UnknownService,
+    /// Nobody waits (in the services asked for).
+    NobodyWaiting,
+    Called(Box<TicketRecord>),
+}
+
+/// Call-next in one round trip: locks the counter (so calls to one counter are serialised)
+/// and, unless it holds a called or serving ticket or a service asked for is unknown, calls
+/// the ticket to call next among the waiting tickets of the given services (all when
+/// `None`): priority first, then oldest. The checks come in that order.
 /// Rows locked by a concurrent call are skipped, so two operators never take the same
-/// ticket. `None` when nobody waits. The partial unique index on active tickets per counter
-/// is the last line of defence for the busy-counter rule.
+/// ticket.
+///
+/// Within a process a tenant's changes are made one after another, so the busy check is
+/// exact. When another process called to this counter while this statement waited for the
+/// counter's lock, the check was read before that commit: the unique index on active
+/// tickets per counter then refuses the call (`counter_busy`), which
+/// `http::change_batches` answers alone.
 pub async fn call_next_waiting(
     conn: &mut PgConnection,
     tenant: TenantId,
-    services: Option<&[uuid::Uuid]>,
     counter: CounterId,
+    services: Option<&[uuid::Uuid]>,
     operator: UserId,
     now: DateTime<Utc>,
-) -> Result<Option<TicketRecord>, ApiError> {
-    sqlx::query_as!(
-        TicketRecord,
-        r#"with next as (
-               select id from tickets
-                where tenant_id = $1 and status = 'waiting'
-                  and ($2::uuid[] is null or service_id = any($2))
-                order by (priority = 'normal'), created_at, id
+) -> Result<NextCall, ApiError> {
+    let row = sqlx::query!(
+        r#"with desk as (
+               select c.id,
+                      exists (select 1 from tickets a where a.counter_id = c.id
+                              and a.status in ('called', 'serving')) as busy,
+                      exists (select 1 from unnest($2::uuid[]) wanted(id)
+                               where not exists (select 1 from services s
+                                                  where s.tenant_id = $1
+                                                    and s.id = wanted.id)) as unknown
+                 from counters c
+                where c.tenant_id = $1 and c.id = $3
+                  for update of c
+           ),
+           next as (
+               select w.id from tickets w, desk
+                where not desk.busy and not desk.unknown and w.tenant_id = $1 and w.status = 'waiting'
+                  and ($2::uuid[] is null or w.service_id = any($2))
+                order by (w.priority = 'normal'), w.created_at, w.id
                 limit 1
-                  for update skip locked
+                  for update of w skip locked
            ),
            t as (
                update tickets set status = 'called', counter_id = $3, operator_id = $4,
@@ -181,14 +212,18 @@ pub async fn call_next_waiting(
                 where tickets.id = next.id
                returning tickets.*
            )
-           select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
-                  t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
-                  s.id as "service_id: ServiceId", s.code as service_code,
-                  s.name as service_name,
+           select desk.busy as "busy!", desk.unknown as "unknown!",
+                  t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
+                  t.priority as "priority?", t.call_count as "call_count?",
+                  t.customer_name, t.created_at as "created_at?", t.called_at,
+                  t.started_at, t.finished_at,
+                  s.id as "service_id?: ServiceId", s.code as "service_code?",
+                  s.name as "service_name?",
                   c.id as "counter_id?: CounterId", c.name as "counter_name?",
                   u.id as "operator_id?: UserId", u.username as "operator_username?"
-             from t
-             join services s on s.id = t.service_id
+             from desk
+             left join t on true
+             left join services s on s.id = t.service_id
              left join counters c on c.id = t.counter_id
              left join users u on u.id = t.operator_id"#,
         tenant.get(),
@@ -199,7 +234,41 @@ pub async fn call_next_waiting(
     )
     .fetch_optional(conn)
     .await
-    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)
+    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)?;
+    let Some(row) = row else {
+        return Ok(NextCall::NoCounter);
+    };
+    if row.busy {
+        return Ok(NextCall::CounterBusy);
+    }
+    if row.unknown {
+        return Ok(NextCall::UnknownService);
+    }
+    let called = (|| {
+        Some(TicketRecord {
+            id: row.id?,
+            code: row.code?,
+            status: row.status?,
+            priority: row.priority?,
+            call_count: row.call_count?,
+            customer_name: row.customer_name,
+            created_at: row.created_at?,
+            called_at: row.called_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            service_id: row.service_id?,
+            service_code: row.service_code?,
+            service_name: row.service_name?,
+            counter_id: row.counter_id,
+            counter_name: row.counter_name,
+            operator_id: row.operator_id,
+            operator_username: row.operator_username,
+        })
+    })();
+    Ok(match called {
+        Some(record) => NextCall::Called(Box::new(record)),
+        None => NextCall::NobodyWaiting,
+    })
 }
 
 /// Calls the ticket to a counter and returns it as changed. The partial unique index on

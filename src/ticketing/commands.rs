@@ -5,7 +5,7 @@ use crate::db;
 use crate::db::events::EventRow;
 use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
-use crate::db::tickets::{Guarded, TicketRecord};
+use crate::db::tickets::{Guarded, NextCall, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{
@@ -49,13 +49,13 @@ pub async fn call_next(
     operator: UserId,
     now: DateTime<Utc>,
 ) -> Result<Option<Pending>, ApiError> {
-    let counter = db::counters::lock_counter(conn, tenant.id, counter).await?;
-    if counter.busy {
-        return Err(ApiError::CounterBusy);
-    }
-    let services = match services {
-        None => None,
-        Some(wanted) => Some(known_services(conn, tenant, wanted).await?),
+    let services: Option<Vec<uuid::Uuid>> = match services {
+        Some(wanted) if wanted.is_empty() => {
+            return Err(ApiError::Invalid(
+                "service_ids must list at least one service (omit it to call from all)".into(),
+            ));
+        }
+        wanted => wanted.map(|ids| ids.into_iter().map(ServiceId::get).collect()),
     };
     // Call-next takes waiting tickets only.
     let previous = Status::Waiting;
@@ -63,41 +63,24 @@ pub async fn call_next(
     let called = db::tickets::call_next_waiting(
         conn,
         tenant.id,
+        counter,
         services.as_deref(),
-        counter.id,
         operator,
         now,
     )
     .await?;
-    Ok(called.map(|record| Pending {
-        record,
-        action: EventAction::Called,
-        previous: Some(previous),
-        now,
-    }))
-}
-
-async fn known_services(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    wanted: Vec<ServiceId>,
-) -> Result<Vec<uuid::Uuid>, ApiError> {
-    if wanted.is_empty() {
-        return Err(ApiError::Invalid(
-            "service_ids must list at least one service (omit it to call from all)".into(),
-        ));
+    match called {
+        NextCall::NoCounter => Err(ApiError::NotFound(Resource::Counter)),
+        NextCall::CounterBusy => Err(ApiError::CounterBusy),
+        NextCall::UnknownService => Err(ApiError::NotFound(Resource::Service)),
+        NextCall::NobodyWaiting => Ok(None),
+        NextCall::Called(record) => Ok(Some(Pending {
+            record: *record,
+            action: EventAction::Called,
+            previous: Some(previous),
+            now,
+        })),
     }
-    let known = db::services::list_services(conn, tenant.id, false).await?;
-    wanted
-        .into_iter()
-        .map(|id| {
-            known
-                .iter()
-                .any(|s| s.id == id)
-                .then_some(id.get())
-                .ok_or(ApiError::NotFound(Resource::Service))
-        })
-        .collect()
 }
 
 /// Calls this waiting ticket to the counter, out of order.

@@ -81,6 +81,51 @@ async fn call_next_takes_only_the_requested_services() {
 }
 
 #[actix_web::test]
+async fn call_next_checks_the_counter_then_its_ticket_then_the_services() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    let elsewhere = app.site("office", 1, 1).await;
+    let call = |counter: Value, services: Value| {
+        let path = format!(
+            "/api/v1/tenants/{}/counters/{}/call",
+            site.slug,
+            counter.as_str().unwrap()
+        );
+        let token = site.operator.clone();
+        let app = &app;
+        async move {
+            app.post(&path, Some(&token), json!({ "service_ids": services }))
+                .await
+        }
+    };
+    let desk = json!(site.counters[0]);
+    let unknown = json!([site.services[0], uuid::Uuid::new_v4()]);
+    // Another tenant's service is as unknown here as a made-up one.
+    let foreign = json!([elsewhere.services[0]]);
+    app.issue(&site, 0).await;
+    call(json!(uuid::Uuid::new_v4()), unknown.clone())
+        .await
+        .expect_error(404, "counter_not_found");
+    call(desk.clone(), unknown.clone())
+        .await
+        .expect_error(404, "service_not_found");
+    call(desk.clone(), foreign)
+        .await
+        .expect_error(404, "service_not_found");
+    // Nothing was called by the refused calls.
+    assert_eq!(
+        app.queue(&site).await["waiting"].as_array().unwrap().len(),
+        1
+    );
+    call(desk.clone(), json!([site.services[0], site.services[0]]))
+        .await
+        .expect(200);
+    call(desk.clone(), unknown)
+        .await
+        .expect_error(409, "counter_busy");
+}
+
+#[actix_web::test]
 async fn a_busy_counter_refuses_a_second_call_until_its_ticket_is_done() {
     let app = TestApp::spawn().await;
     let site = app.site("clinic", 1, 2).await;
