@@ -21,7 +21,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Arbiter;
 use actix_web::http::StatusCode;
@@ -50,10 +50,16 @@ pub const MAX_BATCH: usize = 64;
 /// A tenant's task ends after this long without a request.
 pub const IDLE: Duration = Duration::from_secs(30);
 
+/// How long before its handler's deadline a request's batch gives up, so that the
+/// handler always learns the outcome: a request answered 503 must not commit afterwards.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+
 /// One request that changes a ticket.
 pub struct ChangeRequest {
     pub command: Command,
     pub now: DateTime<Utc>,
+    /// When its batch must have committed or given up.
+    pub deadline: Instant,
     /// The projection the caller gets (and a saved answer keeps).
     pub audience: Audience,
     pub key: Option<KeyedRequest>,
@@ -162,7 +168,7 @@ impl Worker {
             while let Ok(next) = queue.try_recv() {
                 waiting.push_back(next);
             }
-            let batch = next_batch(&mut waiting);
+            let batch = next_batch(&mut waiting, Instant::now());
             if !batch.is_empty() {
                 self.run(batch).await;
             }
@@ -204,23 +210,28 @@ impl Worker {
         requests: &[ChangeRequest],
         isolation: Isolation,
     ) -> Result<Vec<Answer>, ApiError> {
+        // The batch must be over before the first of its requests' handlers gives up.
+        let deadline = requests
+            .iter()
+            .map(|r| r.deadline)
+            .min()
+            .unwrap_or_else(Instant::now);
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let Ok(conn) = timeout(left(), self.pool.acquire()).await else {
+            return Err(out_of_time());
+        };
         // Held in a task of its own, the connection must survive the runtime's shutdown.
-        let mut conn = CancelSafe::new(self.pool.acquire().await?);
-        match timeout(
-            HANDLER_DEADLINE,
-            self.answer(&mut conn, requests, isolation),
-        )
-        .await
-        {
+        let mut conn = CancelSafe::new(conn?);
+        match timeout(left(), self.answer(&mut conn, requests, isolation)).await {
             Ok(answers) => {
                 conn.release();
                 answers
             }
             Err(_elapsed) => {
-                // A link that went silent: this connection is not given back to the pool.
+                // Closed, not given back to the pool: PostgreSQL rolls the transaction back
+                // when it sees the connection go.
                 drop(conn.into_inner().detach());
-                report_database_unavailable(&"a batch of ticket changes timed out");
-                Err(ApiError::DatabaseUnavailable)
+                Err(out_of_time())
             }
         }
     }
@@ -293,8 +304,9 @@ fn outcome(request: &ChangeRequest, applied: &Applied) -> Outcome {
 }
 
 /// The next batch: the waiting requests in order, but none naming a ticket named before in
-/// the batch (those stay first in line), and none whose caller has gone.
-fn next_batch(waiting: &mut VecDeque<Queued>) -> Vec<Queued> {
+/// the batch (those stay first in line), none whose caller has gone, and none whose
+/// deadline has passed (those are answered 503: the database kept them waiting).
+fn next_batch(waiting: &mut VecDeque<Queued>, now: Instant) -> Vec<Queued> {
     let mut batch = Vec::new();
     let mut named = HashSet::new();
     let mut put_off = VecDeque::new();
@@ -304,6 +316,10 @@ fn next_batch(waiting: &mut VecDeque<Queued>) -> Vec<Queued> {
             continue;
         }
         if queued.reply.is_closed() {
+            continue;
+        }
+        if queued.request.deadline <= now {
+            let _gone = queued.reply.send(Err(ApiError::DatabaseUnavailable));
             continue;
         }
         match queued.request.command.ticket() {
@@ -358,6 +374,13 @@ async fn take_keys(
     Ok(())
 }
 
+/// A batch the database kept past its requests' deadline: nothing of it was committed
+/// (unless the commit itself was under way).
+fn out_of_time() -> ApiError {
+    report_database_unavailable(&"a batch of ticket changes ran out of time");
+    ApiError::DatabaseUnavailable
+}
+
 fn no_answer() -> ApiError {
     ApiError::internal(anyhow::anyhow!("a request got no answer"))
 }
@@ -398,6 +421,7 @@ pub async fn change(
     let request = ChangeRequest {
         command,
         now: state.clock.now(),
+        deadline: Instant::now() + HANDLER_DEADLINE - DEADLINE_MARGIN,
         audience,
         key,
     };
