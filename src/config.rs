@@ -14,7 +14,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/nextu
 pub struct Config {
     /// `DATABASE_URL`: PostgreSQL URL; the database is created if missing.
     pub database_url: String,
-    /// `DATABASE_POOL_SIZE`: connections kept by this process (default 10).
+    /// `DATABASE_POOL_SIZE`: the size of each of this process's two pools, the readers' and
+    /// the change writer's (default 10).
     pub database_pool_size: u32,
     /// `BIND_ADDR`: listen address; port 0 picks a free port (default 127.0.0.1:8080).
     pub bind_addr: String,
