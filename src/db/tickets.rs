@@ -349,31 +349,60 @@ pub enum Guarded {
     },
 }
 
-/// Locks the ticket and, if its status is one of `from`, moves it to `to` (`serving` or a
-/// final status, stamping the matching time), in one round trip.
-pub async fn set_status_from(
+/// A guarded status change: if the ticket's status is one of `from`, it moves to `to`
+/// (`serving` or a final status, stamping the matching time with `now`).
+pub struct StatusChange {
+    pub id: TicketId,
+    pub from: Vec<Status>,
+    pub to: Status,
+    pub now: DateTime<Utc>,
+}
+
+/// Locks the tickets and applies each guarded change, all in one round trip, and returns
+/// what each found, in the order given. The tickets must be distinct.
+pub async fn set_statuses_from(
     conn: &mut PgConnection,
     tenant: TenantId,
-    id: TicketId,
-    from: &[Status],
-    to: Status,
-    now: DateTime<Utc>,
-) -> Result<Guarded, ApiError> {
-    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-    let row = sqlx::query!(
-        r#"with old as (
-               select id, status from tickets where tenant_id = $1 and id = $2 for update
+    changes: &[StatusChange],
+) -> Result<Vec<Guarded>, ApiError> {
+    let ids: Vec<uuid::Uuid> = changes.iter().map(|c| c.id.get()).collect();
+    let to: Vec<&str> = changes.iter().map(|c| c.to.as_str()).collect();
+    // One text per change: its allowed statuses, comma-separated (arrays of arrays must be
+    // rectangular in PostgreSQL).
+    let from: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            c.from
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let now: Vec<DateTime<Utc>> = changes.iter().map(|c| c.now).collect();
+    let rows = sqlx::query!(
+        r#"with v as (
+               select * from unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
+                        with ordinality as v(id, to_status, from_list, at, ord)
+           ),
+           old as (
+               select tickets.id, tickets.status from tickets
+                where tickets.tenant_id = $1 and tickets.id in (select id from v)
+                order by tickets.id
+                  for update
            ),
            t as (
-               update tickets set status = $3,
-                      started_at = case when $3 = 'serving' then $4 else tickets.started_at end,
-                      finished_at = case when $3 in ('done', 'no_show', 'cancelled') then $4
-                                         else tickets.finished_at end
-                 from old
-                where tickets.id = old.id and old.status = any($5)
+               update tickets set status = v.to_status,
+                      started_at = case when v.to_status = 'serving' then v.at
+                                        else tickets.started_at end,
+                      finished_at = case when v.to_status in ('done', 'no_show', 'cancelled')
+                                         then v.at else tickets.finished_at end
+                 from old, v
+                where tickets.id = old.id and v.id = old.id
+                  and old.status = any(string_to_array(v.from_list, ','))
                returning tickets.*
            )
-           select old.status as "previous!",
+           select v.ord as "ord!", old.status as "previous?",
                   t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
                   t.priority as "priority?", t.call_count as "call_count?",
                   t.customer_name, t.created_at as "created_at?", t.called_at,
@@ -382,51 +411,64 @@ pub async fn set_status_from(
                   s.name as "service_name?",
                   c.id as "counter_id?: CounterId", c.name as "counter_name?",
                   u.id as "operator_id?: UserId", u.username as "operator_username?"
-             from old
-             left join t on t.id = old.id
+             from v
+             left join old on old.id = v.id
+             left join t on t.id = v.id
              left join services s on s.id = t.service_id
              left join counters c on c.id = t.counter_id
-             left join users u on u.id = t.operator_id"#,
+             left join users u on u.id = t.operator_id
+            order by v.ord"#,
         tenant.get(),
-        id.get(),
-        to.as_str(),
-        now,
-        &from as &[&str]
+        &ids,
+        &to as &[&str],
+        &from,
+        &now
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?;
-    let Some(row) = row else {
-        return Ok(Guarded::Missing);
-    };
-    let previous: Status = row.previous.parse().map_err(ApiError::internal)?;
-    let changed = (|| {
-        Some(TicketRecord {
-            id: row.id?,
-            code: row.code?,
-            status: row.status?,
-            priority: row.priority?,
-            call_count: row.call_count?,
-            customer_name: row.customer_name,
-            created_at: row.created_at?,
-            called_at: row.called_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            service_id: row.service_id?,
-            service_code: row.service_code?,
-            service_name: row.service_name?,
-            counter_id: row.counter_id,
-            counter_name: row.counter_name,
-            operator_id: row.operator_id,
-            operator_username: row.operator_username,
+    if rows.len() != changes.len() {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "{} status changes came back as {} rows",
+            changes.len(),
+            rows.len()
+        )));
+    }
+    rows.into_iter()
+        .map(|row| {
+            let Some(previous) = row.previous else {
+                return Ok(Guarded::Missing);
+            };
+            let previous: Status = previous.parse().map_err(ApiError::internal)?;
+            let changed = (|| {
+                Some(TicketRecord {
+                    id: row.id?,
+                    code: row.code?,
+                    status: row.status?,
+                    priority: row.priority?,
+                    call_count: row.call_count?,
+                    customer_name: row.customer_name,
+                    created_at: row.created_at?,
+                    called_at: row.called_at,
+                    started_at: row.started_at,
+                    finished_at: row.finished_at,
+                    service_id: row.service_id?,
+                    service_code: row.service_code?,
+                    service_name: row.service_name?,
+                    counter_id: row.counter_id,
+                    counter_name: row.counter_name,
+                    operator_id: row.operator_id,
+                    operator_username: row.operator_username,
+                })
+            })();
+            Ok(match changed {
+                Some(record) => Guarded::Changed {
+                    previous,
+                    record: Box::new(record),
+                },
+                None => Guarded::Refused(previous),
+            })
         })
-    })();
-    Ok(match changed {
-        Some(record) => Guarded::Changed {
-            previous,
-            record: Box::new(record),
-        },
-        None => Guarded::Refused(previous),
-    })
+        .collect()
 }
 
 /// Puts the ticket back in a queue (transfer, reactivate): it keeps its code and issue

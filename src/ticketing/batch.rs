@@ -2,9 +2,10 @@
 //!
 //! Every change of a tenant appends to its log under the tenant's seq row lock, which
 //! serialises the tenant's writers. Applied one per transaction, each change paid for
-//! that lock, its counts and its event on its own. Here the commands of a batch run one
-//! after another in the caller's transaction, the issues among them together
-//! ([`issuing`](super::issuing)), and [`record_changes`] appends all their events with one
+//! that lock, its counts and its event on its own. Here the commands of a batch run in the
+//! caller's transaction: the issues among them together ([`issuing`](super::issuing)),
+//! then the starts, finishes, no-shows and cancels together (one statement), then the others
+//! one after another; [`record_changes`] appends all their events, in that order, with one
 //! seq update, one count update and one insert.
 //!
 //! A command refused for its own reasons (a busy counter, a wrong transition, an unknown
@@ -17,7 +18,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgConnection};
 
-use super::commands::{self, Change, IssueTicket, Pending, record_changes};
+use super::commands::{
+    self, Change, IssueTicket, Pending, StatusAct, record_changes, set_statuses,
+};
 use super::issuing::{NewIssue, issue_batch};
 use super::paces::PaceCache;
 use crate::db::tenants::Tenant;
@@ -82,8 +85,8 @@ pub enum Isolation {
     PerCommand,
 }
 
-/// Applies the commands in the caller's transaction, issues first, then the others in the
-/// order given, and appends their events in that order. The outer error fails the batch;
+/// Applies the commands in the caller's transaction, issues first, then status changes,
+/// then the others in the order given, and appends their events in the order applied. The outer error fails the batch;
 /// the inner ones are the answers of single commands, in the order given.
 pub async fn apply(
     conn: &mut PgConnection,
@@ -118,8 +121,43 @@ pub async fn apply(
         pending.extend(issued.into_iter().map(|(k, p)| (issue_at[k], p)));
     }
 
+    // Then start, finish, no-show and cancel, all in one statement. A batch names each
+    // ticket once, and its requests were in flight together, so any order among them is
+    // one they could have had; the events follow the order applied.
+    let mut together = vec![false; commands.len()];
+    if isolation == Isolation::Shared {
+        let (act_at, acts): (Vec<usize>, Vec<StatusAct>) = commands
+            .iter()
+            .enumerate()
+            .filter_map(|(i, timed)| match timed.command {
+                Command::Act { ticket, action } if commands::is_status_change(*action) => Some((
+                    i,
+                    StatusAct {
+                        id: *ticket,
+                        action: *action,
+                        now: timed.now,
+                    },
+                )),
+                _ => None,
+            })
+            .unzip();
+        if !acts.is_empty() {
+            for (i, answer) in act_at
+                .into_iter()
+                .zip(set_statuses(conn, tenant, &acts).await?)
+            {
+                together[i] = true;
+                match answer {
+                    Ok(p) => pending.push((i, p)),
+                    Err(error) if fails_the_batch(&error) => return Err(error),
+                    Err(error) => answers[i] = Some(Err(error)),
+                }
+            }
+        }
+    }
+
     for (i, timed) in commands.iter().enumerate() {
-        if matches!(timed.command, Command::Issue(_)) {
+        if together[i] || matches!(timed.command, Command::Issue(_)) {
             continue;
         }
         let prepared = match isolation {

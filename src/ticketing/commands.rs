@@ -5,7 +5,7 @@ use crate::db;
 use crate::db::events::EventRow;
 use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
-use crate::db::tickets::{Guarded, NextCall, TicketRecord};
+use crate::db::tickets::{Guarded, NextCall, StatusChange, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{
@@ -117,11 +117,13 @@ pub async fn act(
     action: Action,
     now: DateTime<Utc>,
 ) -> Result<Pending, ApiError> {
-    if matches!(
-        action,
-        Action::Start | Action::Finish | Action::NoShow | Action::Cancel
-    ) {
-        return set_status(conn, tenant, id, action, now).await;
+    if is_status_change(action) {
+        let mut answers = set_statuses(conn, tenant, &[StatusAct { id, action, now }]).await?;
+        return answers.pop().unwrap_or_else(|| {
+            Err(ApiError::internal(anyhow::anyhow!(
+                "a change got no answer"
+            )))
+        });
     }
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
@@ -145,34 +147,67 @@ pub async fn act(
 }
 
 /// Start, finish, no-show and cancel: each leads to one status from the statuses it applies
-/// to (the domain's transitions), so the ticket is checked and changed in one statement.
-async fn set_status(
+/// to (the domain's transitions), so [`set_statuses`] checks and changes many tickets in one
+/// statement.
+pub fn is_status_change(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Start | Action::Finish | Action::NoShow | Action::Cancel
+    )
+}
+
+/// A start, finish, no-show or cancel of one ticket.
+pub struct StatusAct {
+    pub id: TicketId,
+    pub action: Action,
+    pub now: DateTime<Utc>,
+}
+
+/// Applies status changes to distinct tickets in one round trip. The outer error is the
+/// database's; the inner ones answer single changes, in the order given.
+pub async fn set_statuses(
     conn: &mut PgConnection,
     tenant: &Tenant,
-    id: TicketId,
-    action: Action,
-    now: DateTime<Utc>,
-) -> Result<Pending, ApiError> {
-    let from = sources(action);
-    let first = *from
-        .first()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("{action:?} applies to nothing")))?;
-    let to = transition(first, action)?;
-    match db::tickets::set_status_from(conn, tenant.id, id, &from, to, now).await? {
-        Guarded::Missing => Err(ApiError::NotFound(Resource::Ticket)),
-        Guarded::Refused(status) => {
-            transition(status, action)?;
-            Err(ApiError::internal(anyhow::anyhow!(
-                "{action:?} was refused from {status:?}, which it applies to"
-            )))
-        }
-        Guarded::Changed { previous, record } => Ok(Pending {
-            record: *record,
-            action: action.event(),
-            previous: Some(previous),
-            now,
-        }),
+    acts: &[StatusAct],
+) -> Result<Vec<Result<Pending, ApiError>>, ApiError> {
+    let mut changes = Vec::with_capacity(acts.len());
+    for act in acts {
+        let from = sources(act.action);
+        let to = from
+            .first()
+            .and_then(|first| transition(*first, act.action).ok())
+            .filter(|_| is_status_change(act.action))
+            .ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("{:?} is no status change", act.action))
+            })?;
+        changes.push(StatusChange {
+            id: act.id,
+            from,
+            to,
+            now: act.now,
+        });
     }
+    let found = db::tickets::set_statuses_from(conn, tenant.id, &changes).await?;
+    Ok(found
+        .into_iter()
+        .zip(acts)
+        .map(|(guarded, act)| match guarded {
+            Guarded::Missing => Err(ApiError::NotFound(Resource::Ticket)),
+            Guarded::Refused(status) => {
+                transition(status, act.action)?;
+                Err(ApiError::internal(anyhow::anyhow!(
+                    "{:?} was refused from {status:?}, which it applies to",
+                    act.action
+                )))
+            }
+            Guarded::Changed { previous, record } => Ok(Pending {
+                record: *record,
+                action: act.action.event(),
+                previous: Some(previous),
+                now: act.now,
+            }),
+        })
+        .collect())
 }
 
 /// Moves a called or serving ticket to the waiting queue of another service, keeping its

@@ -449,3 +449,118 @@ async fn a_change_the_database_refuses_fails_alone() {
         "one event per start, gapless"
     );
 }
+
+/// Starts, finishes, no-shows and cancels of one batch are applied in one statement. Each
+/// still gets its own answer, refused ones change nothing, and the others that follow in
+/// the batch see their effects. Applied directly to a batch, so that the changes are
+/// certain to share it.
+#[actix_web::test]
+async fn status_changes_of_one_batch_each_get_their_own_answer() {
+    use nextup::domain::ids::{CounterId, TicketId, UserId};
+    use nextup::domain::ticket::Action;
+    use nextup::ticketing::batch::{Command, Isolation, Timed, apply};
+
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 6).await;
+    let mut called = Vec::new();
+    for counter in 0..6 {
+        app.issue(&site, 0).await;
+        called.push(app.call_next(&site, counter).await.expect(200));
+    }
+    let waiting = [app.issue(&site, 0).await, app.issue(&site, 0).await];
+    let id = |t: &Value| TicketId::from(t["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    let act = |ticket: TicketId, action| Command::Act { ticket, action };
+    let commands = [
+        act(id(&called[0]), Action::Start),
+        act(id(&called[1]), Action::Start),
+        act(id(&called[2]), Action::Finish),
+        act(id(&called[3]), Action::NoShow),
+        // Asked for before the no-show it relies on, applied after it.
+        Command::CallNext {
+            counter: CounterId::from(site.counters[3].parse::<uuid::Uuid>().unwrap()),
+            services: None,
+            operator: UserId::from(
+                called[0]["operator"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<uuid::Uuid>()
+                    .unwrap(),
+            ),
+        },
+        act(id(&waiting[0]), Action::Cancel),
+        act(id(&waiting[1]), Action::Start),
+        act(TicketId::from(uuid::Uuid::new_v4()), Action::Start),
+    ];
+    let before: i64 = app.queue(&site).await["seq"].as_i64().unwrap();
+
+    let mut tx = app.pool.begin().await.unwrap();
+    let tenant = nextup::db::tenants::get_tenant(&mut tx, &site.slug)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let timed: Vec<Timed> = commands
+        .iter()
+        .map(|command| Timed { command, now })
+        .collect();
+    let paces = nextup::ticketing::paces::PaceCache::default();
+    let answers = apply(&mut tx, &tenant, &timed, &paces, Isolation::Shared)
+        .await
+        .expect("the batch as a whole succeeds");
+    tx.commit().await.unwrap();
+
+    let outcome: Vec<Result<(String, i64), &str>> = answers
+        .iter()
+        .map(|answer| match answer {
+            Ok(Some(change)) => Ok((
+                change.ticket.public.status.as_str().to_owned(),
+                change.event.seq,
+            )),
+            Ok(None) => Err("nobody waiting"),
+            Err(error) => Err(error.parts().1),
+        })
+        .collect();
+    let s = |status: &str, seq: i64| Ok((status.to_owned(), before + seq));
+    assert_eq!(
+        outcome,
+        [
+            s("serving", 1),
+            s("serving", 2),
+            Err("invalid_transition"),
+            s("no_show", 3),
+            s("called", 5),
+            s("cancelled", 4),
+            Err("invalid_transition"),
+            Err("ticket_not_found"),
+        ]
+    );
+    // The call-next took the ticket left waiting; the refused changes changed nothing.
+    let Ok(Some(call)) = &answers[4] else {
+        unreachable!()
+    };
+    assert_eq!(call.ticket.public.id, id(&waiting[1]));
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("select code, status from tickets order by code")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let statuses: Vec<(&str, &str)> = statuses
+        .iter()
+        .map(|(c, s)| (c.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("A001", "serving"),
+            ("A002", "serving"),
+            ("A003", "called"),
+            ("A004", "no_show"),
+            ("A005", "called"),
+            ("A006", "called"),
+            ("A007", "cancelled"),
+            ("A008", "called"),
+        ]
+    );
+    let queue = app.queue(&site).await;
+    assert_eq!(queue["seq"], before + 5);
+    assert_eq!(queue["services"][0]["waiting"], 0);
+}
