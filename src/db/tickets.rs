@@ -151,6 +151,34 @@ pub async fn lock_ticket(
         .transpose()
 }
 
+/// The changed ticket of a row whose ticket columns are all nullable (the change may not
+/// have happened): `None` when it did not.
+macro_rules! changed_record {
+    ($row:expr) => {
+        (|| {
+            Some(TicketRecord {
+                id: $row.id?,
+                code: $row.code?,
+                status: $row.status?,
+                priority: $row.priority?,
+                call_count: $row.call_count?,
+                customer_name: $row.customer_name,
+                created_at: $row.created_at?,
+                called_at: $row.called_at,
+                started_at: $row.started_at,
+                finished_at: $row.finished_at,
+                service_id: $row.service_id?,
+                service_code: $row.service_code?,
+                service_name: $row.service_name?,
+                counter_id: $row.counter_id,
+                counter_name: $row.counter_name,
+                operator_id: $row.operator_id,
+                operator_username: $row.operator_username,
+            })
+        })()
+    };
+}
+
 /// What call-next found at the counter.
 pub enum NextCall {
     /// No such counter in the tenant.
@@ -244,31 +272,118 @@ pub async fn call_next_waiting(
     if row.unknown {
         return Ok(NextCall::UnknownService);
     }
-    let called = (|| {
-        Some(TicketRecord {
-            id: row.id?,
-            code: row.code?,
-            status: row.status?,
-            priority: row.priority?,
-            call_count: row.call_count?,
-            customer_name: row.customer_name,
-            created_at: row.created_at?,
-            called_at: row.called_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            service_id: row.service_id?,
-            service_code: row.service_code?,
-            service_name: row.service_name?,
-            counter_id: row.counter_id,
-            counter_name: row.counter_name,
-            operator_id: row.operator_id,
-            operator_username: row.operator_username,
-        })
-    })();
+    let called = changed_record!(row);
     Ok(match called {
         Some(record) => NextCall::Called(Box::new(record)),
         None => NextCall::NobodyWaiting,
     })
+}
+
+/// One call-next from all services, for [`call_next_many`].
+pub struct CallNextAt {
+    pub counter: CounterId,
+    pub operator: UserId,
+    pub now: DateTime<Utc>,
+}
+
+/// Call-next from all services at several distinct counters, in one round trip: each
+/// counter is locked and checked as in [`call_next_waiting`], and the free ones, in the
+/// order given, take the next waiting tickets in call order. Returns what each found, in
+/// the order given.
+pub async fn call_next_many(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    calls: &[CallNextAt],
+) -> Result<Vec<NextCall>, ApiError> {
+    let counters: Vec<uuid::Uuid> = calls.iter().map(|c| c.counter.get()).collect();
+    let operators: Vec<uuid::Uuid> = calls.iter().map(|c| c.operator.get()).collect();
+    let now: Vec<DateTime<Utc>> = calls.iter().map(|c| c.now).collect();
+    let rows = sqlx::query!(
+        r#"with req as (
+               select * from unnest($2::uuid[], $3::uuid[], $4::timestamptz[])
+                        with ordinality as r(counter_id, operator_id, at, ord)
+           ),
+           desk as (
+               select c.id,
+                      exists (select 1 from tickets a where a.counter_id = c.id
+                              and a.status in ('called', 'serving')) as busy
+                 from counters c
+                where c.tenant_id = $1 and c.id in (select counter_id from req)
+                order by c.id
+                  for update of c
+           ),
+           free as (
+               select r.counter_id, r.operator_id, r.at,
+                      row_number() over (order by r.ord) as n
+                 from req r join desk on desk.id = r.counter_id
+                where not desk.busy
+           ),
+           waiting as (
+               select w.id, w.priority, w.created_at from tickets w
+                where w.tenant_id = $1 and w.status = 'waiting'
+                order by (w.priority = 'normal'), w.created_at, w.id
+                limit (select count(*) from free)
+                  for update of w skip locked
+           ),
+           next as (
+               select id, row_number() over (order by (priority = 'normal'), created_at, id) as n
+                 from waiting
+           ),
+           t as (
+               update tickets set status = 'called', counter_id = free.counter_id,
+                      operator_id = free.operator_id, called_at = free.at,
+                      call_count = call_count + 1
+                 from free join next on next.n = free.n
+                where tickets.id = next.id
+               returning tickets.*
+           )
+           select r.ord as "ord!", desk.id is not null as "found!",
+                  coalesce(desk.busy, false) as "busy!",
+                  t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
+                  t.priority as "priority?", t.call_count as "call_count?",
+                  t.customer_name, t.created_at as "created_at?", t.called_at,
+                  t.started_at, t.finished_at,
+                  s.id as "service_id?: ServiceId", s.code as "service_code?",
+                  s.name as "service_name?",
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+             from req r
+             left join desk on desk.id = r.counter_id
+             left join t on t.counter_id = r.counter_id
+             left join services s on s.id = t.service_id
+             left join counters c on c.id = t.counter_id
+             left join users u on u.id = t.operator_id
+            order by r.ord"#,
+        tenant.get(),
+        &counters,
+        &operators,
+        &now
+    )
+    .fetch_all(conn)
+    .await
+    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)?;
+    if rows.len() != calls.len() {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "{} calls came back as {} rows",
+            calls.len(),
+            rows.len()
+        )));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            if !row.found {
+                return NextCall::NoCounter;
+            }
+            if row.busy {
+                return NextCall::CounterBusy;
+            }
+            match changed_record!(row) {
+                Some(record) => NextCall::Called(Box::new(record)),
+                None => NextCall::NobodyWaiting,
+            }
+        })
+        .collect())
 }
 
 /// Calls the ticket to a counter and returns it as changed. The partial unique index on
@@ -439,27 +554,7 @@ pub async fn set_statuses_from(
                 return Ok(Guarded::Missing);
             };
             let previous: Status = previous.parse().map_err(ApiError::internal)?;
-            let changed = (|| {
-                Some(TicketRecord {
-                    id: row.id?,
-                    code: row.code?,
-                    status: row.status?,
-                    priority: row.priority?,
-                    call_count: row.call_count?,
-                    customer_name: row.customer_name,
-                    created_at: row.created_at?,
-                    called_at: row.called_at,
-                    started_at: row.started_at,
-                    finished_at: row.finished_at,
-                    service_id: row.service_id?,
-                    service_code: row.service_code?,
-                    service_name: row.service_name?,
-                    counter_id: row.counter_id,
-                    counter_name: row.counter_name,
-                    operator_id: row.operator_id,
-                    operator_username: row.operator_username,
-                })
-            })();
+            let changed = changed_record!(row);
             Ok(match changed {
                 Some(record) => Guarded::Changed {
                     previous,

@@ -4,8 +4,8 @@
 //! serialises the tenant's writers. Applied one per transaction, each change paid for
 //! that lock, its counts and its event on its own. Here the commands of a batch run in the
 //! caller's transaction: the issues among them together ([`issuing`](super::issuing)),
-//! then the starts, finishes, no-shows and cancels together (one statement), then the others
-//! one after another; [`record_changes`] appends all their events, in that order, with one
+//! then the starts, finishes, no-shows and cancels together (one statement), then the
+//! call-nexts from all services (one statement), then the others one after another; [`record_changes`] appends all their events, in that order, with one
 //! seq update, one count update and one insert.
 //!
 //! A command refused for its own reasons (a busy counter, a wrong transition, an unknown
@@ -14,6 +14,8 @@
 //! unique index that keeps a counter to one active ticket, when another process called to
 //! the counter at the same moment. It aborts the transaction, so the batch fails and its
 //! requests are tried again one by one, each command in a savepoint ([`Isolation`]).
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgConnection};
@@ -24,6 +26,7 @@ use super::commands::{
 use super::issuing::{NewIssue, issue_batch};
 use super::paces::PaceCache;
 use crate::db::tenants::Tenant;
+use crate::db::tickets::CallNextAt;
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::Action;
 use crate::error::ApiError;
@@ -86,7 +89,7 @@ pub enum Isolation {
 }
 
 /// Applies the commands in the caller's transaction, issues first, then status changes,
-/// then the others in the order given, and appends their events in the order applied. The outer error fails the batch;
+/// then call-nexts from all services, then the others in the order given, and appends their events in the order applied. The outer error fails the batch;
 /// the inner ones are the answers of single commands, in the order given.
 pub async fn apply(
     conn: &mut PgConnection,
@@ -150,6 +153,43 @@ pub async fn apply(
                 match answer {
                     Ok(p) => pending.push((i, p)),
                     Err(error) if fails_the_batch(&error) => return Err(error),
+                    Err(error) => answers[i] = Some(Err(error)),
+                }
+            }
+        }
+    }
+
+    // Then the call-nexts from all services, one per counter, in one statement: the free
+    // counters take the next waiting tickets in the order the calls came. A second call at
+    // a counter is left to the loop below, where it finds the counter busy.
+    if isolation == Isolation::Shared {
+        let mut counters = HashSet::new();
+        let (call_at, calls): (Vec<usize>, Vec<CallNextAt>) = commands
+            .iter()
+            .enumerate()
+            .filter_map(|(i, timed)| match timed.command {
+                Command::CallNext {
+                    counter,
+                    services: None,
+                    operator,
+                } if counters.insert(*counter) => Some((
+                    i,
+                    CallNextAt {
+                        counter: *counter,
+                        operator: *operator,
+                        now: timed.now,
+                    },
+                )),
+                _ => None,
+            })
+            .unzip();
+        if !calls.is_empty() {
+            let answers_of_calls = commands::call_next_many(conn, tenant, &calls).await?;
+            for (i, answer) in call_at.into_iter().zip(answers_of_calls) {
+                together[i] = true;
+                match answer {
+                    Ok(Some(p)) => pending.push((i, p)),
+                    Ok(None) => answers[i] = Some(Ok(None)),
                     Err(error) => answers[i] = Some(Err(error)),
                 }
             }

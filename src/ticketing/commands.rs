@@ -5,7 +5,7 @@ use crate::db;
 use crate::db::events::EventRow;
 use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
-use crate::db::tickets::{Guarded, NextCall, StatusChange, TicketRecord};
+use crate::db::tickets::{CallNextAt, Guarded, NextCall, StatusChange, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{
@@ -57,10 +57,7 @@ pub async fn call_next(
         }
         wanted => wanted.map(|ids| ids.into_iter().map(ServiceId::get).collect()),
     };
-    // Call-next takes waiting tickets only.
-    let previous = Status::Waiting;
-    transition(previous, Action::Call)?;
-    let called = db::tickets::call_next_waiting(
+    let next = db::tickets::call_next_waiting(
         conn,
         tenant.id,
         counter,
@@ -69,7 +66,31 @@ pub async fn call_next(
         now,
     )
     .await?;
-    match called {
+    called(next, now)
+}
+
+/// Call-nexts from all services at distinct counters, in one round trip. The outer error
+/// is the database's, and fails the batch (a counter another process called to at the same
+/// moment fails the statement too); the inner ones answer single calls, in the order given.
+pub async fn call_next_many(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    calls: &[CallNextAt],
+) -> Result<Vec<Result<Option<Pending>, ApiError>>, ApiError> {
+    let found = db::tickets::call_next_many(conn, tenant.id, calls).await?;
+    Ok(found
+        .into_iter()
+        .zip(calls)
+        .map(|(next, call)| called(next, call.now))
+        .collect())
+}
+
+/// The answer to a call-next from what it found.
+fn called(next: NextCall, now: DateTime<Utc>) -> Result<Option<Pending>, ApiError> {
+    // Call-next takes waiting tickets only.
+    let previous = Status::Waiting;
+    transition(previous, Action::Call)?;
+    match next {
         NextCall::NoCounter => Err(ApiError::NotFound(Resource::Counter)),
         NextCall::CounterBusy => Err(ApiError::CounterBusy),
         NextCall::UnknownService => Err(ApiError::NotFound(Resource::Service)),

@@ -564,3 +564,92 @@ async fn status_changes_of_one_batch_each_get_their_own_answer() {
     assert_eq!(queue["seq"], before + 5);
     assert_eq!(queue["services"][0]["waiting"], 0);
 }
+
+/// The call-nexts of one batch at distinct counters are applied in one statement: the free
+/// counters take the next waiting tickets in call order, in the order the calls came.
+#[actix_web::test]
+async fn call_nexts_of_one_batch_take_the_next_tickets_in_order() {
+    use nextup::domain::ids::{CounterId, ServiceId, UserId};
+    use nextup::ticketing::batch::{Command, Isolation, Timed, apply};
+
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 6).await;
+    app.issue(&site, 0).await; // A001
+    let busy = app.call_next(&site, 0).await.expect(200);
+    app.issue(&site, 0).await; // A002
+    app.issue_priority(&site, 0).await; // A003
+    app.issue(&site, 0).await; // A004
+    let uuid = |v: &str| v.parse::<uuid::Uuid>().unwrap();
+    let operator = UserId::from(uuid(busy["operator"]["id"].as_str().unwrap()));
+    let call = |counter: CounterId, services: Option<Vec<ServiceId>>| Command::CallNext {
+        counter,
+        services,
+        operator,
+    };
+    let desk = |k: usize| CounterId::from(uuid(&site.counters[k]));
+    let commands = [
+        call(desk(1), None),
+        call(desk(0), None),
+        call(CounterId::from(uuid::Uuid::new_v4()), None),
+        call(desk(2), None),
+        // The same counter twice: the second call finds it busy.
+        call(desk(1), None),
+        call(desk(3), None),
+        call(
+            desk(4),
+            Some(vec![ServiceId::from(uuid(&site.services[0]))]),
+        ),
+        call(desk(5), None),
+    ];
+    let before: i64 = app.queue(&site).await["seq"].as_i64().unwrap();
+
+    let mut tx = app.pool.begin().await.unwrap();
+    let tenant = nextup::db::tenants::get_tenant(&mut tx, &site.slug)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let timed: Vec<Timed> = commands
+        .iter()
+        .map(|command| Timed { command, now })
+        .collect();
+    let paces = nextup::ticketing::paces::PaceCache::default();
+    let answers = apply(&mut tx, &tenant, &timed, &paces, Isolation::Shared)
+        .await
+        .expect("the batch as a whole succeeds");
+    tx.commit().await.unwrap();
+
+    let outcome: Vec<Result<(String, i64), &str>> = answers
+        .iter()
+        .map(|answer| match answer {
+            Ok(Some(change)) => Ok((change.ticket.public.code.clone(), change.event.seq)),
+            Ok(None) => Err("nobody waiting"),
+            Err(error) => Err(error.parts().1),
+        })
+        .collect();
+    let called = |code: &str, seq: i64| Ok((code.to_owned(), before + seq));
+    assert_eq!(
+        outcome,
+        [
+            called("A003", 1),
+            Err("counter_busy"),
+            Err("counter_not_found"),
+            called("A002", 2),
+            Err("counter_busy"),
+            called("A004", 3),
+            Err("nobody waiting"),
+            Err("nobody waiting"),
+        ]
+    );
+    let desks: Vec<(String, String)> = sqlx::query_as(
+        "select code, counter_id::text from tickets where status = 'called' order by code",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let expected: Vec<(String, String)> = [("A001", 0), ("A002", 2), ("A003", 1), ("A004", 3)]
+        .iter()
+        .map(|&(code, k)| (code.to_owned(), site.counters[k].clone()))
+        .collect();
+    assert_eq!(desks, expected);
+    assert_eq!(app.queue(&site).await["seq"], before + 3);
+}
