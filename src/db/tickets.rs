@@ -279,6 +279,17 @@ pub async fn call_next_waiting(
     })
 }
 
+/// A statement over many items answers one row per item.
+fn one_row_each(items: usize, rows: usize) -> Result<(), ApiError> {
+    if items == rows {
+        Ok(())
+    } else {
+        Err(ApiError::internal(anyhow::anyhow!(
+            "{items} items came back as {rows} rows"
+        )))
+    }
+}
+
 /// One call-next from all services, for [`call_next_many`].
 pub struct CallNextAt {
     pub counter: CounterId,
@@ -362,13 +373,7 @@ pub async fn call_next_many(
     .fetch_all(conn)
     .await
     .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)?;
-    if rows.len() != calls.len() {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "{} calls came back as {} rows",
-            calls.len(),
-            rows.len()
-        )));
-    }
+    one_row_each(calls.len(), rows.len())?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -541,13 +546,7 @@ pub async fn set_statuses_from(
     )
     .fetch_all(conn)
     .await?;
-    if rows.len() != changes.len() {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "{} status changes came back as {} rows",
-            changes.len(),
-            rows.len()
-        )));
-    }
+    one_row_each(changes.len(), rows.len())?;
     rows.into_iter()
         .map(|row| {
             let Some(previous) = row.previous else {

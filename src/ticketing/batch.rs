@@ -5,8 +5,10 @@
 //! that lock, its counts and its event on its own. Here the commands of a batch run in the
 //! caller's transaction: the issues among them together ([`issuing`](super::issuing)),
 //! then the starts, finishes, no-shows and cancels together (one statement), then the
-//! call-nexts from all services (one statement), then the others one after another; [`record_changes`] appends all their events, in that order, with one
-//! seq update, one count update and one insert.
+//! call-nexts from all services (one statement), then the others one after another.
+//! [`record_changes`] appends all their events, in that order, with one seq update, one
+//! count update and one insert. The requests of a batch were in flight together, so any
+//! order among them is one they could have had.
 //!
 //! A command refused for its own reasons (a busy counter, a wrong transition, an unknown
 //! ticket) is refused before it writes anything, so it answers alone and the others go on.
@@ -89,8 +91,9 @@ pub enum Isolation {
 }
 
 /// Applies the commands in the caller's transaction, issues first, then status changes,
-/// then call-nexts from all services, then the others in the order given, and appends their events in the order applied. The outer error fails the batch;
-/// the inner ones are the answers of single commands, in the order given.
+/// then call-nexts from all services, then the others in the order given, and appends
+/// their events in the order applied. The outer error fails the batch; the inner ones are
+/// the answers of single commands, in the order given.
 pub async fn apply(
     conn: &mut PgConnection,
     tenant: &Tenant,
@@ -124,76 +127,17 @@ pub async fn apply(
         pending.extend(issued.into_iter().map(|(k, p)| (issue_at[k], p)));
     }
 
-    // Then start, finish, no-show and cancel, all in one statement. A batch names each
-    // ticket once, and its requests were in flight together, so any order among them is
-    // one they could have had; the events follow the order applied.
+    // Then the status changes and the call-nexts from all services, a statement for each
+    // group. Savepoints are per command, so a batch retried that way goes one by one.
     let mut together = vec![false; commands.len()];
     if isolation == Isolation::Shared {
-        let (act_at, acts): (Vec<usize>, Vec<StatusAct>) = commands
-            .iter()
-            .enumerate()
-            .filter_map(|(i, timed)| match timed.command {
-                Command::Act { ticket, action } if commands::is_status_change(*action) => Some((
-                    i,
-                    StatusAct {
-                        id: *ticket,
-                        action: *action,
-                        now: timed.now,
-                    },
-                )),
-                _ => None,
-            })
-            .unzip();
-        if !acts.is_empty() {
-            for (i, answer) in act_at
-                .into_iter()
-                .zip(set_statuses(conn, tenant, &acts).await?)
-            {
-                together[i] = true;
-                match answer {
-                    Ok(p) => pending.push((i, p)),
-                    Err(error) if fails_the_batch(&error) => return Err(error),
-                    Err(error) => answers[i] = Some(Err(error)),
-                }
-            }
-        }
-    }
-
-    // Then the call-nexts from all services, one per counter, in one statement: the free
-    // counters take the next waiting tickets in the order the calls came. A second call at
-    // a counter is left to the loop below, where it finds the counter busy.
-    if isolation == Isolation::Shared {
-        let mut counters = HashSet::new();
-        let (call_at, calls): (Vec<usize>, Vec<CallNextAt>) = commands
-            .iter()
-            .enumerate()
-            .filter_map(|(i, timed)| match timed.command {
-                Command::CallNext {
-                    counter,
-                    services: None,
-                    operator,
-                } if counters.insert(*counter) => Some((
-                    i,
-                    CallNextAt {
-                        counter: *counter,
-                        operator: *operator,
-                        now: timed.now,
-                    },
-                )),
-                _ => None,
-            })
-            .unzip();
-        if !calls.is_empty() {
-            let answers_of_calls = commands::call_next_many(conn, tenant, &calls).await?;
-            for (i, answer) in call_at.into_iter().zip(answers_of_calls) {
-                together[i] = true;
-                match answer {
-                    Ok(Some(p)) => pending.push((i, p)),
-                    Ok(None) => answers[i] = Some(Ok(None)),
-                    Err(error) => answers[i] = Some(Err(error)),
-                }
-            }
-        }
+        let mut grouped = Grouped {
+            together: &mut together,
+            answers: &mut answers,
+            pending: &mut pending,
+        };
+        grouped.status_changes(conn, tenant, commands).await?;
+        grouped.call_nexts(conn, tenant, commands).await?;
     }
 
     for (i, timed) in commands.iter().enumerate() {
@@ -231,6 +175,103 @@ pub async fn apply(
             answer.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a command got no answer")))
         })
         .collect()
+}
+
+/// Where the commands applied in groups leave their outcomes, by command index.
+struct Grouped<'a> {
+    together: &'a mut [bool],
+    answers: &'a mut [Option<Result<Applied, ApiError>>],
+    pending: &'a mut Vec<(usize, Pending)>,
+}
+
+impl Grouped<'_> {
+    fn record(
+        &mut self,
+        i: usize,
+        outcome: Result<Option<Pending>, ApiError>,
+    ) -> Result<(), ApiError> {
+        self.together[i] = true;
+        match outcome {
+            Ok(Some(p)) => self.pending.push((i, p)),
+            Ok(None) => self.answers[i] = Some(Ok(None)),
+            Err(error) if fails_the_batch(&error) => return Err(error),
+            Err(error) => self.answers[i] = Some(Err(error)),
+        }
+        Ok(())
+    }
+
+    /// Start, finish, no-show and cancel, all in one statement (a batch names each
+    /// ticket once).
+    async fn status_changes(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: &Tenant,
+        commands: &[Timed<'_>],
+    ) -> Result<(), ApiError> {
+        let (at, acts): (Vec<usize>, Vec<StatusAct>) = commands
+            .iter()
+            .enumerate()
+            .filter_map(|(i, timed)| match timed.command {
+                Command::Act { ticket, action } if commands::is_status_change(*action) => Some((
+                    i,
+                    StatusAct {
+                        id: *ticket,
+                        action: *action,
+                        now: timed.now,
+                    },
+                )),
+                _ => None,
+            })
+            .unzip();
+        if acts.is_empty() {
+            return Ok(());
+        }
+        for (i, outcome) in at.into_iter().zip(set_statuses(conn, tenant, &acts).await?) {
+            self.record(i, outcome.map(Some))?;
+        }
+        Ok(())
+    }
+
+    /// Call-nexts from all services, the first at each counter, in one statement: the
+    /// free counters take the next waiting tickets in the order the calls came. A second
+    /// call at a counter is left to the commands applied one by one, after this one.
+    async fn call_nexts(
+        &mut self,
+        conn: &mut PgConnection,
+        tenant: &Tenant,
+        commands: &[Timed<'_>],
+    ) -> Result<(), ApiError> {
+        let mut counters = HashSet::new();
+        let (at, calls): (Vec<usize>, Vec<CallNextAt>) = commands
+            .iter()
+            .enumerate()
+            .filter_map(|(i, timed)| match timed.command {
+                Command::CallNext {
+                    counter,
+                    services: None,
+                    operator,
+                } if counters.insert(*counter) => Some((
+                    i,
+                    CallNextAt {
+                        counter: *counter,
+                        operator: *operator,
+                        now: timed.now,
+                    },
+                )),
+                _ => None,
+            })
+            .unzip();
+        if calls.is_empty() {
+            return Ok(());
+        }
+        for (i, outcome) in at
+            .into_iter()
+            .zip(commands::call_next_many(conn, tenant, &calls).await?)
+        {
+            self.record(i, outcome)?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs a command other than an issue up to its pending change.

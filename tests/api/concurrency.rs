@@ -458,7 +458,7 @@ async fn a_change_the_database_refuses_fails_alone() {
 async fn status_changes_of_one_batch_each_get_their_own_answer() {
     use nextup::domain::ids::{CounterId, TicketId, UserId};
     use nextup::domain::ticket::Action;
-    use nextup::ticketing::batch::{Command, Isolation, Timed, apply};
+    use nextup::ticketing::batch::Command;
 
     let app = TestApp::spawn().await;
     let site = app.site("clinic", 1, 6).await;
@@ -493,32 +493,10 @@ async fn status_changes_of_one_batch_each_get_their_own_answer() {
     ];
     let before: i64 = app.queue(&site).await["seq"].as_i64().unwrap();
 
-    let mut tx = app.pool.begin().await.unwrap();
-    let tenant = nextup::db::tenants::get_tenant(&mut tx, &site.slug)
-        .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    let timed: Vec<Timed> = commands
-        .iter()
-        .map(|command| Timed { command, now })
-        .collect();
-    let paces = nextup::ticketing::paces::PaceCache::default();
-    let answers = apply(&mut tx, &tenant, &timed, &paces, Isolation::Shared)
-        .await
-        .expect("the batch as a whole succeeds");
-    tx.commit().await.unwrap();
-
-    let outcome: Vec<Result<(String, i64), &str>> = answers
-        .iter()
-        .map(|answer| match answer {
-            Ok(Some(change)) => Ok((
-                change.ticket.public.status.as_str().to_owned(),
-                change.event.seq,
-            )),
-            Ok(None) => Err("nobody waiting"),
-            Err(error) => Err(error.parts().1),
-        })
-        .collect();
+    let answers = apply_in_one_batch(&app, &site.slug, &commands).await;
+    let outcome = outcomes(&answers, |change| {
+        change.ticket.public.status.as_str().to_owned()
+    });
     let s = |status: &str, seq: i64| Ok((status.to_owned(), before + seq));
     assert_eq!(
         outcome,
@@ -570,7 +548,7 @@ async fn status_changes_of_one_batch_each_get_their_own_answer() {
 #[actix_web::test]
 async fn call_nexts_of_one_batch_take_the_next_tickets_in_order() {
     use nextup::domain::ids::{CounterId, ServiceId, UserId};
-    use nextup::ticketing::batch::{Command, Isolation, Timed, apply};
+    use nextup::ticketing::batch::Command;
 
     let app = TestApp::spawn().await;
     let site = app.site("clinic", 1, 6).await;
@@ -603,29 +581,8 @@ async fn call_nexts_of_one_batch_take_the_next_tickets_in_order() {
     ];
     let before: i64 = app.queue(&site).await["seq"].as_i64().unwrap();
 
-    let mut tx = app.pool.begin().await.unwrap();
-    let tenant = nextup::db::tenants::get_tenant(&mut tx, &site.slug)
-        .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    let timed: Vec<Timed> = commands
-        .iter()
-        .map(|command| Timed { command, now })
-        .collect();
-    let paces = nextup::ticketing::paces::PaceCache::default();
-    let answers = apply(&mut tx, &tenant, &timed, &paces, Isolation::Shared)
-        .await
-        .expect("the batch as a whole succeeds");
-    tx.commit().await.unwrap();
-
-    let outcome: Vec<Result<(String, i64), &str>> = answers
-        .iter()
-        .map(|answer| match answer {
-            Ok(Some(change)) => Ok((change.ticket.public.code.clone(), change.event.seq)),
-            Ok(None) => Err("nobody waiting"),
-            Err(error) => Err(error.parts().1),
-        })
-        .collect();
+    let answers = apply_in_one_batch(&app, &site.slug, &commands).await;
+    let outcome = outcomes(&answers, |change| change.ticket.public.code.clone());
     let called = |code: &str, seq: i64| Ok((code.to_owned(), before + seq));
     assert_eq!(
         outcome,
@@ -652,4 +609,44 @@ async fn call_nexts_of_one_batch_take_the_next_tickets_in_order() {
         .collect();
     assert_eq!(desks, expected);
     assert_eq!(app.queue(&site).await["seq"], before + 3);
+}
+
+/// Applies the commands as one batch of the tenant, in a transaction of their own, so that
+/// they are certain to share it.
+async fn apply_in_one_batch(
+    app: &TestApp,
+    slug: &str,
+    commands: &[nextup::ticketing::batch::Command],
+) -> Vec<Result<nextup::ticketing::batch::Applied, nextup::error::ApiError>> {
+    use nextup::ticketing::batch::{Isolation, Timed, apply};
+    let mut tx = app.pool.begin().await.unwrap();
+    let tenant = nextup::db::tenants::get_tenant(&mut tx, slug)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let timed: Vec<Timed> = commands
+        .iter()
+        .map(|command| Timed { command, now })
+        .collect();
+    let paces = nextup::ticketing::paces::PaceCache::default();
+    let answers = apply(&mut tx, &tenant, &timed, &paces, Isolation::Shared)
+        .await
+        .expect("the batch as a whole succeeds");
+    tx.commit().await.unwrap();
+    answers
+}
+
+/// Each answer as (what `show` picks of the changed ticket, seq), or its error code.
+fn outcomes(
+    answers: &[Result<nextup::ticketing::batch::Applied, nextup::error::ApiError>],
+    show: impl Fn(&nextup::ticketing::commands::Change) -> String,
+) -> Vec<Result<(String, i64), &'static str>> {
+    answers
+        .iter()
+        .map(|answer| match answer {
+            Ok(Some(change)) => Ok((show(change), change.event.seq)),
+            Ok(None) => Err("nobody waiting"),
+            Err(error) => Err(error.parts().1),
+        })
+        .collect()
 }
