@@ -10,6 +10,7 @@ mod changes;
 mod delivery;
 mod fanout;
 mod fleet;
+mod floor;
 mod measure;
 mod poll;
 mod protocol;
@@ -52,9 +53,20 @@ enum Scenario {
     Tenants(tenants::Args),
     /// K clients polling `GET …/queue` with the current `If-None-Match`.
     Poll(poll::Args),
+    /// No server: a bare writer sends a message to N loopback connections, the floor
+    /// under `fanout` on this machine.
+    Floor(floor::Args),
     /// (internal) Holds sessions for the main process.
     #[command(hide = true)]
     SessionWorker,
+    /// (internal) The bare writer of `floor`.
+    #[command(hide = true)]
+    FloorWriter {
+        #[arg(long)]
+        bytes: usize,
+        #[arg(long)]
+        threads: usize,
+    },
 }
 
 /// Options of every scenario.
@@ -135,11 +147,18 @@ pub struct Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.scenario, Scenario::SessionWorker) {
-        return match worker::main() {
+    let child = match cli.scenario {
+        Scenario::SessionWorker => Some(("session worker", worker::main())),
+        Scenario::FloorWriter { bytes, threads } => {
+            Some(("floor writer", floor::writer_main(bytes, threads)))
+        }
+        _ => None,
+    };
+    if let Some((what, result)) = child {
+        return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("loadgen session worker: error: {e:#}");
+                eprintln!("loadgen {what}: error: {e:#}");
                 ExitCode::from(2)
             }
         };
@@ -160,6 +179,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let common = &cli.common;
+    if let Scenario::Floor(args) = &cli.scenario {
+        return run_floor(common, args).await;
+    }
     let (name, tenants, sessions) = match &cli.scenario {
         Scenario::Fanout(a) => ("fanout", 1, a.sessions.iter().copied().max().unwrap_or(0)),
         Scenario::Throughput(a) => ("throughput", a.tenants.max(1), 0),
@@ -169,7 +191,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             a.tenants * a.sessions_per_tenant,
         ),
         Scenario::Poll(_) => ("poll", 1, 0),
-        Scenario::SessionWorker => unreachable!("handled in main"),
+        Scenario::Floor(_) | Scenario::SessionWorker | Scenario::FloorWriter { .. } => {
+            unreachable!("handled before")
+        }
     };
     // Children (session workers, spawned servers) inherit the raised limit.
     let limit = sys::raise_file_limit(sessions as u64 + 1024)
@@ -194,7 +218,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Scenario::Throughput(a) => throughput::run(common, a, &deployment).await,
                 Scenario::Tenants(a) => tenants::run(common, a, &deployment, &limit).await,
                 Scenario::Poll(a) => poll::run(common, a, &deployment).await,
-                Scenario::SessionWorker => unreachable!("handled in main"),
+                Scenario::Floor(_) | Scenario::SessionWorker | Scenario::FloorWriter { .. } => {
+                    unreachable!("handled before")
+                }
             }
         } => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -220,16 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     let clean_exit = exits.iter().all(|e| *e == Some(0));
     let passed = outcome.passed && clean_exit;
-    text.push_str(&format!(
-        "result: {}\n",
-        if passed { "PASSED" } else { "FAILED" }
-    ));
-    print!("{text}");
-
     let mut json = head_json;
-    if let (Value::Object(target), Value::Object(results)) = (&mut json, outcome.json) {
-        target.extend(results);
-    }
     json["server_log"] = json!(
         log_counts
             .iter()
@@ -238,6 +255,37 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             .collect::<Vec<_>>()
     );
     json["server_exits"] = json!(exits);
+    report_outcome(common, text, json, outcome.json, passed)
+}
+
+/// The floor needs no server, no database and no tenant.
+async fn run_floor(common: &Common, args: &floor::Args) -> anyhow::Result<bool> {
+    let connections = args.sessions.iter().copied().max().unwrap_or(0) as u64;
+    let limit = sys::raise_file_limit(connections + 1024)
+        .context("cannot read or raise the open-files limit")?;
+    let (text, json) = report::machine_head("floor", common, &limit);
+    let outcome = floor::run(args).await?;
+    let mut text = text;
+    text.push_str(&outcome.text);
+    report_outcome(common, text, json, outcome.json, outcome.passed)
+}
+
+/// Prints the readable report and the JSON summary (and writes it to `--json`).
+fn report_outcome(
+    common: &Common,
+    mut text: String,
+    mut json: Value,
+    results: Value,
+    passed: bool,
+) -> anyhow::Result<bool> {
+    text.push_str(&format!(
+        "result: {}\n",
+        if passed { "PASSED" } else { "FAILED" }
+    ));
+    print!("{text}");
+    if let (Value::Object(target), Value::Object(results)) = (&mut json, results) {
+        target.extend(results);
+    }
     json["passed"] = json!(passed);
     if let Some(path) = &common.json {
         std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")

@@ -113,31 +113,12 @@ pub fn head(
     deployment: &Deployment,
     limit: &FileLimit,
 ) -> (String, Value) {
-    let machine = Machine::read();
+    let (mut text, mut value) = machine_head(scenario, common, limit);
     let servers: Vec<Value> = deployment
         .servers
         .iter()
         .map(|s| json!({"base": s.http_base, "pid": s.pid}))
         .collect();
-    let mut text = format!(
-        "loadgen {scenario}{}\nmachine: {} cores{}, {} MiB, kernel {}; open files {} (hard {}, was {}); ephemeral ports {}-{}\n",
-        common
-            .label
-            .as_ref()
-            .map_or(String::new(), |l| format!(" [{l}]")),
-        machine.cores,
-        machine
-            .cpu_model
-            .as_ref()
-            .map_or(String::new(), |m| format!(" ({m})")),
-        machine.memory_mib.unwrap_or(0),
-        machine.kernel.as_deref().unwrap_or("?"),
-        limit.soft,
-        limit.hard,
-        limit.was,
-        machine.ephemeral_ports.0,
-        machine.ephemeral_ports.1,
-    );
     text.push_str(&format!(
         "server: {} ({}), {} process(es): {}\n",
         if deployment.spawned {
@@ -158,17 +139,56 @@ pub fn head(
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if let Value::Object(fields) = &mut value {
+        fields.extend([
+            (
+                "mode".to_owned(),
+                json!(if deployment.spawned {
+                    "spawn"
+                } else {
+                    "attach"
+                }),
+            ),
+            ("nextup_version".to_owned(), json!(deployment.version)),
+            ("servers".to_owned(), json!(servers)),
+            ("tenants".to_owned(), json!(deployment.slugs.len())),
+            (
+                "cli_setup_secs".to_owned(),
+                json!(deployment.cli_setup.as_secs_f64()),
+            ),
+        ]);
+    }
+    (text, value)
+}
+
+/// The part of the head that needs no server: the machine and the limits.
+pub fn machine_head(scenario: &str, common: &Common, limit: &FileLimit) -> (String, Value) {
+    let machine = Machine::read();
+    let text = format!(
+        "loadgen {scenario}{}\nmachine: {} cores{}, {} MiB, kernel {}; open files {} (hard {}, was {}); ephemeral ports {}-{}\n",
+        common
+            .label
+            .as_ref()
+            .map_or(String::new(), |l| format!(" [{l}]")),
+        machine.cores,
+        machine
+            .cpu_model
+            .as_ref()
+            .map_or(String::new(), |m| format!(" ({m})")),
+        machine.memory_mib.unwrap_or(0),
+        machine.kernel.as_deref().unwrap_or("?"),
+        limit.soft,
+        limit.hard,
+        limit.was,
+        machine.ephemeral_ports.0,
+        machine.ephemeral_ports.1,
+    );
     let value = json!({
         "tool": "loadgen",
         "scenario": scenario,
         "label": common.label,
         "machine": machine,
         "file_limit": limit,
-        "mode": if deployment.spawned { "spawn" } else { "attach" },
-        "nextup_version": deployment.version,
-        "servers": servers,
-        "tenants": deployment.slugs.len(),
-        "cli_setup_secs": deployment.cli_setup.as_secs_f64(),
     });
     (text, value)
 }
