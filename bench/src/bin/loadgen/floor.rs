@@ -11,7 +11,7 @@
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream as StdTcpStream};
 use std::process::{ChildStdout, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub struct Args {
     /// Connection counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
     pub sessions: Vec<usize>,
-    /// Messages per connection count.
+    /// Rounds (one message to every connection) per connection count.
     #[arg(long, default_value_t = 100)]
     pub rounds: usize,
     /// Pause between rounds.
@@ -163,8 +163,7 @@ async fn measure(args: &Args, sessions: usize) -> anyhow::Result<Measured> {
     }
     expect_line(&mut from_writer, "ready")?;
 
-    // When each round was started, and when each connection had each round's message.
-    let started: Arc<Vec<AtomicU64>> = Arc::new((0..args.rounds).map(|_| 0.into()).collect());
+    // When each connection had each round's message.
     let arrivals: Vec<Arc<Mutex<Vec<u64>>>> = (0..sessions)
         .map(|_| Arc::new(Mutex::new(Vec::with_capacity(args.rounds))))
         .collect();
@@ -194,20 +193,20 @@ async fn measure(args: &Args, sessions: usize) -> anyhow::Result<Measured> {
     let cpu = || (sys::cpu_time(writer_pid), sys::cpu_time(std::process::id()));
     let before = cpu();
     let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms));
-    for round in &*started {
+    let mut started = Vec::with_capacity(args.rounds);
+    for _ in 0..args.rounds {
         tick.tick().await;
-        round.store(sys::mono_ns(), Ordering::Relaxed);
+        started.push(sys::mono_ns());
         writeln!(to_writer, "go")?;
         to_writer.flush()?;
     }
-    let after = cpu();
     // The last round's messages are read within a tick; then the writer closes.
     tick.tick().await;
+    let after = cpu();
     drop(to_writer);
     let _ = child.wait();
     while readers.join_next().await.is_some() {}
 
-    let started: Vec<u64> = started.iter().map(|t| t.load(Ordering::Relaxed)).collect();
     let arrivals: Vec<Vec<u64>> = arrivals
         .iter()
         .map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).clone())
@@ -288,7 +287,7 @@ pub fn writer_main(bytes: usize, threads: usize) -> anyhow::Result<()> {
     let message = vec![b'x'; bytes];
     // Every round, the command thread and the writers meet at the barrier, then write.
     let barrier = Arc::new(Barrier::new(threads + 1));
-    let done = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for mut share in shares {
         let barrier = barrier.clone();
@@ -297,7 +296,7 @@ pub fn writer_main(bytes: usize, threads: usize) -> anyhow::Result<()> {
         handles.push(std::thread::spawn(move || {
             loop {
                 barrier.wait();
-                if done.load(Ordering::Acquire) == 1 {
+                if done.load(Ordering::Acquire) {
                     return;
                 }
                 for stream in &mut share {
@@ -312,7 +311,7 @@ pub fn writer_main(bytes: usize, threads: usize) -> anyhow::Result<()> {
             barrier.wait();
         }
     }
-    done.store(1, Ordering::Release);
+    done.store(true, Ordering::Release);
     barrier.wait();
     for handle in handles {
         let _ = handle.join();
