@@ -134,16 +134,18 @@ pub async fn run(args: &Args) -> anyhow::Result<Outcome> {
 
 async fn measure(args: &Args, sessions: usize) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe().context("cannot find this program")?;
-    let mut child = std::process::Command::new(exe)
-        .arg("floor-writer")
-        .args(["--bytes", &args.bytes.to_string()])
-        .args(["--threads", &args.writer_threads.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the floor writer")?;
-    let mut to_writer = child.stdin.take().context("the writer's stdin")?;
-    let mut from_writer = std::io::BufReader::new(child.stdout.take().context("its stdout")?);
+    let mut child = WriterProcess(
+        std::process::Command::new(exe)
+            .arg("floor-writer")
+            .args(["--bytes", &args.bytes.to_string()])
+            .args(["--threads", &args.writer_threads.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start the floor writer")?,
+    );
+    let mut to_writer = child.0.stdin.take().context("the writer's stdin")?;
+    let mut from_writer = std::io::BufReader::new(child.0.stdout.take().context("its stdout")?);
     let server: SocketAddr = expect_line(&mut from_writer, "port")?
         .parse()
         .context("the writer's address")?;
@@ -189,7 +191,7 @@ async fn measure(args: &Args, sessions: usize) -> anyhow::Result<Measured> {
         });
     }
 
-    let writer_pid = child.id();
+    let writer_pid = child.0.id();
     let cpu = || (sys::cpu_time(writer_pid), sys::cpu_time(std::process::id()));
     let before = cpu();
     let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms));
@@ -204,7 +206,7 @@ async fn measure(args: &Args, sessions: usize) -> anyhow::Result<Measured> {
     tick.tick().await;
     let after = cpu();
     drop(to_writer);
-    let _ = child.wait();
+    let _ = child.0.wait();
     while readers.join_next().await.is_some() {}
 
     let arrivals: Vec<Vec<u64>> = arrivals
@@ -224,6 +226,19 @@ async fn measure(args: &Args, sessions: usize) -> anyhow::Result<Measured> {
         writer_cpu: spent(before.0, after.0),
         reader_cpu: spent(before.1, after.1),
     })
+}
+
+/// The writer child, killed if the measurement stops half-way (it may be blocked in
+/// `accept` and never see its stdin close).
+struct WriterProcess(std::process::Child);
+
+impl Drop for WriterProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// From each round's start and each connection's arrival times (`CLOCK_MONOTONIC`, ns):
