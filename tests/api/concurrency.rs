@@ -126,6 +126,71 @@ async fn seqs_stay_gapless_under_concurrent_writers() {
     }
 }
 
+/// Two processes writing one tenant take turns on its seq row. The counts an event carries
+/// are read after that turn comes, so they include what the other process committed while
+/// this one waited, also for services this one's changes did not touch.
+#[actix_web::test]
+async fn events_of_two_processes_count_each_others_changes_at_their_seq() {
+    let first = TestApp::spawn().await;
+    let site = first.site("clinic", 2, 1).await;
+    let second = first.spawn_sibling().await;
+    const EACH: usize = 40;
+    // Each process issues to its own service, so neither batch updates the other's count.
+    join_all(
+        (0..EACH)
+            .map(|_| first.issue(&site, 0))
+            .chain((0..EACH).map(|_| second.issue(&site, 1))),
+    )
+    .await;
+
+    let events = first
+        .get(
+            &format!("/api/v1/tenants/{}/events?since=0", site.slug),
+            None,
+        )
+        .await
+        .expect(200);
+    let mut issued = [0u64; 2];
+    let mut seqs = Vec::new();
+    for message in events["events"].as_array().unwrap() {
+        match message["type"].as_str() {
+            Some("ticket_update") => {
+                let service = message["data"]["ticket"]["service"]["id"].as_str();
+                let index = site
+                    .services
+                    .iter()
+                    .position(|s| Some(s.as_str()) == service)
+                    .expect("a service of the site");
+                issued[index] += 1;
+                seqs.push(message["seq"].as_i64().unwrap());
+            }
+            Some("queue_update") => {
+                let waiting: Vec<u64> = site
+                    .services
+                    .iter()
+                    .map(|id| {
+                        message["data"]["services"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .find(|s| s["id"] == id.as_str())
+                            .and_then(|s| s["waiting"].as_u64())
+                            .expect("every service in the summary")
+                    })
+                    .collect();
+                assert_eq!(
+                    waiting, issued,
+                    "queue_update of seq {} counts the tickets issued up to it",
+                    message["seq"]
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seqs, (1..=2 * EACH as i64).collect::<Vec<_>>());
+    assert_eq!(issued, [EACH as u64; 2]);
+}
+
 /// Issues arriving together are committed in shared transactions (`http::issue_batches`):
 /// each still gets its own answer, numbers stay gapless per service, a key used twice issues
 /// once, and every event describes the queue exactly at its own seq.
