@@ -307,6 +307,14 @@ impl Api {
         }
     }
 
+    /// The same client and token, for another server process of the same deployment.
+    pub fn at(&self, base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').into(),
+            ..self.clone()
+        }
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

@@ -54,6 +54,11 @@ pub struct Args {
     /// Issue mode: send each issue with a fresh `Idempotency-Key`, as the kiosk page does.
     #[arg(long)]
     pub idempotency_keys: bool,
+    /// With several server processes: client N sends its requests to process N mod the
+    /// number of processes, so that all of them write the tenants' changes at once (by
+    /// default every request goes to the first).
+    #[arg(long)]
+    pub spread: bool,
 }
 
 const KINDS: [&str; 5] = ["issue", "call_next", "call_next_empty", "start", "finish"];
@@ -90,6 +95,7 @@ async fn client(
     mode: Mode,
     keyed: bool,
     tenants: Arc<Vec<Tenant>>,
+    base: Option<String>,
     deadline: Instant,
 ) -> ClientLog {
     let mut log = ClientLog::default();
@@ -101,7 +107,8 @@ async fn client(
             rng.random_range(0..tenants.len())
         };
         let tenant = &tenants[t];
-        let api = &tenant.operator;
+        let elsewhere = base.as_deref().map(|base| tenant.operator.at(base));
+        let api = elsewhere.as_ref().unwrap_or(&tenant.operator);
         match mode {
             Mode::Issue => {
                 let started = Instant::now();
@@ -260,11 +267,17 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
     let deadline = started + Duration::from_secs_f64(args.secs);
     let tasks: Vec<_> = (0..args.clients)
         .map(|n| {
+            let base = args.spread.then(|| {
+                deployment.servers[n % deployment.servers.len()]
+                    .http_base
+                    .clone()
+            });
             tokio::spawn(client(
                 n,
                 args.mode,
                 args.idempotency_keys,
                 tenants.clone(),
+                base,
                 deadline,
             ))
         })
@@ -318,7 +331,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         );
     }
     let mut text = format!(
-        "throughput: {:?} mode{}, {} clients with operator tokens, {:.1} s, {} tenant(s)\n",
+        "throughput: {:?} mode{}, {} clients with operator tokens, {:.1} s, {} tenant(s){}\n",
         args.mode,
         if args.idempotency_keys {
             " with an Idempotency-Key per issue"
@@ -327,7 +340,12 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         },
         args.clients,
         elapsed,
-        tenants.len()
+        tenants.len(),
+        match deployment.servers.len() {
+            1 => String::new(),
+            n if args.spread => format!(", requests spread over {n} server processes"),
+            n => format!(", every request to the first of {n} server processes"),
+        }
     );
     text.push_str(&format!(
         "setup: API {:.1} s{}\n",
@@ -374,6 +392,8 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
             "tenants": tenants.len(),
             "preissued": preissued,
             "idempotency_keys": args.idempotency_keys,
+            "servers": deployment.servers.len(),
+            "spread": args.spread,
         },
         "setup_secs": {"cli": deployment.cli_setup.as_secs_f64(), "api": api_setup.as_secs_f64(), "preissue": preissue_secs},
         "elapsed_secs": elapsed,
