@@ -20,7 +20,7 @@ use rand::{RngExt, make_rng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use nextup_bench::api::{ApiError, Priority};
+use nextup_bench::api::{Api, ApiError, Priority};
 use nextup_bench::stats::Summary;
 
 use crate::measure;
@@ -100,6 +100,14 @@ async fn client(
 ) -> ClientLog {
     let mut log = ClientLog::default();
     let mut rng: SmallRng = make_rng();
+    // Each tenant's operator, through this client's server process.
+    let apis: Vec<Api> = tenants
+        .iter()
+        .map(|t| match &base {
+            Some(base) => t.operator.at(base),
+            None => t.operator.clone(),
+        })
+        .collect();
     while Instant::now() < deadline {
         let t = if tenants.len() == 1 {
             0
@@ -107,8 +115,7 @@ async fn client(
             rng.random_range(0..tenants.len())
         };
         let tenant = &tenants[t];
-        let elsewhere = base.as_deref().map(|base| tenant.operator.at(base));
-        let api = elsewhere.as_ref().unwrap_or(&tenant.operator);
+        let api = &apis[t];
         match mode {
             Mode::Issue => {
                 let started = Instant::now();
