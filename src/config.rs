@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+/// The most HTTP worker threads actix-server accepts (it panics beyond).
+const MAX_HTTP_WORKERS: u64 = 512;
+
 /// Database used when `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/nextup";
 
@@ -19,6 +22,10 @@ pub struct Config {
     pub database_pool_size: u32,
     /// `BIND_ADDR`: listen address; port 0 picks a free port (default 127.0.0.1:8080).
     pub bind_addr: String,
+    /// `HTTP_WORKERS`: threads that serve HTTP and the WebSocket sessions (default: one per
+    /// CPU core). More than the cores can shorten the fan-out's tail when the machine has
+    /// other busy processes; see docs/benchmarks.md.
+    pub http_workers: usize,
     /// `JWT_SECRET`: HMAC key for operator tokens, at least 32 bytes. Optional here because
     /// only `serve` needs it, and `serve --demo` generates one when it is missing.
     pub jwt_secret: Option<JwtSecret>,
@@ -123,6 +130,13 @@ impl Config {
             }
         };
         let database_pool_size = number("DATABASE_POOL_SIZE", 10, 1, 1000) as u32;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let http_workers = number(
+            "HTTP_WORKERS",
+            cores.min(MAX_HTTP_WORKERS),
+            1,
+            MAX_HTTP_WORKERS,
+        ) as usize;
         let token_ttl = Duration::from_secs(number("TOKEN_TTL_SECS", 43_200, 1, 31_536_000));
         let heartbeat_interval =
             Duration::from_secs(number("HEARTBEAT_INTERVAL_SECS", 15, 1, 3_600));
@@ -208,6 +222,7 @@ impl Config {
             database_url,
             database_pool_size,
             bind_addr,
+            http_workers,
             jwt_secret,
             token_ttl,
             heartbeat_interval,
@@ -296,6 +311,20 @@ mod tests {
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert_eq!(c.event_retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn http_workers_default_to_the_cores_and_are_bounded() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(config(&[]).unwrap().http_workers, cores.min(512));
+        assert_eq!(config(&[("HTTP_WORKERS", "6")]).unwrap().http_workers, 6);
+        let err = config(&[("HTTP_WORKERS", "0")]).unwrap_err();
+        assert!(
+            err.contains("HTTP_WORKERS must be a whole number from 1 to 512, got '0'"),
+            "{err}"
+        );
+        let err = config(&[("HTTP_WORKERS", "513")]).unwrap_err();
+        assert!(err.contains("got '513'"), "{err}");
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl Application {
         let metrics = Metrics::new();
         let hubs = HubRegistry::start(pool.clone(), metrics.clone());
         let request_timeout = config.request_timeout;
+        let http_workers = config.http_workers;
         actix_web::rt::spawn(maintenance::prune_forever(
             pool.clone(),
             clock.clone(),
@@ -109,6 +110,7 @@ impl Application {
                 )
                 .configure(|cfg| configure_app(cfg, state.clone()))
         })
+        .workers(http_workers)
         .on_connect(bound_send_buffer)
         // Slow clients: the request head must arrive within this (408), and a connection
         // that will not close is dropped after it too. Bodies: see `http::deadline`.

@@ -53,6 +53,7 @@ impl Sandbox {
             "HEARTBEAT_INTERVAL_SECS",
             "CLIENT_TIMEOUT_SECS",
             "DATABASE_POOL_SIZE",
+            "HTTP_WORKERS",
             "ISSUE_RATE_PER_MINUTE",
             "ISSUE_BURST",
             "STATIC_DIR",
@@ -608,6 +609,24 @@ async fn serve_refuses_a_missing_or_short_jwt_secret() {
         assert!(
             !line.contains("only-31-bytes"),
             "the secret was printed: {line}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn serve_refuses_a_worker_count_out_of_range_in_one_line() {
+    let sandbox = Sandbox::new();
+    // 513 is past actix-server's limit, where it would panic.
+    for workers in ["0", "513", "many"] {
+        let mut command = sandbox.nextup(&["serve"]);
+        command
+            .env("JWT_SECRET", "exactly-32-bytes-of-jwt-secret!!")
+            .env("HTTP_WORKERS", workers);
+        let result = run(command, None);
+        let line = result.failed_with_one_line();
+        assert!(
+            line.contains("HTTP_WORKERS must be a whole number from 1 to 512"),
+            "HTTP_WORKERS={workers}: {line}"
         );
     }
 }
