@@ -23,8 +23,7 @@ pub struct Config {
     /// `BIND_ADDR`: listen address; port 0 picks a free port (default 127.0.0.1:8080).
     pub bind_addr: String,
     /// `HTTP_WORKERS`: threads that serve HTTP and the WebSocket sessions (default: one per
-    /// CPU core). More than the cores can shorten the fan-out's tail when the machine has
-    /// other busy processes; see docs/benchmarks.md.
+    /// CPU core). docs/benchmarks.md has what more than the cores did on 2 cores.
     pub http_workers: usize,
     /// `JWT_SECRET`: HMAC key for operator tokens, at least 32 bytes. Optional here because
     /// only `serve` needs it, and `serve --demo` generates one when it is missing.
