@@ -97,13 +97,7 @@ async fn seqs_stay_gapless_under_concurrent_writers() {
         .unwrap();
     assert_eq!(seqs, (1..=30).collect::<Vec<i64>>());
     // Each event's queue summary counts exactly the tickets issued up to its seq.
-    let events = app
-        .get(
-            &format!("/api/v1/tenants/{}/events?since=0", site.slug),
-            None,
-        )
-        .await
-        .expect(200);
+    let events = app.public_event_log(&site).await;
     let queue_updates: Vec<_> = events["events"]
         .as_array()
         .unwrap()
@@ -143,13 +137,7 @@ async fn events_of_two_processes_count_each_others_changes_at_their_seq() {
     )
     .await;
 
-    let events = first
-        .get(
-            &format!("/api/v1/tenants/{}/events?since=0", site.slug),
-            None,
-        )
-        .await
-        .expect(200);
+    let events = first.public_event_log(&site).await;
     let mut issued = [0u64; 2];
     let mut seqs = Vec::new();
     for message in events["events"].as_array().unwrap() {

@@ -348,6 +348,16 @@ impl TestApp {
     }
 
     /// Issues a ticket anonymously (public view).
+    /// The site's whole event log, as the public sees it (`GET …/events?since=0`).
+    pub async fn public_event_log(&self, site: &Site) -> Value {
+        self.get(
+            &format!("/api/v1/tenants/{}/events?since=0", site.slug),
+            None,
+        )
+        .await
+        .expect(200)
+    }
+
     pub async fn issue(&self, site: &Site, service: usize) -> Value {
         self.post(
             &format!("/api/v1/tenants/{}/tickets", site.slug),

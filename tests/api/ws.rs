@@ -289,13 +289,7 @@ async fn every_action_sends_a_ticket_update_then_a_queue_update() {
     assert_eq!(updates[12]["data"]["ticket"]["status"], "done");
 
     // The stream matches the polling endpoint exactly.
-    let polled = app
-        .get(
-            &format!("/api/v1/tenants/{}/events?since=0", site.slug),
-            None,
-        )
-        .await
-        .expect(200);
+    let polled = app.public_event_log(&site).await;
     let streamed: Vec<Value> = kiosk
         .raw
         .iter()
