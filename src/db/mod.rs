@@ -103,6 +103,18 @@ pub fn writer_pool(pool: &PgPool, size: u32) -> PgPool {
     pool_options(size).connect_lazy_with(options)
 }
 
+/// The pool of the event listener (`ws::feed`): its one connection, which it keeps. A
+/// listener made from the main pool would hold one of that pool's connections for good,
+/// and with `DATABASE_POOL_SIZE=1` leave none for requests.
+pub fn listener_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
 /// The PostgreSQL backends (server processes) of the connections this process opened. A
 /// notification carries the backend that sent it, so the event listener can tell this
 /// process's commits, whose events its requests hand over directly, from the others',

@@ -12,6 +12,7 @@ use super::feed::{LogReader, run_listener};
 use super::hub::Hub;
 use super::latest::LatestSeqs;
 use super::messages::{CatchUp, CloseAll, Committed, Publish, SessionCount};
+use crate::db;
 use crate::db::events::EventRow;
 use crate::domain::ids::TenantId;
 use crate::metrics::Metrics;
@@ -45,7 +46,9 @@ impl HubRegistry {
         let weak = Arc::downgrade(&inner);
         let pid = inner.listener_pid.clone();
         let latest = inner.latest.clone();
-        inner.arbiter.spawn(run_listener(pool, weak, pid, latest));
+        inner
+            .arbiter
+            .spawn(run_listener(db::listener_pool(&pool), weak, pid, latest));
         Self(inner)
     }
 

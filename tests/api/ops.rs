@@ -21,6 +21,17 @@ async fn health_and_readiness_answer_while_the_database_does() {
 }
 
 #[actix_web::test]
+async fn a_pool_of_one_connection_serves_logins_reads_and_changes() {
+    // The event listener has a connection of its own, outside DATABASE_POOL_SIZE.
+    let app = TestApp::spawn_with(|c| c.database_pool_size = 1).await;
+    app.wait_for_listener().await;
+    let site = app.site("clinic", 1, 1).await;
+    app.issue(&site, 0).await;
+    assert_eq!(app.queue(&site).await["services"][0]["waiting"], 1);
+    app.get("/readyz", None).await.expect(200);
+}
+
+#[actix_web::test]
 async fn metrics_count_sessions_broadcasts_latency_and_requests() {
     let app = TestApp::spawn().await;
     let site = app.site("clinic", 1, 1).await;
