@@ -95,12 +95,18 @@ fn pool_options(size: u32) -> PgPoolOptions {
 /// at every execution (3 ms for a call-next, measured with `EXPLAIN ANALYZE`), which made
 /// PostgreSQL's CPU the limit when many tenants write in small batches. Every plan they can
 /// get uses indexes, since sequential scans are off.
+///
+/// Its connections are not pinged before they are handed out: that was one round trip of
+/// nine per batch. The batch's own BEGIN tests the connection instead, and a batch whose
+/// BEGIN finds it dead moves to another (`http::change_batches`).
 pub fn writer_pool(pool: &PgPool, size: u32) -> PgPool {
     let options = pool.connect_options().as_ref().clone().options([
         ("enable_seqscan", "off"),
         ("plan_cache_mode", "force_generic_plan"),
     ]);
-    pool_options(size).connect_lazy_with(options)
+    pool_options(size)
+        .test_before_acquire(false)
+        .connect_lazy_with(options)
 }
 
 /// The pool of the event listener (`ws::feed`): its one connection, which it keeps. A

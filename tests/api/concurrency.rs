@@ -703,3 +703,41 @@ fn outcomes(
         })
         .collect()
 }
+
+#[actix_web::test]
+async fn a_busy_tenant_does_not_keep_the_only_writer_connection_from_a_quiet_one() {
+    // One connection for every tenant's writes. A tenant's task keeps its connection
+    // between batches only while no other task could be waiting for it.
+    let app = TestApp::spawn_with(|c| c.database_pool_size = 1).await;
+    let busy = app.site("busy", 1, 1).await;
+    let quiet = app.site("quiet", 1, 1).await;
+    let done = std::cell::Cell::new(false);
+    let busy_issued = std::cell::Cell::new(0usize);
+    let issue_busy = || async {
+        app.issue(&busy, 0).await;
+        busy_issued.set(busy_issued.get() + 1);
+    };
+    // Many clients keep the busy tenant's queue full, so its batches run back to back.
+    let busy_clients = join_all((0..96).map(|_| async {
+        while !done.get() {
+            issue_busy().await;
+        }
+    }));
+    let quiet_client = async {
+        while busy_issued.get() < 200 {
+            issue_busy().await;
+        }
+        // Each of these fails with 503 if it waits for the connection past its deadline.
+        let codes: Vec<Value> = join_all((0..5).map(|_| app.issue(&quiet, 0)))
+            .await
+            .into_iter()
+            .map(|ticket| ticket["code"].clone())
+            .collect();
+        done.set(true);
+        codes
+    };
+    let (_, mut codes) = futures_util::future::join(busy_clients, quiet_client).await;
+    codes.sort_by_key(|code| code.to_string());
+    assert_eq!(codes, ["A001", "A002", "A003", "A004", "A005"]);
+    assert!(busy_issued.get() >= 200);
+}

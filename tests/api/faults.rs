@@ -197,3 +197,41 @@ async fn a_request_held_up_in_the_database_is_answered_503_by_its_deadline_and_c
     assert_eq!(queue["services"][0]["waiting"], 0);
     assert_eq!(app.issue(&site, 0).await["code"], "A001");
 }
+
+#[actix_web::test]
+async fn changes_right_after_the_database_dropped_every_connection_succeed() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    let mut kiosk = WsClient::connect(&app, "/ws/clinic/totem").await;
+    kiosk.start().await;
+    app.wait_for_sessions("clinic", (1, 0)).await;
+    // Changes at once leave idle connections in the pool of the thread that writes them.
+    futures_util::future::join_all((0..8).map(|_| app.issue(&site, 0))).await;
+
+    // As in a quick restart of PostgreSQL: the server ends every connection of the app
+    // (waiting until each backend is gone), and the app has not used them since.
+    let ended: i64 = sqlx::query_scalar(
+        "select count(*) filter (where pg_terminate_backend(pid, 5000)) from pg_stat_activity \
+         where datname = current_database() and pid <> pg_backend_pid()",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(ended >= 2, "ended {ended} connections");
+
+    // A dead pooled connection is replaced before the change runs: none of these fails.
+    assert_eq!(app.issue(&site, 0).await["code"], "A009");
+    assert_eq!(app.issue(&site, 0).await["code"], "A010");
+    let together = futures_util::future::join_all((0..6).map(|_| app.issue(&site, 0))).await;
+    assert_eq!(together.len(), 6);
+
+    // The screen missed nothing, once each, in order.
+    let mut seen = Vec::new();
+    while seen.len() < 16 {
+        let event = kiosk.next_event().await;
+        if event["type"] == "ticket_update" {
+            seen.push(event["seq"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(seen, (1..=16).collect::<Vec<_>>());
+}
