@@ -706,8 +706,9 @@ fn outcomes(
 
 #[actix_web::test]
 async fn a_busy_tenant_does_not_keep_the_only_writer_connection_from_a_quiet_one() {
-    // One connection for every tenant's writes. A tenant's task keeps its connection
-    // between batches only while no other task could be waiting for it.
+    // One connection for every tenant's writes, kept by a tenant's task from one batch to
+    // the next. The quiet tenant's changes must still get it while the busy one writes;
+    // they would not if a task kept its connection while waiting for its next request.
     let app = TestApp::spawn_with(|c| c.database_pool_size = 1).await;
     let busy = app.site("busy", 1, 1).await;
     let quiet = app.site("quiet", 1, 1).await;
@@ -717,7 +718,7 @@ async fn a_busy_tenant_does_not_keep_the_only_writer_connection_from_a_quiet_one
         app.issue(&busy, 0).await;
         busy_issued.set(busy_issued.get() + 1);
     };
-    // Many clients keep the busy tenant's queue full, so its batches run back to back.
+    // Many clients keep the busy tenant's task writing, mostly batch after batch.
     let busy_clients = join_all((0..96).map(|_| async {
         while !done.get() {
             issue_busy().await;
