@@ -113,9 +113,7 @@ pub fn writer_pool(pool: &PgPool, size: u32) -> PgPool {
 /// listener made from the main pool would hold one of that pool's connections for good,
 /// and with `DATABASE_POOL_SIZE=1` leave none for requests.
 pub fn listener_pool(pool: &PgPool) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+    pool_options(1)
         .max_lifetime(None)
         .idle_timeout(None)
         .connect_lazy_with(pool.connect_options().as_ref().clone())

@@ -261,12 +261,10 @@ impl Worker {
                 },
             };
             let attempt = timeout(left(), async {
-                match conn.begin().await {
-                    Ok(tx) => Ok(self.answer(tx, requests, isolation).await),
-                    Err(error) => Err(error),
-                }
+                let tx = conn.begin().await?;
+                Ok::<_, sqlx::Error>(self.answer(tx, requests, isolation).await)
             });
-            match attempt.await {
+            let failed_begin = match attempt.await {
                 Ok(Ok(answers)) => {
                     // A failed batch's connection goes back to the pool, which tests it.
                     match answers {
@@ -275,20 +273,18 @@ impl Worker {
                     }
                     return answers;
                 }
-                Ok(Err(dead)) if tries > 0 && is_connection_failure(&dead) => {
+                Ok(Err(error)) => Some(error),
+                Err(_elapsed) => None,
+            };
+            // Closed, not given back to the pool: a batch that ran out of time is rolled
+            // back by PostgreSQL when it sees the connection go.
+            drop(conn.into_inner().detach());
+            match failed_begin {
+                Some(dead) if tries > 0 && is_connection_failure(&dead) => {
                     log::info!("a pooled database connection was dead ({dead}); using another");
-                    drop(conn.into_inner().detach());
                 }
-                Ok(Err(error)) => {
-                    drop(conn.into_inner().detach());
-                    return Err(error.into());
-                }
-                Err(_elapsed) => {
-                    // Closed, not given back to the pool: PostgreSQL rolls the transaction
-                    // back when it sees the connection go.
-                    drop(conn.into_inner().detach());
-                    return Err(out_of_time());
-                }
+                Some(error) => return Err(error.into()),
+                None => return Err(out_of_time()),
             }
         }
     }
