@@ -25,6 +25,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Events removed from the log by retention.
     pub events_pruned: IntCounter,
+    /// Ticket-change requests answered by each committed transaction of the writer.
+    pub change_batch_size: Histogram,
     db_pool: IntGaugeVec,
 }
 
@@ -77,6 +79,14 @@ impl Metrics {
             "Events older than EVENT_RETENTION_DAYS removed from the log",
         )
         .expect("valid metric");
+        let change_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "nextup_change_batch_size",
+                "Ticket-change requests answered by one committed transaction",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .expect("valid metric");
         let db_pool = IntGaugeVec::new(
             Opts::new("nextup_db_pool_connections", "Database pool connections"),
             &["state"],
@@ -90,6 +100,7 @@ impl Metrics {
             Box::new(sessions_closed.clone()),
             Box::new(http_requests.clone()),
             Box::new(events_pruned.clone()),
+            Box::new(change_batch_size.clone()),
             Box::new(db_pool.clone()),
         ] {
             registry
@@ -105,6 +116,7 @@ impl Metrics {
             sessions_closed,
             http_requests,
             events_pruned,
+            change_batch_size,
             db_pool,
         })
     }

@@ -84,7 +84,7 @@ impl Application {
         actix_web::rt::spawn(maintenance::trim_allocator_forever());
         let paces = Arc::new(PaceCache::default());
         let state = web::Data::new(AppState {
-            changes: ChangeBatches::start(&pool, paces.clone()),
+            changes: ChangeBatches::start(&pool, paces.clone(), metrics.clone()),
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
             limits: RateLimits::new(&config),

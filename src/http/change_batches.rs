@@ -44,6 +44,7 @@ use crate::db::tenants::Tenant;
 use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
 use crate::error::{ApiError, is_connection_failure, report_database_unavailable};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::ticketing::batch::{self, Applied, Command, Isolation, Timed};
 use crate::ticketing::commands::Change;
@@ -97,16 +98,18 @@ pub struct ChangeBatches {
     pool: PgPool,
     thread: Arbiter,
     paces: Arc<PaceCache>,
+    metrics: Arc<Metrics>,
     queues: Mutex<std::collections::HashMap<TenantId, mpsc::UnboundedSender<Queued>>>,
 }
 
 impl ChangeBatches {
     /// Starts the thread. `pool` gives the database and the pool size.
-    pub fn start(pool: &PgPool, paces: Arc<PaceCache>) -> Self {
+    pub fn start(pool: &PgPool, paces: Arc<PaceCache>, metrics: Arc<Metrics>) -> Self {
         Self {
             pool: db::writer_pool(pool, pool.options().get_max_connections()),
             thread: Arbiter::new(),
             paces,
+            metrics,
             queues: Mutex::default(),
         }
     }
@@ -133,6 +136,7 @@ impl ChangeBatches {
         let worker = Worker {
             pool: self.pool.clone(),
             paces: self.paces.clone(),
+            metrics: self.metrics.clone(),
             tenant: tenant.clone(),
         };
         self.thread.spawn(worker.serve(receiver));
@@ -155,6 +159,7 @@ type Held = CancelSafe<PoolConnection<Postgres>>;
 struct Worker {
     pool: PgPool,
     paces: Arc<PaceCache>,
+    metrics: Arc<Metrics>,
     tenant: Tenant,
 }
 
@@ -268,7 +273,12 @@ impl Worker {
                 Ok(Ok(answers)) => {
                     // A failed batch's connection goes back to the pool, which tests it.
                     match answers {
-                        Ok(_) => *held = Some(conn),
+                        Ok(_) => {
+                            *held = Some(conn);
+                            self.metrics
+                                .change_batch_size
+                                .observe(requests.len() as f64);
+                        }
                         Err(_) => conn.release(),
                     }
                     return answers;

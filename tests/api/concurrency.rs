@@ -179,7 +179,7 @@ async fn events_of_two_processes_count_each_others_changes_at_their_seq() {
     assert_eq!(issued, [EACH as u64; 2]);
 }
 
-/// Issues arriving together are committed in shared transactions (`http::issue_batches`):
+/// Issues arriving together are committed in shared transactions (`http::change_batches`):
 /// each still gets its own answer, numbers stay gapless per service, a key used twice issues
 /// once, and every event describes the queue exactly at its own seq.
 #[actix_web::test]

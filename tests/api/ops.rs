@@ -123,6 +123,42 @@ async fn metrics_count_sessions_broadcasts_latency_and_requests() {
     );
 }
 
+/// `nextup_change_batch_size` observes each committed transaction of ticket changes with
+/// the number of requests it answered: it agrees with the transactions in the event log.
+#[actix_web::test]
+async fn the_batch_size_metric_counts_each_committed_transaction_and_its_requests() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    let path = format!("/api/v1/tenants/{}/tickets", site.slug);
+    let issued = 40;
+    let replies = futures_util::future::join_all((0..issued).map(|_| {
+        app.post(
+            &path,
+            Some(&site.operator),
+            serde_json::json!({ "service_id": site.services[0] }),
+        )
+    }))
+    .await;
+    for reply in replies {
+        reply.expect(201);
+    }
+    // Events are never updated, so each row's xmin is the transaction that appended it.
+    let transactions: i64 = sqlx::query_scalar("select count(distinct xmin::text) from events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let metrics = app.get("/metrics", None).await.raw;
+    assert_eq!(
+        sample(&metrics, "nextup_change_batch_size_sum"),
+        Some(f64::from(issued)),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "nextup_change_batch_size_count"),
+        Some(transactions as f64)
+    );
+}
+
 #[actix_web::test]
 async fn pages_carry_a_strict_content_security_policy() {
     let app = TestApp::spawn().await;
