@@ -64,6 +64,10 @@ pub struct Config {
     /// `REQUEST_TIMEOUT_SECS`: a client must send the request head within this time, and
     /// then its body within this time again (default 5 s); 408 otherwise.
     pub request_timeout: Duration,
+    /// `SEND_TIMEOUT_SECS`: a connection whose client acknowledges none of the data sent to
+    /// it for this long is aborted (default 10 s): a client that stopped reading costs
+    /// kernel and server memory until then, and no longer.
+    pub send_timeout: Duration,
     /// `EVENT_RETENTION_DAYS`: events older than this are pruned in the background
     /// (default 7); resuming from before the oldest kept event gets a snapshot (or 410).
     pub event_retention: Duration,
@@ -154,6 +158,7 @@ impl Config {
         let ws_max_sessions_per_tenant =
             number("WS_MAX_SESSIONS_PER_TENANT", 20_000, 1, 10_000_000) as usize;
         let request_timeout = Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 5, 1, 600));
+        let send_timeout = Duration::from_secs(number("SEND_TIMEOUT_SECS", 10, 1, 3_600));
         let event_retention =
             Duration::from_secs(number("EVENT_RETENTION_DAYS", 7, 1, 36_500) * 86_400);
 
@@ -237,6 +242,7 @@ impl Config {
             trusted_proxies,
             cors_allowed_origins,
             request_timeout,
+            send_timeout,
             event_retention,
             prune_interval: Duration::from_secs(3_600),
             static_dir: get("STATIC_DIR").unwrap_or_else(|| "static".to_owned()),
@@ -309,6 +315,7 @@ mod tests {
         assert_eq!(c.client_timeout, Duration::from_secs(45));
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.send_timeout, Duration::from_secs(10));
         assert_eq!(c.event_retention, Duration::from_secs(7 * 86_400));
     }
 

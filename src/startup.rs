@@ -31,11 +31,6 @@ use crate::ws::registry::HubRegistry;
 /// Largest request body accepted, in bytes (contract §4).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Kernel send buffer of each connection. Linux would let it grow to 4 MiB for a client
-/// that stops reading; bounded, a stalled WebSocket client costs little kernel memory and
-/// its session soon counts as slow (and is closed with 1013) instead.
-pub const SOCKET_SEND_BUFFER_BYTES: usize = 128 * 1024;
-
 /// How long a shutdown waits for requests in flight before dropping connections.
 pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
@@ -73,6 +68,7 @@ impl Application {
         let metrics = Metrics::new();
         let hubs = HubRegistry::start(pool.clone(), metrics.clone());
         let request_timeout = config.request_timeout;
+        let send_timeout = config.send_timeout;
         let http_workers = config.http_workers;
         actix_web::rt::spawn(maintenance::prune_forever(
             pool.clone(),
@@ -111,7 +107,9 @@ impl Application {
                 .configure(|cfg| configure_app(cfg, state.clone()))
         })
         .workers(http_workers)
-        .on_connect(bound_send_buffer)
+        .on_connect(move |connection, data| {
+            http::connection::prepare(connection, data, send_timeout)
+        })
         // Slow clients: the request head must arrive within this (408), and a connection
         // that will not close is dropped after it too. Bodies: see `http::deadline`.
         .client_request_timeout(request_timeout)
@@ -236,15 +234,6 @@ fn redacted_request_line(req: &ServiceRequest) -> String {
         req.path(),
         req.version()
     )
-}
-
-fn bound_send_buffer(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
-        && let Err(e) =
-            socket2::SockRef::from(stream).set_send_buffer_size(SOCKET_SEND_BUFFER_BYTES)
-    {
-        log::debug!("cannot bound the send buffer of a connection: {e}");
-    }
 }
 
 /// Counts requests by route pattern (bounded: never the raw path) and status.

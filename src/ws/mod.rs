@@ -3,6 +3,7 @@
 pub mod caps;
 pub mod feed;
 pub mod hub;
+pub mod incoming;
 pub mod latest;
 pub mod messages;
 pub mod registry;
@@ -18,12 +19,14 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use self::incoming::{FrameGate, Verdict};
 use self::messages::{frame, frame_with_seq};
 use self::session::WsSession;
 use crate::auth::extract::{bearer_token, verify_for_slug};
 use crate::db;
 use crate::domain::replay::replay_from;
 use crate::error::ApiError;
+use crate::http::connection::ConnectionSocket;
 use crate::http::rate_limit::client_address;
 use crate::state::AppState;
 use crate::ticketing::reads;
@@ -150,6 +153,13 @@ async fn start_session(
     }
     tx.commit().await?;
 
+    let verdict = Verdict::default();
+    let incoming = FrameGate::new(
+        stream,
+        MAX_CLIENT_FRAME_BYTES,
+        state.config.request_timeout,
+        verdict.clone(),
+    );
     let session = WsSession {
         id: session_id,
         audience,
@@ -163,8 +173,10 @@ async fn start_session(
         close_reason: "client_closed",
         metrics: state.metrics.clone(),
         permit,
+        incoming_verdict: verdict,
+        connection: req.conn_data::<ConnectionSocket>().copied(),
     };
-    ws::WsResponseBuilder::new(session, &req, stream)
+    ws::WsResponseBuilder::new(session, &req, incoming)
         .frame_size(MAX_CLIENT_FRAME_BYTES)
         .start()
         .map_err(|e| {

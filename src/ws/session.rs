@@ -5,8 +5,11 @@
 //! the client's `since`), then joins its hub with baseline S and relays live events,
 //! dropping any with a seq it already sent. It pings every heartbeat interval and closes
 //! when the client has been silent for the client timeout, when an operator's token
-//! expires (4001), when the hub finds it too slow (1013), or on a protocol violation.
-//! Whatever the way out, `stopping` deregisters it from its hub.
+//! expires (4001), when the hub finds it too slow (1013), or on a protocol violation: a
+//! frame over the size limit (1009, refused at its header by [`super::incoming`]), one not
+//! completed in time (1008), fragments (1003) or malformed frames (1002). Whatever the way
+//! out, `stopping` deregisters it from its hub, and a close ends the TCP connection right
+//! after the close frame is sent.
 //!
 //! This module and `ws::mod` are the only users of actix-web-actors (deprecated upstream
 //! in favour of actix-ws), so a move to actix-ws touches only them.
@@ -22,7 +25,9 @@ use serde_json::json;
 
 use super::caps::SessionPermit;
 use super::hub::Hub;
+use super::incoming::{Refusal, Verdict};
 use super::messages::{Connect, Disconnect, SessionId, ToSession, frame};
+use crate::http::connection::ConnectionSocket;
 use crate::metrics::Metrics;
 use crate::views::Audience;
 
@@ -50,6 +55,10 @@ pub struct WsSession {
     pub metrics: Arc<Metrics>,
     /// This session's place under the session caps, freed when the actor is dropped.
     pub permit: SessionPermit,
+    /// Why the client's byte stream was cut, if it was (see [`super::incoming`]).
+    pub incoming_verdict: Verdict,
+    /// The connection under the session, ended when the session closes.
+    pub connection: Option<ConnectionSocket>,
 }
 
 /// The metric label for a close code the server sends.
@@ -59,7 +68,7 @@ fn close_reason(code: u16) -> &'static str {
         CLOSE_TOKEN_EXPIRED => "token_expired",
         1013 => "slow_client",
         1001 => "shutdown",
-        1002 | 1003 | 1009 => "protocol_error",
+        1002 | 1003 | 1008 | 1009 => "protocol_error",
         _ => "server_error",
     }
 }
@@ -71,7 +80,15 @@ impl WsSession {
             code: CloseCode::from(code),
             description: Some(reason.to_owned()),
         }));
+        self.end(ctx);
+    }
+
+    /// Stops the session; its connection ends as soon as the close frame is sent.
+    fn end(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         ctx.stop();
+        if let Some(connection) = self.connection.take() {
+            connection.end_after_queued_output();
+        }
     }
 
     fn reply_error(&self, ctx: &mut ws::WebsocketContext<Self>, code: &str, message: &str) {
@@ -189,7 +206,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             }
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
-                ctx.stop();
+                self.end(ctx);
             }
             // Clients send tiny JSON: fragmented messages are refused outright.
             Ok(ws::Message::Continuation(_)) => {
@@ -197,10 +214,14 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             }
             Ok(ws::Message::Nop) => {}
             Err(ProtocolError::Overflow) => self.close(ctx, 1009, "message too big"),
-            Err(e) => {
-                log::debug!("session {}: protocol error {e}", self.id);
-                self.close(ctx, 1002, "protocol error");
-            }
+            Err(e) => match self.incoming_verdict.take() {
+                Some(Refusal::TooBig) => self.close(ctx, 1009, "message too big"),
+                Some(Refusal::Incomplete) => self.close(ctx, 1008, "message not completed in time"),
+                None => {
+                    log::debug!("session {}: protocol error {e}", self.id);
+                    self.close(ctx, 1002, "protocol error");
+                }
+            },
         }
     }
 

@@ -21,3 +21,4 @@ mod queue_order;
 mod restart;
 mod retention;
 mod ws;
+mod ws_hardening;

@@ -515,7 +515,9 @@ fn parse_frame(data: &[u8]) -> Option<(u8, &[u8], usize)> {
 
 #[actix_web::test]
 async fn a_client_that_never_reads_is_closed_while_others_keep_receiving() {
-    let app = TestApp::spawn().await;
+    // The stalled client reads its close frame at the end; a send timeout shorter than the
+    // test would abort its connection first (`ws_hardening` tests that).
+    let app = TestApp::spawn_with(|c| c.send_timeout = Duration::from_secs(600)).await;
     // Many services make every queue_update several kilobytes, to fill buffers quickly.
     let site = app.site("clinic", 26, 1).await;
     let mut stalled = StalledClient::connect(&app, &totem(&site));
