@@ -26,6 +26,7 @@ use crate::state::AppState;
 use crate::ticketing::paces::PaceCache;
 use crate::ws;
 use crate::ws::caps::SessionCaps;
+use crate::ws::close::Close;
 use crate::ws::registry::HubRegistry;
 
 /// Largest request body accepted, in bytes (contract §4).
@@ -152,8 +153,7 @@ impl Application {
             log::info!("{signal}: closing sessions and finishing requests in flight");
             // Stop accepting first, so no session starts after the hubs closed theirs.
             let stopped = handle.stop(true);
-            hubs.close_all(1001, "server shutting down; reconnect with since")
-                .await;
+            hubs.close_all(Close::Shutdown).await;
             stopped.await;
         });
         self.server.await

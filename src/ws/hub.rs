@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::close::Close;
 use super::feed::{LogReader, ReadLog};
 use super::messages::*;
 use crate::db::events::EventRow;
@@ -37,8 +38,6 @@ pub const RECENT_EVENTS: usize = 512;
 /// ...and none older than this (by commit time). A session that joins further behind is
 /// served from the log instead.
 pub const RECENT_WINDOW: Duration = Duration::from_secs(10);
-/// Close code for a client that does not read fast enough.
-pub const CLOSE_SLOW: u16 = 1013;
 
 struct Member {
     audience: Audience,
@@ -190,10 +189,7 @@ impl Hub {
                     self.tenant
                 );
                 // One message past the capacity, so the session learns why it goes.
-                member.recipient.do_send(ToSession::Close {
-                    code: CLOSE_SLOW,
-                    reason: "client too slow; reconnect with since",
-                });
+                member.recipient.do_send(ToSession::Close(Close::TooSlow));
             }
         }
         let latency = (chrono::Utc::now() - encoded.committed_at)
@@ -323,10 +319,7 @@ impl Handler<Connect> for Hub {
                                 .map_err(|_| ())
                         });
                     if sent.is_err() {
-                        msg.recipient.do_send(ToSession::Close {
-                            code: CLOSE_SLOW,
-                            reason: "too far behind; reconnect with since",
-                        });
+                        msg.recipient.do_send(ToSession::Close(Close::TooFarBehind));
                         return;
                     }
                 }
@@ -433,10 +426,7 @@ impl Handler<CloseAll> for Hub {
         for id in ids {
             if let Some(member) = self.remove(id) {
                 // Past the mailbox capacity on purpose: this must reach every session.
-                member.recipient.do_send(ToSession::Close {
-                    code: msg.code,
-                    reason: msg.reason,
-                });
+                member.recipient.do_send(ToSession::Close(msg.0));
             }
         }
     }
@@ -495,7 +485,7 @@ mod tests {
         fn handle(&mut self, msg: ToSession, _: &mut Context<Self>) {
             let entry = match msg {
                 ToSession::Event(frames) => frames.seq,
-                ToSession::Close { code, .. } => -i64::from(code),
+                ToSession::Close(close) => -i64::from(close.code()),
             };
             self.0.lock().unwrap().push(entry);
         }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::close::Close;
 use crate::db::events::EventRow;
 use crate::views::Audience;
 
@@ -26,11 +27,8 @@ pub struct EventFrames {
 #[rtype(result = "()")]
 pub enum ToSession {
     Event(EventFrames),
-    /// Close the connection with this code (e.g. 1013 for a client that reads too slowly).
-    Close {
-        code: u16,
-        reason: &'static str,
-    },
+    /// Close the session (e.g. 1013 for a client that reads too slowly).
+    Close(Close),
 }
 
 /// A session joins its tenant's hub, having already sent its client the state as of
@@ -81,10 +79,7 @@ pub struct Fetched {
 /// Close every session with this code (1001 at shutdown) and forget them.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct CloseAll {
-    pub code: u16,
-    pub reason: &'static str,
-}
+pub struct CloseAll(pub Close);
 
 /// How many sessions the hub has, by audience (totem, operator).
 #[derive(Message)]

@@ -1,6 +1,7 @@
 //! Live updates over WebSocket (contract §5): handshake routes, sessions, hubs, the feed.
 
 pub mod caps;
+pub mod close;
 pub mod feed;
 pub mod hub;
 pub mod incoming;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use sqlx::PgPool;
 
+use super::close::Close;
 use super::feed::{LogReader, run_listener};
 use super::hub::Hub;
 use super::latest::LatestSeqs;
@@ -85,10 +86,10 @@ impl HubRegistry {
 
     /// Tells every session of every tenant to close with `code` (1001 at shutdown);
     /// returns once every hub has sent the word.
-    pub async fn close_all(&self, code: u16, reason: &'static str) {
+    pub async fn close_all(&self, close: Close) {
         let hubs: Vec<Addr<Hub>> = self.0.lock().values().cloned().collect();
         for hub in hubs {
-            let _ = hub.send(CloseAll { code, reason }).await;
+            let _ = hub.send(CloseAll(close)).await;
         }
     }
 

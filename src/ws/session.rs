@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::caps::SessionPermit;
+use super::close::Close;
 use super::hub::Hub;
 use super::incoming::{Refusal, Verdict};
 use super::messages::{Connect, Disconnect, SessionId, ToSession, frame};
@@ -33,11 +34,6 @@ use crate::views::Audience;
 
 /// Events a session may have queued before the hub considers its client too slow.
 pub const MAILBOX_CAPACITY: usize = 64;
-/// Close code when an operator's token expires.
-pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
-/// Close code when the client sent nothing for `CLIENT_TIMEOUT_SECS`.
-pub const CLOSE_TIMEOUT: u16 = 4000;
-
 pub struct WsSession {
     pub id: SessionId,
     pub audience: Audience,
@@ -61,21 +57,10 @@ pub struct WsSession {
     pub connection: Option<ConnectionSocket>,
 }
 
-/// The metric label for a close code the server sends.
-fn close_reason(code: u16) -> &'static str {
-    match code {
-        CLOSE_TIMEOUT => "timeout",
-        CLOSE_TOKEN_EXPIRED => "token_expired",
-        1013 => "slow_client",
-        1001 => "shutdown",
-        1002 | 1003 | 1008 | 1009 => "protocol_error",
-        _ => "server_error",
-    }
-}
-
 impl WsSession {
-    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
-        self.close_reason = close_reason(code);
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, close: Close) {
+        let (code, reason, label) = close.parts();
+        self.close_reason = label;
         ctx.close(Some(CloseReason {
             code: CloseCode::from(code),
             description: Some(reason.to_owned()),
@@ -141,7 +126,7 @@ impl Actor for WsSession {
             .into_actor(self)
             .then(|joined, session, ctx| {
                 if joined.is_err() {
-                    session.close(ctx, 1011, "the session could not join its hub");
+                    session.close(ctx, Close::HubUnavailable);
                 }
                 fut::ready(())
             })
@@ -150,7 +135,7 @@ impl Actor for WsSession {
         ctx.run_interval(self.heartbeat, |session, ctx| {
             if session.last_heard.elapsed() > session.client_timeout {
                 log::debug!("session {} timed out", session.id);
-                session.close(ctx, CLOSE_TIMEOUT, "no message from the client in time");
+                session.close(ctx, Close::Timeout);
                 return;
             }
             ctx.ping(b"");
@@ -159,7 +144,7 @@ impl Actor for WsSession {
         if let Some(expires_at) = self.token_expires_at {
             let left = (expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             ctx.run_later(left, |session, ctx| {
-                session.close(ctx, CLOSE_TOKEN_EXPIRED, "token expired; log in again");
+                session.close(ctx, Close::TokenExpired);
             });
         }
     }
@@ -189,7 +174,7 @@ impl Handler<ToSession> for WsSession {
                 ctx.text(update);
                 ctx.text(queue);
             }
-            ToSession::Close { code, reason } => self.close(ctx, code, reason),
+            ToSession::Close(close) => self.close(ctx, close),
         }
     }
 }
@@ -209,17 +194,15 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                 self.end(ctx);
             }
             // Clients send tiny JSON: fragmented messages are refused outright.
-            Ok(ws::Message::Continuation(_)) => {
-                self.close(ctx, 1003, "fragmented messages are not accepted")
-            }
+            Ok(ws::Message::Continuation(_)) => self.close(ctx, Close::Fragmented),
             Ok(ws::Message::Nop) => {}
-            Err(ProtocolError::Overflow) => self.close(ctx, 1009, "message too big"),
+            Err(ProtocolError::Overflow) => self.close(ctx, Close::TooBig),
             Err(e) => match self.incoming_verdict.take() {
-                Some(Refusal::TooBig) => self.close(ctx, 1009, "message too big"),
-                Some(Refusal::Incomplete) => self.close(ctx, 1008, "message not completed in time"),
+                Some(Refusal::TooBig) => self.close(ctx, Close::TooBig),
+                Some(Refusal::Incomplete) => self.close(ctx, Close::FrameIncomplete),
                 None => {
                     log::debug!("session {}: protocol error {e}", self.id);
-                    self.close(ctx, 1002, "protocol error");
+                    self.close(ctx, Close::ProtocolError);
                 }
             },
         }
