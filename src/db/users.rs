@@ -42,11 +42,16 @@ pub async fn insert_user(
     })
 }
 
+/// The user a login names. No username holds a control character, so a name with one (a
+/// NUL, which PostgreSQL refuses in text) is nobody's, without a query.
 pub async fn find_credentials(
     conn: &mut PgConnection,
     tenant: TenantId,
     username: &str,
 ) -> Result<Option<Credentials>, ApiError> {
+    if username.chars().any(char::is_control) {
+        return Ok(None);
+    }
     let row = sqlx::query!(
         r#"select id as "id: UserId", username, role, password_hash from users
            where tenant_id = $1 and username = $2"#,

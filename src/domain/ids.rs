@@ -223,6 +223,9 @@ mod tests {
             "de mo",
             "dé",
             "a/b",
+            "demo\0",
+            "de\u{1}mo",
+            "demo\n",
             &"x".repeat(65),
         ] {
             assert!(Slug::parse(bad).is_err(), "{bad} should not be a slug");
