@@ -2,6 +2,7 @@
 
 use actix_web::http::Method;
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::helpers::*;
 
@@ -11,6 +12,25 @@ const WS_UPGRADE: [(&str, &str); 4] = [
     ("Sec-WebSocket-Version", "13"),
     ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
+
+/// A token signed with the test secret for `slug`, with this `exp`.
+fn token_expiring_at(slug: &str, exp: i64) -> String {
+    let claims = json!({
+        "sub": Uuid::new_v4(),
+        "tenant_id": Uuid::new_v4(),
+        "tenant": slug,
+        "username": "ghost",
+        "role": "operator",
+        "iat": exp - 100,
+        "exp": exp,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
 
 #[actix_web::test]
 async fn a_slug_that_cannot_exist_is_tenant_not_found_everywhere_never_a_500() {
@@ -65,4 +85,19 @@ async fn a_slug_that_cannot_exist_is_tenant_not_found_everywhere_never_a_500() {
     }
     // The real tenant still answers.
     app.get("/api/v1/tenants/demo/queue", None).await.expect(200);
+}
+
+#[actix_web::test]
+async fn a_token_is_refused_from_the_second_its_exp_names() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    let path = format!("/api/v1/tenants/{}/counters", site.slug);
+    // A second later it would be refused by any reading of the RFC; at `exp` itself too.
+    let now = chrono::Utc::now().timestamp();
+    let at_exp = token_expiring_at("clinic", now);
+    app.get(&path, Some(&at_exp))
+        .await
+        .expect_error(401, "token_expired");
+    let later = token_expiring_at("clinic", now + 600);
+    app.get(&path, Some(&later)).await.expect(200);
 }
