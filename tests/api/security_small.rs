@@ -84,7 +84,119 @@ async fn a_slug_that_cannot_exist_is_tenant_not_found_everywhere_never_a_500() {
         .expect_error(401, "invalid_credentials");
     }
     // The real tenant still answers.
-    app.get("/api/v1/tenants/demo/queue", None).await.expect(200);
+    app.get("/api/v1/tenants/demo/queue", None)
+        .await
+        .expect(200);
+}
+
+/// The ticket's QR code, fetched with these extra headers.
+async fn ticket_qr(app: &TestApp, site: &Site, id: &str, headers: &[(&str, &str)]) -> Reply {
+    app.send(
+        Method::GET,
+        &format!("/t/{}/ticket/{id}/qr.svg", site.slug),
+        None,
+        headers,
+        None,
+    )
+    .await
+}
+
+const FORGED: [(&str, &str); 3] = [
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Proto", "https"),
+    ("Forwarded", "host=evil.example;proto=https"),
+];
+
+#[actix_web::test]
+async fn the_qr_code_ignores_forwarded_headers_from_clients_that_are_not_trusted_proxies() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    let id = app.issue(&site, 0).await["id"].as_str().unwrap().to_owned();
+    let honest = ticket_qr(&app, &site, &id, &[]).await;
+    let forged = ticket_qr(&app, &site, &id, &FORGED).await;
+    assert_eq!(forged.status, 200);
+    // (SVGs compared with assert!, so that a failure does not print pages of paths.)
+    assert!(
+        forged.raw == honest.raw,
+        "a client's forwarded headers changed the QR code"
+    );
+    // The request's own Host: what the test client used to reach the server.
+    let host = app.base.trim_start_matches("http://");
+    let expected =
+        nextup::http::pages::ticket_qr_svg(&format!("http://{host}/t/clinic/ticket/{id}")).unwrap();
+    assert!(
+        forged.raw == expected,
+        "not the QR code of the request's own host"
+    );
+    for reply in [&honest, &forged] {
+        assert_eq!(
+            reply.header("Cache-Control"),
+            Some("private, max-age=86400")
+        );
+    }
+}
+
+#[actix_web::test]
+async fn the_qr_code_follows_the_forwarded_host_of_a_trusted_proxy() {
+    let app =
+        TestApp::spawn_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let site = app.site("clinic", 1, 1).await;
+    let id = app.issue(&site, 0).await["id"].as_str().unwrap().to_owned();
+    let proxied = ticket_qr(
+        &app,
+        &site,
+        &id,
+        &[
+            ("X-Forwarded-Host", "queue.example.org"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    )
+    .await;
+    let expected = nextup::http::pages::ticket_qr_svg(&format!(
+        "https://queue.example.org/t/clinic/ticket/{id}"
+    ))
+    .unwrap();
+    assert_eq!(proxied.status, 200);
+    assert!(
+        proxied.raw == expected,
+        "not the QR code of the forwarded host"
+    );
+    assert_eq!(
+        proxied.header("Cache-Control"),
+        Some("private, max-age=86400")
+    );
+    assert!(
+        proxied
+            .header("Vary")
+            .is_some_and(|v| v.contains("X-Forwarded-Host")),
+        "a QR built from request headers must say so: {:?}",
+        proxied.header("Vary")
+    );
+}
+
+#[actix_web::test]
+async fn a_configured_public_url_wins_over_every_header() {
+    let app = TestApp::spawn_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.public_url =
+            Some(nextup::config::PublicUrl::parse("https://queue.example.org/nextup/").unwrap());
+    })
+    .await;
+    let site = app.site("clinic", 1, 1).await;
+    let id = app.issue(&site, 0).await["id"].as_str().unwrap().to_owned();
+    let expected = nextup::http::pages::ticket_qr_svg(&format!(
+        "https://queue.example.org/nextup/t/clinic/ticket/{id}"
+    ))
+    .unwrap();
+    for headers in [&[][..], &FORGED[..]] {
+        let reply = ticket_qr(&app, &site, &id, headers).await;
+        assert_eq!(reply.status, 200);
+        assert!(
+            reply.raw == expected,
+            "not the public URL's QR code: {headers:?}"
+        );
+        assert_eq!(reply.header("Vary"), None);
+    }
 }
 
 #[actix_web::test]
