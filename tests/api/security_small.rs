@@ -199,6 +199,54 @@ async fn a_configured_public_url_wins_over_every_header() {
     }
 }
 
+/// The size in bytes of the saved row of an idempotency key.
+async fn saved_row_bytes(app: &TestApp, key: &str) -> i32 {
+    sqlx::query_scalar("select pg_column_size(i.*) from idempotency_keys i where key = $1")
+        .bind(key)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_failed_anonymous_request_saves_a_fingerprint_not_its_body() {
+    let app = TestApp::spawn().await;
+    app.site("clinic", 1, 1).await;
+    // 60 KB that does not compress: what an attacker would send to fill the table.
+    let padding: String = (0..1_900)
+        .map(|_| Uuid::new_v4().simple().to_string())
+        .collect();
+    let body = |padding: &str| {
+        json!({ "service_id": Uuid::new_v4().to_string(), "padding": padding })
+            .to_string()
+            .into_bytes()
+    };
+    let first_body = body(&padding);
+    assert!(first_body.len() > 60_000);
+    let send = |body: Vec<u8>| {
+        app.send(
+            Method::POST,
+            "/api/v1/tenants/clinic/tickets",
+            None,
+            &[("Idempotency-Key", "flood-1")],
+            Some(body),
+        )
+    };
+    send(first_body.clone())
+        .await
+        .expect_error(404, "service_not_found");
+    let bytes = saved_row_bytes(&app, "flood-1").await;
+    assert!(bytes < 512, "the saved row takes {bytes} bytes");
+
+    // The key still works: the same request gets the same answer again, another is refused.
+    let again = send(first_body).await;
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+    again.expect_error(404, "service_not_found");
+    send(body(&padding))
+        .await
+        .expect_error(422, "idempotency_key_reused");
+}
+
 #[actix_web::test]
 async fn a_token_is_refused_from_the_second_its_exp_names() {
     let app = TestApp::spawn().await;
