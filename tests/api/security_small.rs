@@ -261,3 +261,210 @@ async fn a_token_is_refused_from_the_second_its_exp_names() {
     let later = token_expiring_at("clinic", now + 600);
     app.get(&path, Some(&later)).await.expect(200);
 }
+
+async fn create_user(app: &TestApp, site: &Site, username: &str) -> Reply {
+    app.post(
+        &format!("/api/v1/tenants/{}/users", site.slug),
+        Some(&site.admin),
+        json!({ "username": username, "password": "ana-password", "role": "operator" }),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn usernames_are_one_per_tenant_whatever_their_case_or_unicode_form() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    let ana = create_user(&app, &site, "ana").await.expect(201);
+    assert_eq!(ana["username"], "ana");
+    for taken in ["Ana", "ANA"] {
+        create_user(&app, &site, taken)
+            .await
+            .expect_error(409, "username_taken");
+    }
+    // Another tenant's users are its own.
+    let other = app.site("other", 1, 1).await;
+    create_user(&app, &other, "ANA").await.expect(201);
+
+    // Composed and decomposed é are one name, kept composed (and otherwise as entered).
+    let jose = create_user(&app, &site, "Jose\u{301}").await.expect(201);
+    assert_eq!(jose["username"], "Jos\u{e9}");
+    create_user(&app, &site, "jos\u{e9}")
+        .await
+        .expect_error(409, "username_taken");
+
+    // A Cyrillic а among Latin letters looks like "ana": refused. A name all in one
+    // script is fine.
+    create_user(&app, &site, "\u{430}na")
+        .await
+        .expect_error(422, "invalid_input");
+    create_user(&app, &site, "\u{430}\u{43d}\u{43d}\u{430}")
+        .await
+        .expect(201);
+
+    // Login finds the user whatever the case or form typed, and answers the name as kept.
+    let reply = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({ "tenant": "clinic", "username": "ANA", "password": "ana-password" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(reply["user"]["username"], "ana");
+    assert_eq!(reply["user"]["id"], ana["id"]);
+    let reply = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({ "tenant": "clinic", "username": "JOSE\u{301}", "password": "ana-password" }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(reply["user"]["id"], jose["id"]);
+}
+
+/// The first migration of this change: the upgrade test stops before it.
+const FIRST_NEW_MIGRATION: i64 = 20261207035433;
+
+/// A database migrated only up to before [`FIRST_NEW_MIGRATION`], as an older nextup left
+/// it; dropped at the end of the test.
+struct OldDatabase {
+    name: String,
+    pool: sqlx::PgPool,
+    _dir: TempMigrations,
+}
+
+struct TempMigrations(std::path::PathBuf);
+
+impl Drop for TempMigrations {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for OldDatabase {
+    fn drop(&mut self) {
+        drop_test_database(&self.name);
+    }
+}
+
+impl OldDatabase {
+    async fn create() -> OldDatabase {
+        use sqlx::{Connection, Executor};
+        let name = format!("nextup_test_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server_url()))
+            .await
+            .unwrap();
+        admin
+            .execute(format!(r#"create database "{name}""#).as_str())
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("nextup-old-migrations-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for entry in std::fs::read_dir(source).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let version: i64 = file.split('_').next().unwrap().parse().unwrap();
+            if version < FIRST_NEW_MIGRATION {
+                std::fs::copy(&path, dir.join(&file)).unwrap();
+            }
+        }
+        let pool = sqlx::PgPool::connect(&format!("{}/{name}", postgres_server_url()))
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(dir.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        OldDatabase {
+            name,
+            pool,
+            _dir: TempMigrations(dir),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_upgrade_keeps_users_whose_names_collide_once_folded() {
+    let old = OldDatabase::create().await;
+    let tenant = Uuid::new_v4();
+    sqlx::query(
+        "insert into tenants (id, slug, name, timezone) values ($1, 'clinic', 'Clinic', 'UTC')",
+    )
+    .bind(tenant)
+    .execute(&old.pool)
+    .await
+    .unwrap();
+    // Three users an older nextup allowed side by side, oldest first; and a key it saved
+    // with its request.
+    let mut ids = Vec::new();
+    for (age, name) in [(3, "Ana"), (2, "ana"), (1, "ANA")] {
+        let id = Uuid::new_v4();
+        let hash = nextup::auth::password::hash_password(&format!("{name}-password")).unwrap();
+        sqlx::query(
+            "insert into users (id, tenant_id, username, password_hash, role, created_at)
+             values ($1, $2, $3, $4, 'operator', now() - make_interval(hours => $5))",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(name)
+        .bind(hash)
+        .bind(age)
+        .execute(&old.pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    sqlx::query(
+        "insert into idempotency_keys (tenant_id, key, request, status_code, response_body)
+         values ($1, 'old-key', '{\"body\": {\"service_id\": \"x\"}}', 201, '{}')",
+    )
+    .bind(tenant)
+    .execute(&old.pool)
+    .await
+    .unwrap();
+
+    nextup::db::MIGRATOR
+        .run(&old.pool)
+        .await
+        .expect("the upgrade applies");
+
+    let mut conn = old.pool.acquire().await.unwrap();
+    let tenant = nextup::domain::ids::TenantId::from(tenant);
+    let login = async |conn: &mut sqlx::PgConnection, name: &str| {
+        nextup::db::users::find_credentials(conn, tenant, name)
+            .await
+            .unwrap()
+            .map(|c| c.user.id.get())
+    };
+    // Each keeps logging in by their exact name; another spelling finds the oldest.
+    assert_eq!(login(&mut conn, "Ana").await, Some(ids[0]));
+    assert_eq!(login(&mut conn, "ana").await, Some(ids[1]));
+    assert_eq!(login(&mut conn, "ANA").await, Some(ids[2]));
+    assert_eq!(login(&mut conn, "aNa").await, Some(ids[0]));
+    // No new user can take the name in any case.
+    let taken = nextup::db::users::insert_user(
+        &mut conn,
+        tenant,
+        &nextup::domain::ids::Username::parse("anA").unwrap(),
+        "hash",
+        "operator".parse().unwrap(),
+    )
+    .await;
+    assert!(
+        matches!(taken, Err(nextup::error::ApiError::UsernameTaken)),
+        "{:?}",
+        taken.map(|u| u.username)
+    );
+
+    // The old key is kept, as a fingerprint no request has.
+    let saved = nextup::db::idempotency::find_saved_many(&mut conn, tenant, &["old-key"])
+        .await
+        .unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].1.status_code, 201);
+}
