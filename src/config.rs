@@ -76,6 +76,41 @@ pub struct Config {
     pub prune_interval: Duration,
     /// `STATIC_DIR`: where the pages are served from (default `static`).
     pub static_dir: String,
+    /// `PUBLIC_URL`: where people reach this server (`https://queue.example.org`, maybe
+    /// with a path prefix), for the links it hands out, such as the ticket QR code. Unset:
+    /// taken from each request (see `http::pages`).
+    pub public_url: Option<PublicUrl>,
+}
+
+/// The URL people reach nextup at: http or https, a host, maybe a port and a path prefix;
+/// no user, query or fragment. Kept without a trailing slash, ready for `/t/…` to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let problem = || {
+            format!(
+                "PUBLIC_URL must be an http or https URL such as https://queue.example.org \
+                 (a path prefix is allowed, a query is not), got '{raw}'"
+            )
+        };
+        let url = url::Url::parse(raw.trim()).map_err(|_| problem())?;
+        let valid = matches!(url.scheme(), "http" | "https")
+            && url.host().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none();
+        if !valid {
+            return Err(problem());
+        }
+        Ok(Self(url.as_str().trim_end_matches('/').to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The JWT signing secret. Its `Debug` never shows the value.
@@ -219,6 +254,14 @@ impl Config {
             },
         };
 
+        let public_url = get("PUBLIC_URL").and_then(|raw| match PublicUrl::parse(&raw) {
+            Ok(url) => Some(url),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        });
+
         if !problems.is_empty() {
             return Err(format!("invalid configuration: {}", problems.join("; ")));
         }
@@ -246,6 +289,7 @@ impl Config {
             event_retention,
             prune_interval: Duration::from_secs(3_600),
             static_dir: get("STATIC_DIR").unwrap_or_else(|| "static".to_owned()),
+            public_url,
         })
     }
 }
@@ -394,6 +438,36 @@ mod tests {
         assert!(err.contains("got 'proxy.local'"), "{err}");
         assert!(err.contains("got 'https://a.example/'"), "{err}");
         assert!(err.contains("got '*'"), "{err}");
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_base_without_query() {
+        assert_eq!(config(&[]).unwrap().public_url, None);
+        for (raw, base) in [
+            ("https://queue.example.org", "https://queue.example.org"),
+            ("https://queue.example.org/", "https://queue.example.org"),
+            (
+                "http://10.0.0.5:8080/nextup/",
+                "http://10.0.0.5:8080/nextup",
+            ),
+            (" https://Queue.Example.org ", "https://queue.example.org"),
+        ] {
+            let c = config(&[("PUBLIC_URL", raw)]).unwrap();
+            assert_eq!(c.public_url.unwrap().as_str(), base, "{raw}");
+        }
+        for raw in [
+            "queue.example.org",
+            "ftp://queue.example.org",
+            "https://queue.example.org/?x=1",
+            "https://queue.example.org/#top",
+            "https://user:pw@queue.example.org",
+        ] {
+            let err = config(&[("PUBLIC_URL", raw)]).unwrap_err();
+            assert!(
+                err.contains("PUBLIC_URL must be an http or https URL"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Login tokens: HS256 JWTs carrying the user, the tenant and the role. Expiry is checked
-//! with no leeway: an expired token is refused at once.
+//! with no leeway: an expired token is refused at once, from the second its `exp` names
+//! (RFC 7519 §4.1.4: it is valid only *before* that time).
 
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct IssuedToken {
 impl TokenKeys {
     pub fn new(secret: &JwtSecret, ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
+        // jsonwebtoken accepts a token during the second its `exp` names (it refuses only
+        // `exp < now`); `verify_at` checks expiry itself. `exp` must still be present.
+        validation.validate_exp = false;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
@@ -78,13 +82,28 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        self.verify_at(token, Utc::now().timestamp())
+    }
+
+    /// Verifies the token as of `now` (seconds since the epoch): its signature and claims
+    /// first, then that `now` is before its `exp`.
+    pub fn verify_at(&self, token: &str, now: i64) -> Result<Claims, ApiError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => ApiError::TokenExpired,
                 _ => ApiError::InvalidToken,
-            })
+            })?;
+        if !is_before_expiry(now, claims.exp) {
+            return Err(ApiError::TokenExpired);
+        }
+        Ok(claims)
     }
+}
+
+/// RFC 7519 §4.1.4: a token may be accepted only while the current time is before `exp`.
+fn is_before_expiry(now: i64, exp: i64) -> bool {
+    now < exp
 }
 
 #[cfg(test)]
@@ -132,6 +151,54 @@ mod tests {
             keys(60).verify("not.a.token"),
             Err(ApiError::InvalidToken)
         ));
+    }
+
+    fn token_expiring_at(keys: &TokenKeys, exp: i64) -> String {
+        let claims = Claims {
+            sub: UserId::new(),
+            tenant_id: TenantId::new(),
+            tenant: "demo".into(),
+            username: "ana".into(),
+            role: Role::Operator,
+            iat: exp - 60,
+            exp,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
+    }
+
+    #[test]
+    fn a_token_expires_at_the_second_its_exp_names() {
+        let keys = keys(60);
+        let exp = 1_900_000_000;
+        let token = token_expiring_at(&keys, exp);
+        assert!(keys.verify_at(&token, exp - 1).is_ok());
+        assert!(matches!(
+            keys.verify_at(&token, exp),
+            Err(ApiError::TokenExpired)
+        ));
+        assert!(matches!(
+            keys.verify_at(&token, exp + 1),
+            Err(ApiError::TokenExpired)
+        ));
+        // A bad signature is invalid whatever its expiry says.
+        let other = TokenKeys::new(
+            &JwtSecret::parse("z".repeat(32)).unwrap(),
+            Duration::from_secs(60),
+        );
+        assert!(matches!(
+            other.verify_at(&token, exp),
+            Err(ApiError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn a_token_without_exp_is_invalid() {
+        let keys = keys(60);
+        let claims = serde_json::json!({ "sub": UserId::new(), "tenant_id": TenantId::new(),
+            "tenant": "demo", "username": "ana", "role": "operator", "iat": 0 });
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert!(matches!(keys.verify(&token), Err(ApiError::InvalidToken)));
     }
 
     #[test]

@@ -3,9 +3,15 @@ use sqlx::PgConnection;
 use crate::domain::ids::TenantId;
 use crate::error::ApiError;
 
-/// A response saved for an idempotency key.
+/// What identifies the request a key was first used with: a SHA-256 digest, so that a
+/// saved key never holds the request itself (bodies are up to 64 KiB, from anyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestFingerprint(pub [u8; 32]);
+
+/// A response saved for an idempotency key: the fingerprint of its request, and the answer
+/// a replay sends (a ticket or a short error body).
 pub struct SavedResponse {
-    pub request: serde_json::Value,
+    pub request: RequestFingerprint,
     pub status_code: i16,
     pub body: Option<serde_json::Value>,
 }
@@ -40,10 +46,10 @@ pub async fn find_saved_many(
         // `key = any($2)`), the plan made while the table was new read all the tenant's
         // keys for each batch. `limit 1` keeps the lateral subquery from being flattened
         // into such a join; the key is unique anyway.
-        r#"select k.key as "key!", i.request, i.status_code, i.response_body
+        r#"select k.key as "key!", i.request_sha256, i.status_code, i.response_body
              from unnest($2::text[]) as k(key)
              cross join lateral (
-                 select request, status_code, response_body from idempotency_keys
+                 select request_sha256, status_code, response_body from idempotency_keys
                   where tenant_id = $1 and key = k.key
                     and created_at > now() - interval '24 hours'
                   limit 1
@@ -53,17 +59,21 @@ pub async fn find_saved_many(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
+            let request = r.request_sha256.try_into().map_err(|_| {
+                ApiError::internal(anyhow::anyhow!(
+                    "a saved request fingerprint is not 32 bytes"
+                ))
+            })?;
             let saved = SavedResponse {
-                request: r.request,
+                request: RequestFingerprint(request),
                 status_code: r.status_code,
                 body: r.response_body,
             };
-            (r.key, saved)
+            Ok((r.key, saved))
         })
-        .collect())
+        .collect()
 }
 
 /// Saves (or, for an expired key, replaces) the responses given for the keys (all distinct).
@@ -76,21 +86,20 @@ pub async fn save_responses(
         return Ok(());
     }
     let keys: Vec<&str> = responses.iter().map(|(k, _)| *k).collect();
-    let requests: Vec<serde_json::Value> =
-        responses.iter().map(|(_, r)| r.request.clone()).collect();
+    let requests: Vec<&[u8]> = responses.iter().map(|(_, r)| &r.request.0[..]).collect();
     let statuses: Vec<i16> = responses.iter().map(|(_, r)| r.status_code).collect();
     let bodies: Vec<Option<serde_json::Value>> =
         responses.iter().map(|(_, r)| r.body.clone()).collect();
     sqlx::query!(
-        "insert into idempotency_keys (tenant_id, key, request, status_code, response_body)
-         select $1, r.* from unnest($2::text[], $3::jsonb[], $4::int2[], $5::jsonb[])
-                as r(key, request, status_code, response_body)
+        "insert into idempotency_keys (tenant_id, key, request_sha256, status_code, response_body)
+         select $1, r.* from unnest($2::text[], $3::bytea[], $4::int2[], $5::jsonb[])
+                as r(key, request_sha256, status_code, response_body)
          on conflict (tenant_id, key) do update
-         set request = excluded.request, status_code = excluded.status_code,
+         set request_sha256 = excluded.request_sha256, status_code = excluded.status_code,
              response_body = excluded.response_body, created_at = now()",
         tenant.get(),
         &keys as &[&str],
-        &requests,
+        &requests as &[&[u8]],
         &statuses,
         &bodies as &[Option<serde_json::Value>]
     )

@@ -70,17 +70,31 @@ pub async fn insert_tenant(
     })
 }
 
+/// The tenant a client named. Every lookup by slug comes through here, and a name that is
+/// not a valid slug (a NUL or other control character, upper case, too long…) names no
+/// tenant: it is answered without a query, so it can never become a database error.
 pub async fn find_tenant(conn: &mut PgConnection, slug: &str) -> Result<Option<Tenant>, ApiError> {
+    match Slug::parse(slug) {
+        Ok(slug) => find_tenant_by_slug(conn, &slug).await,
+        Err(_) => Ok(None),
+    }
+}
+
+async fn find_tenant_by_slug(
+    conn: &mut PgConnection,
+    slug: &Slug,
+) -> Result<Option<Tenant>, ApiError> {
     let row = sqlx::query_as!(
         TenantRow,
         r#"select id as "id: TenantId", slug, name, timezone from tenants where slug = $1"#,
-        slug
+        slug.as_str()
     )
     .fetch_optional(conn)
     .await?;
     row.map(Tenant::try_from).transpose()
 }
 
+/// The tenant a client named; 404 `tenant_not_found` when there is none (see [`find_tenant`]).
 pub async fn get_tenant(conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
     find_tenant(conn, slug)
         .await?

@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::{GeneralSecurityProfile, MixedScript};
 use uuid::Uuid;
 
 macro_rules! id_type {
@@ -157,29 +159,62 @@ impl DisplayName {
     }
 }
 
-/// A login name: 1 to 64 characters of letters, digits, `.`, `_`, `-` and `@`.
+/// A login name: 1 to 64 characters of letters and digits, all letters of one script, and
+/// `.`, `_`, `-` and `@`; kept in Unicode NFC, otherwise as entered. Two names are the same
+/// user when their [`fold_username`] keys are equal (`Ana`, `ana` and a decomposed `ána`
+/// with `ána`).
+///
+/// One script per name, because a Cyrillic `а` among Latin letters makes a name that looks
+/// like another user's (`аna` and `ana`): UTS #39 mixed-script detection refuses those. The
+/// letters must also be allowed in identifiers by UTS #39's General Security Profile, which
+/// leaves out compatibility forms (fullwidth `ａ`, ligatures, superscripts) and obsolete or
+/// invisible characters. A name written wholly in a look-alike script (all-Cyrillic `аое`)
+/// is still one script and is accepted: users are created by the tenant's admins, and telling
+/// such names apart would refuse real names in those scripts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Username(String);
 
 impl Username {
+    pub const MAX_CHARS: usize = 64;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidName> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-        if !ok {
+        let name: String = raw.nfc().collect();
+        let chars = name.chars().count();
+        let allowed = |c: char| {
+            matches!(c, '.' | '_' | '-' | '@') || (c.is_alphanumeric() && c.identifier_allowed())
+        };
+        if chars == 0 || chars > Self::MAX_CHARS || !name.chars().all(allowed) {
             return Err(InvalidName(format!(
-                "'{raw}' is not a valid username: use 1 to 64 letters, digits, '.', '_', '-' or '@'"
+                "'{raw}' is not a valid username: use 1 to {} letters, digits, '.', '_', '-' or '@'",
+                Self::MAX_CHARS
             )));
         }
-        Ok(Self(raw.to_owned()))
+        if !name.as_str().is_single_script() {
+            return Err(InvalidName(format!(
+                "'{raw}' mixes letters of different scripts (such as Latin and Cyrillic), \
+                 which makes it look like another name: use letters of one script"
+            )));
+        }
+        Ok(Self(name))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key two names must not share in a tenant, and logins look users up by.
+    pub fn key(&self) -> String {
+        fold_username(&self.0)
+    }
+}
+
+/// A username as compared: NFC, then lower case (Unicode's, not a locale's), so `ANA`,
+/// `Ana` and `ana` are one name. Login folds what was typed the same way.
+pub fn fold_username(raw: &str) -> String {
+    let lower = raw.nfc().collect::<String>().to_lowercase();
+    // Lower-casing may leave a sequence NFC would compose: compose it again.
+    lower.nfc().collect()
 }
 
 /// A password accepted for a new user: 8 to 1024 bytes. Never printed.
@@ -223,6 +258,9 @@ mod tests {
             "de mo",
             "dé",
             "a/b",
+            "demo\0",
+            "de\u{1}mo",
+            "demo\n",
             &"x".repeat(65),
         ] {
             assert!(Slug::parse(bad).is_err(), "{bad} should not be a slug");
@@ -248,6 +286,58 @@ mod tests {
         assert!(DisplayName::parse("name", "a\nb").is_err());
         assert!(DisplayName::parse("name", &"é".repeat(100)).is_ok());
         assert!(DisplayName::parse("name", &"é".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn usernames_are_kept_composed_and_compared_folded() {
+        let decomposed = Username::parse("Jose\u{301}").unwrap();
+        assert_eq!(decomposed.as_str(), "Jos\u{e9}", "stored in NFC, case kept");
+        assert_eq!(decomposed.key(), "jos\u{e9}");
+        for same in ["ana", "Ana", "ANA", "aNa"] {
+            assert_eq!(Username::parse(same).unwrap().key(), "ana", "{same}");
+        }
+        assert_eq!(fold_username("JOSE\u{301}"), "jos\u{e9}");
+        assert_eq!(
+            fold_username("\u{410}\u{41d}\u{41d}\u{410}"),
+            "\u{430}\u{43d}\u{43d}\u{430}"
+        );
+        assert_eq!(
+            Username::parse(&"\u{e9}".repeat(64))
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            64
+        );
+        assert!(Username::parse(&"\u{e9}".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn usernames_keep_to_one_script_and_plain_characters() {
+        for ok in [
+            "jos\u{e9}.silva",
+            "\u{430}\u{43d}\u{43d}\u{430}",     // анна, all Cyrillic
+            "\u{3b1}\u{3bd}\u{3bd}\u{3b1}_2",   // αννα_2, all Greek
+            "\u{7530}\u{4e2d}\u{3055}\u{3093}", // 田中さん: Han and Hiragana are one (Japanese)
+            "desk-3@clinic",
+        ] {
+            assert!(Username::parse(ok).is_ok(), "{ok} should be accepted");
+        }
+        for bad in [
+            "\u{430}na",    // Cyrillic а with Latin na
+            "p\u{430}ypal", // the same inside a name
+            "ana\u{3b1}",   // Latin and Greek
+            "\u{ff41}na",   // fullwidth ａ
+            "\u{fb01}le",   // the ligature ﬁ
+            "ana\u{b2}",    // superscript two
+            "ana\u{200b}",  // zero-width space
+            "ana\u{0}",
+            "ana silva",
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        let err = Username::parse("\u{430}na").unwrap_err();
+        assert!(err.0.contains("scripts"), "{err}");
     }
 
     #[test]

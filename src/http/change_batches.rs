@@ -32,14 +32,13 @@ use actix_web::http::StatusCode;
 use actix_web::rt::time::timeout;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::deadline::HANDLER_DEADLINE;
 use super::idempotency::{self, Outcome, answer_to_save};
-use crate::db::idempotency::SavedResponse;
+use crate::db::idempotency::{RequestFingerprint, SavedResponse};
 use crate::db::tenants::Tenant;
 use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
@@ -74,7 +73,7 @@ pub struct ChangeRequest {
 /// The request's `Idempotency-Key`, and what a saved answer must match.
 pub struct KeyedRequest {
     pub key: String,
-    pub fingerprint: Value,
+    pub fingerprint: RequestFingerprint,
 }
 
 pub enum ChangeAnswer {
@@ -326,11 +325,10 @@ impl Worker {
             let request = &requests[i];
             if let Some(key) = &request.key {
                 let outcome = result.as_ref().map(|applied| outcome(request, applied));
-                let saved =
-                    answer_to_save(key.fingerprint.clone(), outcome.as_ref().map_err(|e| *e))
-                        .ok_or_else(|| {
-                            ApiError::internal(anyhow::anyhow!("an answer that cannot be saved"))
-                        })?;
+                let saved = answer_to_save(key.fingerprint, outcome.as_ref().map_err(|e| *e))
+                    .ok_or_else(|| {
+                        ApiError::internal(anyhow::anyhow!("an answer that cannot be saved"))
+                    })?;
                 to_save.push((key.key.as_str(), saved));
             }
             answers[i] = Some(result.map(|applied| match applied {

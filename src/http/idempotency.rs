@@ -16,7 +16,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
 use crate::db::events::EventRow;
-use crate::db::idempotency::SavedResponse;
+use sha2::{Digest, Sha256};
+
+use crate::db::idempotency::{RequestFingerprint, SavedResponse};
 use crate::db::tenants::Tenant;
 use crate::error::{ApiError, error_body};
 use crate::state::AppState;
@@ -93,17 +95,29 @@ pub(super) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiEr
 }
 
 /// What a saved answer must match: the method, the path, the projection and the body.
-pub(super) fn fingerprint(req: &HttpRequest, body: &[u8], audience: Audience) -> Value {
-    json!({
-        "method": req.method().as_str(),
-        "path": req.path(),
+pub(super) fn fingerprint(
+    req: &HttpRequest,
+    body: &[u8],
+    audience: Audience,
+) -> RequestFingerprint {
+    fingerprint_of(req.method().as_str(), req.path(), audience, body)
+}
+
+/// SHA-256 of the request as one JSON document. A JSON body is part of it as a value, so
+/// that whitespace and key order do not matter (serde_json's maps serialise their keys
+/// sorted); any other body as text.
+fn fingerprint_of(method: &str, path: &str, audience: Audience, body: &[u8]) -> RequestFingerprint {
+    let request = json!({
+        "method": method,
+        "path": path,
         "audience": match audience {
             Audience::Public => "public",
             Audience::Operator => "operator",
         },
         "body": serde_json::from_slice::<Value>(body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
-    })
+    });
+    RequestFingerprint(Sha256::digest(request.to_string().as_bytes()).into())
 }
 
 /// The saved answer of a key, sent again.
@@ -122,7 +136,7 @@ pub(super) fn replay(saved: SavedResponse) -> Result<HttpResponse, ApiError> {
 
 /// The answer to save for a key, if it is final (see [`is_final_answer`]).
 pub(super) fn answer_to_save(
-    request: Value,
+    request: RequestFingerprint,
     outcome: Result<&Outcome, &ApiError>,
 ) -> Option<SavedResponse> {
     let (status, body) = match outcome {
@@ -149,4 +163,72 @@ fn is_final_answer(error: &ApiError) -> bool {
             error,
             ApiError::RateLimited { .. } | ApiError::RequestInProgress
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue(audience: Audience, body: &str) -> RequestFingerprint {
+        fingerprint_of(
+            "POST",
+            "/api/v1/tenants/demo/tickets",
+            audience,
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn equal_json_bodies_have_one_fingerprint() {
+        let a = issue(
+            Audience::Public,
+            r#"{"service_id":"s","priority":"normal"}"#,
+        );
+        let b = issue(
+            Audience::Public,
+            "{ \"priority\": \"normal\",\n  \"service_id\": \"s\" }",
+        );
+        assert_eq!(a, b, "whitespace and key order do not make another request");
+    }
+
+    #[test]
+    fn method_path_projection_and_body_each_count() {
+        let base = issue(Audience::Public, r#"{"service_id":"s"}"#);
+        assert_ne!(base, issue(Audience::Operator, r#"{"service_id":"s"}"#));
+        assert_ne!(base, issue(Audience::Public, r#"{"service_id":"t"}"#));
+        assert_ne!(
+            base,
+            fingerprint_of(
+                "POST",
+                "/api/v1/tenants/other/tickets",
+                Audience::Public,
+                br#"{"service_id":"s"}"#
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint_of(
+                "PATCH",
+                "/api/v1/tenants/demo/tickets",
+                Audience::Public,
+                br#"{"service_id":"s"}"#
+            )
+        );
+        // A body that is not JSON counts as its text.
+        assert_eq!(
+            issue(Audience::Public, "{oops"),
+            issue(Audience::Public, "{oops")
+        );
+        assert_ne!(
+            issue(Audience::Public, "{oops"),
+            issue(Audience::Public, "{oops!")
+        );
+    }
+
+    #[test]
+    fn a_large_body_leaves_a_fingerprint_of_32_bytes() {
+        let padding = "x".repeat(60_000);
+        let body = format!(r#"{{"service_id":"s","padding":"{padding}"}}"#);
+        assert_eq!(issue(Audience::Public, &body).0.len(), 32);
+    }
 }

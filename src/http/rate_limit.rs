@@ -74,7 +74,7 @@ fn resolve_client<'a>(
     forwarded_for: impl Iterator<Item = &'a str>,
     trusted_proxies: &[IpNet],
 ) -> IpAddr {
-    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    let trusted = |ip: &IpAddr| is_trusted_proxy(ip, trusted_proxies);
     if !trusted(&peer) {
         return peer;
     }
@@ -92,6 +92,18 @@ fn resolve_client<'a>(
         }
     }
     client
+}
+
+/// Whether `ip` is one of `TRUSTED_PROXIES`.
+fn is_trusted_proxy(ip: &IpAddr, trusted_proxies: &[IpNet]) -> bool {
+    trusted_proxies.iter().any(|net| net.contains(ip))
+}
+
+/// Whether the request's TCP peer is one of `TRUSTED_PROXIES`: only then may the headers
+/// that proxies write (`X-Forwarded-Host`, `X-Forwarded-Proto`, `Forwarded`) be believed.
+pub fn from_trusted_proxy(req: &HttpRequest, trusted_proxies: &[IpNet]) -> bool {
+    req.peer_addr()
+        .is_some_and(|peer| is_trusted_proxy(&peer.ip(), trusted_proxies))
 }
 
 /// Every rate limit of a process.
