@@ -39,6 +39,8 @@ pub enum ApiError {
     NotWebSocket,
     #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters")]
     InvalidIdempotencyKey,
+    #[error("send the request body as JSON, with Content-Type: application/json")]
+    UnsupportedMediaType,
 
     #[error("this endpoint needs an operator token: send Authorization: Bearer <token>")]
     MissingToken,
@@ -142,6 +144,7 @@ impl ApiError {
             Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             NotWebSocket => (StatusCode::BAD_REQUEST, "websocket_upgrade_required"),
             MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),

@@ -1,8 +1,9 @@
-use actix_web::web::{self, Bytes, Data, Path, Query};
+use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::JsonBytes;
 use super::change_batches::change;
 use super::rate_limit::client_address;
 use crate::auth::extract::{MaybeOperator, OperatorAuth};
@@ -64,7 +65,7 @@ async fn issue_ticket(
     state: Data<AppState>,
     slug: Path<String>,
     auth: MaybeOperator,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let audience = match auth.0 {
         Some(_) => Audience::Operator,
@@ -152,7 +153,7 @@ async fn call_ticket(
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
     auth: OperatorAuth,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let request: CallTicketRequest = parse_json_body(&body)?;
@@ -175,7 +176,7 @@ async fn transfer_ticket(
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
     _auth: OperatorAuth,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let request: TransferRequest = parse_json_body(&body)?;
@@ -192,7 +193,7 @@ async fn act_on_ticket(
     state: Data<AppState>,
     path: Path<(String, TicketId, String)>,
     _auth: OperatorAuth,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id, action_name) = path.into_inner();
     let action = Action::from_path_name(&action_name)
