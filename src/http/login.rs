@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
-use super::rate_limit::client_address;
+use super::rate_limit::client_key;
 use crate::auth::password::{decoy_hash, verify_password};
 use crate::db;
 use crate::error::ApiError;
@@ -38,7 +38,7 @@ async fn login(
     state
         .limits
         .login_by_address
-        .check(&client_address(&req, &state.config.trusted_proxies))?;
+        .check(&client_key(&req, &state.config.trusted_proxies))?;
     state
         .limits
         .login_by_username

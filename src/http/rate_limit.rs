@@ -1,10 +1,10 @@
 //! Rate limits (GCRA via `governor`): anonymous ticket issuing per client address and per
 //! tenant, and login attempts per client address and per username (against password
 //! guessing). Each answers 429 with `Retry-After`. Also: who the client is, behind trusted
-//! reverse proxies.
+//! reverse proxies, and which key an address is counted under.
 
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -66,6 +66,32 @@ pub fn client_address(req: &HttpRequest, trusted_proxies: &[IpNet]) -> IpAddr {
     resolve_client(peer, forwarded, trusted_proxies)
 }
 
+/// What per-address limits and caps count a client address under: an IPv4 address as
+/// itself, an IPv6 address by its /64 prefix (the usual size of one subscriber's network,
+/// whose 2^64 addresses one client can rotate through at will), and an IPv4-mapped IPv6
+/// address (`::ffff:a.b.c.d`, how a dual-stack socket shows an IPv4 peer) as its IPv4
+/// address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressKey(IpAddr);
+
+impl AddressKey {
+    pub fn of(address: IpAddr) -> Self {
+        const PREFIX_64: u128 = !0 << 64;
+        Self(match address {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & PREFIX_64)),
+            },
+        })
+    }
+}
+
+/// The key of the request's client address (see [`client_address`]).
+pub fn client_key(req: &HttpRequest, trusted_proxies: &[IpNet]) -> AddressKey {
+    AddressKey::of(client_address(req, trusted_proxies))
+}
+
 /// Walks the chain right to left (each proxy appends the address it heard from) and stops
 /// at the first hop we do not trust. A malformed entry stops the walk at the proxy that
 /// passed it on, so garbage can never choose the address.
@@ -96,10 +122,10 @@ fn resolve_client<'a>(
 
 /// Every rate limit of a process.
 pub struct RateLimits {
-    pub issue_by_address: KeyedLimit<IpAddr>,
+    pub issue_by_address: KeyedLimit<AddressKey>,
     /// Keyed by tenant slug: all addresses together (a flood from many addresses).
     pub issue_by_tenant: KeyedLimit<String>,
-    pub login_by_address: KeyedLimit<IpAddr>,
+    pub login_by_address: KeyedLimit<AddressKey>,
     /// Keyed by (tenant slug, username), whether or not they exist.
     pub login_by_username: KeyedLimit<(String, String)>,
 }
@@ -130,6 +156,35 @@ mod tests {
 
     fn ip(raw: &str) -> IpAddr {
         raw.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_addresses_are_counted_by_their_64_and_ipv4_ones_by_themselves() {
+        let key = |raw: &str| AddressKey::of(ip(raw));
+        // (case, address, the address that names its key)
+        let cases = [
+            ("IPv4", "198.51.100.7", "198.51.100.7"),
+            (
+                "IPv6 host bits dropped",
+                "2001:db8:1:2:3:4:5:6",
+                "2001:db8:1:2::",
+            ),
+            ("IPv6 /64 itself", "2001:db8:1:2::", "2001:db8:1:2::"),
+            (
+                "IPv6 all ones",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "ffff:ffff:ffff:ffff::",
+            ),
+            ("IPv4-mapped", "::ffff:198.51.100.7", "198.51.100.7"),
+            ("IPv6 loopback", "::1", "::"),
+        ];
+        for (case, address, expected) in cases {
+            assert_eq!(key(address), AddressKey(ip(expected)), "{case}");
+        }
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_ne!(key("198.51.100.7"), key("198.51.100.8"));
+        assert_eq!(key("::ffff:198.51.100.7"), key("198.51.100.7"));
     }
 
     #[test]

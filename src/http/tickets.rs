@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::JsonBytes;
 use super::change_batches::change;
-use super::rate_limit::client_address;
+use super::rate_limit::client_key;
 use crate::auth::extract::{MaybeOperator, OperatorAuth};
 use crate::db;
 use crate::domain::ids::{CounterId, ServiceId, TicketId};
@@ -70,7 +70,7 @@ async fn issue_ticket(
     let audience = match auth.0 {
         Some(_) => Audience::Operator,
         None => {
-            let address = client_address(&req, &state.config.trusted_proxies);
+            let address = client_key(&req, &state.config.trusted_proxies);
             state.limits.issue_by_address.check(&address)?;
             state.limits.issue_by_tenant.check(&slug)?;
             Audience::Public

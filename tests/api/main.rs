@@ -21,4 +21,5 @@ mod queue_order;
 mod restart;
 mod retention;
 mod security_issuing;
+mod security_login;
 mod ws;

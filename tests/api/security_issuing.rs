@@ -1,8 +1,14 @@
-//! Issue 18: tickets issued from other sites' pages (415 for bodies that are not JSON).
+//! Issue 18: tickets issued from other sites' pages (415 for bodies that are not JSON),
+//! and per-address limits counting an IPv6 client by its /64.
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+
+fn trust_local_proxy(c: &mut nextup::config::Config) {
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
 
 /// A POST with exactly this `Content-Type` (none when `None`) and these other headers.
 pub async fn post_typed(
@@ -212,4 +218,92 @@ async fn every_json_endpoint_refuses_other_types_and_bodiless_actions_still_work
     )
     .await;
     assert_eq!(started.expect(200)["status"], "serving");
+}
+
+#[actix_web::test]
+async fn an_ipv6_client_is_limited_by_its_64_whatever_address_it_picks_in_it() {
+    let app = TestApp::spawn_with(|c| {
+        trust_local_proxy(c);
+        c.issue_rate_per_minute = 1;
+        c.issue_burst = 2;
+    })
+    .await;
+    let site = app.site("clinic", 1, 1).await;
+    let issue_from = |address: &'static str| {
+        let path = tickets_path(&site);
+        let body = json!({ "service_id": site.services[0] }).to_string();
+        let app = &app;
+        async move {
+            post_typed(
+                app,
+                &path,
+                Some("application/json"),
+                &[("X-Forwarded-For", address)],
+                body,
+            )
+            .await
+        }
+    };
+    issue_from("2001:db8:1:2::1").await.expect(201);
+    issue_from("2001:db8:1:2:ffff:ffff:ffff:fffe")
+        .await
+        .expect(201);
+    issue_from("2001:db8:1:2:abcd::7")
+        .await
+        .expect_error(429, "rate_limited");
+    // The next /64 is another client.
+    issue_from("2001:db8:1:3::1").await.expect(201);
+
+    // An IPv4 client seen through an IPv6 socket (`::ffff:a.b.c.d`) is that IPv4 client.
+    issue_from("198.51.100.7").await.expect(201);
+    issue_from("::ffff:198.51.100.7").await.expect(201);
+    issue_from("198.51.100.7")
+        .await
+        .expect_error(429, "rate_limited");
+    // IPv4 addresses are each their own client.
+    issue_from("198.51.100.8").await.expect(201);
+}
+
+#[actix_web::test]
+async fn live_sessions_of_an_ipv6_client_are_capped_per_64() {
+    let app = TestApp::spawn_with(|c| {
+        trust_local_proxy(c);
+        c.ws_max_sessions_per_address = 2;
+    })
+    .await;
+    app.site("clinic", 1, 1).await;
+    let url = app.url("/ws/clinic/totem").replacen("http", "ws", 1);
+    let connect = |address: &'static str| {
+        let url = url.clone();
+        async move {
+            awc::Client::new()
+                .ws(url)
+                .header("X-Forwarded-For", address)
+                .connect()
+                .await
+        }
+    };
+    let mut open = Vec::new();
+    for address in ["2001:db8:7:7::1", "2001:db8:7:7::2"] {
+        let (_, mut framed) = connect(address).await.expect("admitted");
+        // The hello proves the session is admitted and counted.
+        let hello = framed
+            .next()
+            .await
+            .expect("a frame")
+            .expect("a valid frame");
+        assert!(matches!(hello, awc::ws::Frame::Text(_)), "{hello:?}");
+        open.push(framed);
+    }
+    match connect("2001:db8:7:7:1234:5678:9abc:def0").await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            assert_eq!(status.as_u16(), 429)
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("a third session of the same /64 was admitted"),
+    }
+    let (_, _other_prefix) = connect("2001:db8:7:8::1")
+        .await
+        .expect("another /64 is admitted");
+    drop(open);
 }
