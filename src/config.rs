@@ -41,9 +41,13 @@ pub struct Config {
     /// `LOGIN_RATE_PER_MINUTE`: login attempts one client address may make per minute
     /// (default 20).
     pub login_rate_per_minute: u32,
-    /// `LOGIN_USER_RATE_PER_MINUTE`: login attempts per minute for one username of a
-    /// tenant, from anywhere (default 5): slows password guessing.
+    /// `LOGIN_USER_RATE_PER_MINUTE`: failed logins per minute for one username of a tenant
+    /// (default 5, also the burst). From one client address, more are refused (429); from
+    /// all addresses together, more slow the username's logins down.
     pub login_user_rate_per_minute: u32,
+    /// `LOGIN_SLOWDOWN_MAX_SECS`: the longest a login of a username with many recent
+    /// failures is held back (default 3; 0 turns the slow-down off).
+    pub login_slowdown_max: Duration,
     /// `ISSUE_TENANT_RATE_PER_MINUTE`: tickets one tenant may issue per minute without a
     /// token, from all addresses together (default 600), with bursts of up to
     /// `ISSUE_TENANT_BURST` (default 100): a scripted flood from many addresses.
@@ -145,6 +149,7 @@ impl Config {
         let login_rate_per_minute = number("LOGIN_RATE_PER_MINUTE", 20, 1, 1_000_000) as u32;
         let login_user_rate_per_minute =
             number("LOGIN_USER_RATE_PER_MINUTE", 5, 1, 1_000_000) as u32;
+        let login_slowdown_max = Duration::from_secs(number("LOGIN_SLOWDOWN_MAX_SECS", 3, 0, 30));
 
         let issue_tenant_rate_per_minute =
             number("ISSUE_TENANT_RATE_PER_MINUTE", 600, 1, 1_000_000) as u32;
@@ -230,6 +235,7 @@ impl Config {
             issue_burst,
             login_rate_per_minute,
             login_user_rate_per_minute,
+            login_slowdown_max,
             issue_tenant_rate_per_minute,
             issue_tenant_burst,
             ws_max_sessions_per_address,
@@ -309,6 +315,8 @@ mod tests {
         assert_eq!(c.client_timeout, Duration::from_secs(45));
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.login_user_rate_per_minute, 5);
+        assert_eq!(c.login_slowdown_max, Duration::from_secs(3));
         assert_eq!(c.event_retention, Duration::from_secs(7 * 86_400));
     }
 
