@@ -50,6 +50,8 @@ pub enum ApiError {
     TokenExpired,
     #[error("unknown tenant, username or password")]
     InvalidCredentials,
+    #[error("this is not the tenant's kiosk key; open the kiosk page with its current key")]
+    InvalidKioskKey,
     #[error("this token belongs to another tenant")]
     WrongTenant,
     #[error("only an admin may do this")]
@@ -150,6 +152,7 @@ impl ApiError {
             InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            InvalidKioskKey => (StatusCode::UNAUTHORIZED, "invalid_kiosk_key"),
             WrongTenant => (StatusCode::FORBIDDEN, "wrong_tenant"),
             AdminRequired => (StatusCode::FORBIDDEN, "admin_required"),
             NotFound(Resource::Tenant) => (StatusCode::NOT_FOUND, "tenant_not_found"),

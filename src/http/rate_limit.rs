@@ -107,14 +107,20 @@ impl<K: Hash + Eq + Clone> RecentFailures<K> {
         *clear_at = ((*clear_at).max(now) + self.interval).min(now + self.interval * self.most);
     }
 
+    /// When `key` has `limit` failures or more: how long until it has fewer.
+    fn wait_in(&self, clear_at: Option<&Instant>, limit: u32, now: Instant) -> Option<Duration> {
+        let left = clear_at?.saturating_duration_since(now);
+        (self.count_in(clear_at, now) >= limit)
+            .then(|| left - self.interval * limit.saturating_sub(1))
+    }
+
     /// Counts one failure unless `key` already has `limit`; then says how long until it
     /// has fewer. Atomic, so that concurrent attempts cannot all slip under the limit.
     pub fn record_below(&self, key: K, limit: u32, now: Instant) -> Result<(), Duration> {
         let mut entries = self.entries(now);
         let clear_at = entries.entry(key).or_insert(now);
-        if self.count_in(Some(clear_at), now) >= limit {
-            let below = self.interval * limit.saturating_sub(1);
-            return Err(clear_at.saturating_duration_since(now) - below);
+        if let Some(wait) = self.wait_in(Some(clear_at), limit, now) {
+            return Err(wait);
         }
         *clear_at = ((*clear_at).max(now) + self.interval).min(now + self.interval * self.most);
         Ok(())
@@ -273,6 +279,9 @@ pub struct RateLimits {
     pub issue_by_address: KeyedLimit<AddressKey>,
     /// Keyed by tenant slug: all addresses together (a flood from many addresses).
     pub issue_by_tenant: KeyedLimit<String>,
+    /// Keyed by tenant slug: the tenant's kiosks (requests with its kiosk key), which
+    /// count against neither of the above.
+    pub issue_by_kiosk: KeyedLimit<String>,
     /// Every attempt, right or wrong.
     pub login_by_address: KeyedLimit<AddressKey>,
     pub login_failures: LoginFailures,
@@ -283,6 +292,10 @@ impl RateLimits {
         Self {
             issue_by_address: KeyedLimit::new(config.issue_rate_per_minute, config.issue_burst),
             issue_by_tenant: KeyedLimit::new(
+                config.issue_tenant_rate_per_minute,
+                config.issue_tenant_burst,
+            ),
+            issue_by_kiosk: KeyedLimit::new(
                 config.issue_tenant_rate_per_minute,
                 config.issue_tenant_burst,
             ),
