@@ -46,7 +46,8 @@ pub struct Config {
     /// all addresses together, more slow the username's logins down.
     pub login_user_rate_per_minute: u32,
     /// `LOGIN_SLOWDOWN_MAX_SECS`: the longest a login of a username with many recent
-    /// failures is held back (default 3; 0 turns the slow-down off).
+    /// failures is held back (0 to 3, default 3; 0 turns the slow-down off). At most 3, so
+    /// that a held-back login is still answered within the 5 s request deadline.
     pub login_slowdown_max: Duration,
     /// `ISSUE_TENANT_RATE_PER_MINUTE`: tickets one tenant may issue per minute without a
     /// token, from all addresses together (default 600), with bursts of up to
@@ -149,7 +150,7 @@ impl Config {
         let login_rate_per_minute = number("LOGIN_RATE_PER_MINUTE", 20, 1, 1_000_000) as u32;
         let login_user_rate_per_minute =
             number("LOGIN_USER_RATE_PER_MINUTE", 5, 1, 1_000_000) as u32;
-        let login_slowdown_max = Duration::from_secs(number("LOGIN_SLOWDOWN_MAX_SECS", 3, 0, 30));
+        let login_slowdown_max = Duration::from_secs(number("LOGIN_SLOWDOWN_MAX_SECS", 3, 0, 3));
 
         let issue_tenant_rate_per_minute =
             number("ISSUE_TENANT_RATE_PER_MINUTE", 600, 1, 1_000_000) as u32;
@@ -332,6 +333,17 @@ mod tests {
         );
         let err = config(&[("HTTP_WORKERS", "513")]).unwrap_err();
         assert!(err.contains("got '513'"), "{err}");
+    }
+
+    #[test]
+    fn the_login_slow_down_stays_within_the_request_deadline() {
+        let c = config(&[("LOGIN_SLOWDOWN_MAX_SECS", "0")]).unwrap();
+        assert_eq!(c.login_slowdown_max, Duration::ZERO);
+        let err = config(&[("LOGIN_SLOWDOWN_MAX_SECS", "4")]).unwrap_err();
+        assert!(
+            err.contains("LOGIN_SLOWDOWN_MAX_SECS must be a whole number from 0 to 3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub async fn post_typed(
     headers: &[(&str, &str)],
     body: impl Into<Vec<u8>>,
 ) -> Reply {
-    let mut request = awc::Client::new().post(app.url(path));
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .finish();
+    let mut request = client.post(app.url(path));
     if let Some(content_type) = content_type {
         request = request.insert_header(("Content-Type", content_type));
     }

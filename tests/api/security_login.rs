@@ -154,3 +154,24 @@ async fn login_attempts_of_an_ipv6_client_are_counted_per_64() {
         .await
         .expect(200);
 }
+
+#[actix_web::test]
+async fn the_longest_slow_down_still_answers_within_the_request_deadline() {
+    let app = TestApp::spawn_with(|c| {
+        trust_local_proxy(c);
+        c.login_user_rate_per_minute = 1;
+        c.login_slowdown_max = Duration::from_secs(3);
+    })
+    .await;
+    app.site("clinic", 1, 1).await;
+    for i in 0..2 {
+        login_from(&app, &format!("198.51.100.{i}"), "olga", "guess")
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    // Held back the longest (two failures, one allowed), and still answered.
+    login_from(&app, "203.0.113.9", "olga", "olga-password")
+        .await
+        .expect(200);
+    assert_eq!(counter(&app, "nextup_login_slowed_total").await, 2);
+}
