@@ -103,7 +103,10 @@ impl<K: Hash + Eq + Clone> RecentFailures<K> {
     /// Counts one failure.
     pub fn record(&self, key: K, now: Instant) {
         let mut entries = self.entries(now);
-        let clear_at = entries.entry(key).or_insert(now);
+        self.add_one(entries.entry(key).or_insert(now), now);
+    }
+
+    fn add_one(&self, clear_at: &mut Instant, now: Instant) {
         *clear_at = ((*clear_at).max(now) + self.interval).min(now + self.interval * self.most);
     }
 
@@ -122,7 +125,7 @@ impl<K: Hash + Eq + Clone> RecentFailures<K> {
         if let Some(wait) = self.wait_in(Some(clear_at), limit, now) {
             return Err(wait);
         }
-        *clear_at = ((*clear_at).max(now) + self.interval).min(now + self.interval * self.most);
+        self.add_one(clear_at, now);
         Ok(())
     }
 
