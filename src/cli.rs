@@ -5,6 +5,7 @@ use std::io::BufRead;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::kiosk_key;
 use crate::auth::password::hash_password;
 use crate::config::{Config, JwtSecret};
 use crate::db;
@@ -137,7 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let state = if rotate { "new kiosk key" } else { "kiosk key" };
             println!("{state} of tenant {slug}: {key}");
-            println!("kiosk page: {}", demo::kiosk_page_path(&slug, &key));
+            println!("kiosk page: {}", kiosk_key::page_path(&slug, &key));
             Ok(())
         }
         Command::User(UserCommand::Create {

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use sqlx::PgPool;
 
+use crate::auth::kiosk_key;
 use crate::auth::password::hash_password;
 use crate::db;
 use crate::domain::ids::{DisplayName, ServiceCode, Slug, Username};
@@ -23,12 +24,6 @@ const USERS: [(&str, &str, Role); 3] = [
 pub struct DemoLogins {
     created: bool,
     kiosk_key: String,
-}
-
-/// The kiosk page of a tenant with its kiosk key, which the page takes from the URL
-/// fragment (never sent to a server, so never in an access log) and keeps.
-pub fn kiosk_page_path(slug: &str, kiosk_key: &str) -> String {
-    format!("/t/{slug}/totem#kiosk_key={kiosk_key}")
 }
 
 /// Creates the demo tenant unless it exists (then leaves it as it is).
@@ -88,7 +83,7 @@ impl DemoLogins {
         // With its key, so that the kiosk is not limited like an anonymous client.
         println!(
             "    kiosk     {base_url}{}",
-            kiosk_page_path(SLUG, &self.kiosk_key)
+            kiosk_key::page_path(SLUG, &self.kiosk_key)
         );
         println!("    display   {base_url}/t/{SLUG}/display");
         println!("    operator  {base_url}/t/{SLUG}/operator");

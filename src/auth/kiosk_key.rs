@@ -6,6 +6,12 @@
 /// The request header that carries the key.
 pub const HEADER: &str = "x-kiosk-key";
 
+/// The kiosk page of a tenant with its key, which the page takes from the URL fragment
+/// (never sent to a server, so never in an access log) and keeps.
+pub fn page_path(slug: &str, key: &str) -> String {
+    format!("/t/{slug}/totem#kiosk_key={key}")
+}
+
 /// Whether `presented` is the tenant's key, compared in constant time, so that the time
 /// of a refusal says nothing about how much of a guess was right. (The length is no
 /// secret: every key has 64 hex digits.)
