@@ -5,6 +5,7 @@ use std::io::BufRead;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::kiosk_key;
 use crate::auth::password::hash_password;
 use crate::config::{Config, JwtSecret};
 use crate::db;
@@ -61,6 +62,17 @@ pub enum TenantCommand {
         #[arg(long, default_value = "UTC")]
         timezone: String,
     },
+    /// Show the tenant's kiosk key, which lets its kiosks issue tickets outside the
+    /// anonymous quotas, and the kiosk page address that hands it to a kiosk.
+    KioskKey {
+        /// Slug of the tenant.
+        #[arg(long)]
+        slug: String,
+        /// Replace the key with a new one first: kiosks with the old key are refused (401)
+        /// until their page is opened again with the new one.
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +123,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "created tenant {} ({}, {})",
                 tenant.slug, tenant.name, tenant.timezone
             );
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::KioskKey { slug, rotate }) => {
+            let pool = db::connect_and_migrate(&config).await?;
+            let mut conn = pool.acquire().await?;
+            let key = if rotate {
+                db::kiosk_keys::rotate_kiosk_key(&mut conn, &slug).await?
+            } else {
+                db::kiosk_keys::kiosk_key(&mut conn, &slug).await?
+            };
+            let Some(key) = key else {
+                bail!("unknown tenant '{slug}': create it first with `nextup tenant create`");
+            };
+            let state = if rotate { "new kiosk key" } else { "kiosk key" };
+            println!("{state} of tenant {slug}: {key}");
+            println!("kiosk page: {}", kiosk_key::page_path(&slug, &key));
             Ok(())
         }
         Command::User(UserCommand::Create {

@@ -41,9 +41,14 @@ pub struct Config {
     /// `LOGIN_RATE_PER_MINUTE`: login attempts one client address may make per minute
     /// (default 20).
     pub login_rate_per_minute: u32,
-    /// `LOGIN_USER_RATE_PER_MINUTE`: login attempts per minute for one username of a
-    /// tenant, from anywhere (default 5): slows password guessing.
+    /// `LOGIN_USER_RATE_PER_MINUTE`: failed logins per minute for one username of a tenant
+    /// (default 5, also the burst). From one client address, more are refused (429); from
+    /// all addresses together, more slow the username's logins down.
     pub login_user_rate_per_minute: u32,
+    /// `LOGIN_SLOWDOWN_MAX_SECS`: the longest a login of a username with many recent
+    /// failures is held back (0 to 3, default 3; 0 turns the slow-down off). At most 3, so
+    /// that a held-back login is still answered within the 5 s request deadline.
+    pub login_slowdown_max: Duration,
     /// `ISSUE_TENANT_RATE_PER_MINUTE`: tickets one tenant may issue per minute without a
     /// token, from all addresses together (default 600), with bursts of up to
     /// `ISSUE_TENANT_BURST` (default 100): a scripted flood from many addresses.
@@ -184,6 +189,7 @@ impl Config {
         let login_rate_per_minute = number("LOGIN_RATE_PER_MINUTE", 20, 1, 1_000_000) as u32;
         let login_user_rate_per_minute =
             number("LOGIN_USER_RATE_PER_MINUTE", 5, 1, 1_000_000) as u32;
+        let login_slowdown_max = Duration::from_secs(number("LOGIN_SLOWDOWN_MAX_SECS", 3, 0, 3));
 
         let issue_tenant_rate_per_minute =
             number("ISSUE_TENANT_RATE_PER_MINUTE", 600, 1, 1_000_000) as u32;
@@ -278,6 +284,7 @@ impl Config {
             issue_burst,
             login_rate_per_minute,
             login_user_rate_per_minute,
+            login_slowdown_max,
             issue_tenant_rate_per_minute,
             issue_tenant_burst,
             ws_max_sessions_per_address,
@@ -360,6 +367,8 @@ mod tests {
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert_eq!(c.send_timeout, Duration::from_secs(10));
+        assert_eq!(c.login_user_rate_per_minute, 5);
+        assert_eq!(c.login_slowdown_max, Duration::from_secs(3));
         assert_eq!(c.event_retention, Duration::from_secs(7 * 86_400));
     }
 
@@ -375,6 +384,17 @@ mod tests {
         );
         let err = config(&[("HTTP_WORKERS", "513")]).unwrap_err();
         assert!(err.contains("got '513'"), "{err}");
+    }
+
+    #[test]
+    fn the_login_slow_down_stays_within_the_request_deadline() {
+        let c = config(&[("LOGIN_SLOWDOWN_MAX_SECS", "0")]).unwrap();
+        assert_eq!(c.login_slowdown_max, Duration::ZERO);
+        let err = config(&[("LOGIN_SLOWDOWN_MAX_SECS", "4")]).unwrap_err();
+        assert!(
+            err.contains("LOGIN_SLOWDOWN_MAX_SECS must be a whole number from 0 to 3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use sqlx::PgPool;
 
+use crate::auth::kiosk_key;
 use crate::auth::password::hash_password;
 use crate::db;
 use crate::domain::ids::{DisplayName, ServiceCode, Slug, Username};
@@ -22,19 +23,29 @@ const USERS: [(&str, &str, Role); 3] = [
 
 pub struct DemoLogins {
     created: bool,
+    kiosk_key: String,
 }
 
 /// Creates the demo tenant unless it exists (then leaves it as it is).
 pub async fn seed(pool: &PgPool) -> anyhow::Result<DemoLogins> {
+    let created = create(pool).await?;
+    let kiosk_key = db::kiosk_keys::kiosk_key(&mut *pool.acquire().await?, SLUG)
+        .await?
+        .context("the demo tenant has no kiosk key")?;
+    Ok(DemoLogins { created, kiosk_key })
+}
+
+/// Whether the tenant was created (rather than found).
+async fn create(pool: &PgPool) -> anyhow::Result<bool> {
     let mut tx = pool.begin().await?;
     let slug = Slug::parse(SLUG)?;
     if db::tenants::find_tenant(&mut tx, SLUG).await?.is_some() {
-        return Ok(DemoLogins { created: false });
+        return Ok(false);
     }
     let name = DisplayName::parse("name", "Demo Clinic")?;
     let tenant = match db::tenants::insert_tenant(&mut tx, &slug, &name, chrono_tz::UTC).await {
         // Another process seeded it at the same moment.
-        Err(ApiError::SlugTaken) => return Ok(DemoLogins { created: false }),
+        Err(ApiError::SlugTaken) => return Ok(false),
         other => other.context("creating the demo tenant")?,
     };
     for (code, name) in SERVICES {
@@ -52,7 +63,7 @@ pub async fn seed(pool: &PgPool) -> anyhow::Result<DemoLogins> {
             .await?;
     }
     tx.commit().await?;
-    Ok(DemoLogins { created: true })
+    Ok(true)
 }
 
 impl DemoLogins {
@@ -69,7 +80,11 @@ impl DemoLogins {
             println!("    {role:<8} {username} / {password}");
         }
         println!("  pages:");
-        println!("    kiosk     {base_url}/t/{SLUG}/totem");
+        // With its key, so that the kiosk is not limited like an anonymous client.
+        println!(
+            "    kiosk     {base_url}{}",
+            kiosk_key::page_path(SLUG, &self.kiosk_key)
+        );
         println!("    display   {base_url}/t/{SLUG}/display");
         println!("    operator  {base_url}/t/{SLUG}/operator");
         println!("    queue API {base_url}/api/v1/tenants/{SLUG}/queue");

@@ -39,6 +39,8 @@ pub enum ApiError {
     NotWebSocket,
     #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters")]
     InvalidIdempotencyKey,
+    #[error("send the request body as JSON, with Content-Type: application/json")]
+    UnsupportedMediaType,
 
     #[error("this endpoint needs an operator token: send Authorization: Bearer <token>")]
     MissingToken,
@@ -48,6 +50,8 @@ pub enum ApiError {
     TokenExpired,
     #[error("unknown tenant, username or password")]
     InvalidCredentials,
+    #[error("this is not the tenant's kiosk key; open the kiosk page with its current key")]
+    InvalidKioskKey,
     #[error("this token belongs to another tenant")]
     WrongTenant,
     #[error("only an admin may do this")]
@@ -142,11 +146,13 @@ impl ApiError {
             Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             NotWebSocket => (StatusCode::BAD_REQUEST, "websocket_upgrade_required"),
             MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            InvalidKioskKey => (StatusCode::UNAUTHORIZED, "invalid_kiosk_key"),
             WrongTenant => (StatusCode::FORBIDDEN, "wrong_tenant"),
             AdminRequired => (StatusCode::FORBIDDEN, "admin_required"),
             NotFound(Resource::Tenant) => (StatusCode::NOT_FOUND, "tenant_not_found"),

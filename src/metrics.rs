@@ -27,6 +27,8 @@ pub struct Metrics {
     pub events_pruned: IntCounter,
     /// Ticket-change requests answered by each committed transaction of the writer.
     pub change_batch_size: Histogram,
+    /// Login attempts held back because their username had many recent failures.
+    pub login_slowed: IntCounter,
     db_pool: IntGaugeVec,
 }
 
@@ -87,6 +89,11 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         )
         .expect("valid metric");
+        let login_slowed = IntCounter::new(
+            "nextup_login_slowed_total",
+            "Login attempts held back because their username had many recent failures",
+        )
+        .expect("valid metric");
         let db_pool = IntGaugeVec::new(
             Opts::new("nextup_db_pool_connections", "Database pool connections"),
             &["state"],
@@ -101,6 +108,7 @@ impl Metrics {
             Box::new(http_requests.clone()),
             Box::new(events_pruned.clone()),
             Box::new(change_batch_size.clone()),
+            Box::new(login_slowed.clone()),
             Box::new(db_pool.clone()),
         ] {
             registry
@@ -117,6 +125,7 @@ impl Metrics {
             http_requests,
             events_pruned,
             change_batch_size,
+            login_slowed,
             db_pool,
         })
     }

@@ -209,6 +209,7 @@ fn cors(allowed_origins: &[String]) -> Cors {
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(crate::auth::kiosk_key::HEADER),
         ])
         .expose_headers([header::ETAG, header::RETRY_AFTER])
         .max_age(3600)

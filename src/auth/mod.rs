@@ -2,5 +2,6 @@
 //! each handler's signature say who may call it.
 
 pub mod extract;
+pub mod kiosk_key;
 pub mod password;
 pub mod token;

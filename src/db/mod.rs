@@ -4,6 +4,7 @@
 pub mod counters;
 pub mod events;
 pub mod idempotency;
+pub mod kiosk_keys;
 pub mod queue;
 pub mod services;
 pub mod tenants;

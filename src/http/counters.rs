@@ -1,10 +1,10 @@
-use actix_web::web::{self, Bytes, Data, Path};
+use actix_web::web::{self, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::JsonBody;
 use super::change_batches::change;
+use super::{JsonBody, JsonBytes};
 use crate::auth::extract::{AdminAuth, OperatorAuth};
 use crate::db;
 use crate::domain::ids::{CounterId, DisplayName, ServiceId};
@@ -65,7 +65,7 @@ async fn call_next(
     state: Data<AppState>,
     path: Path<(String, CounterId)>,
     auth: OperatorAuth,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, counter) = path.into_inner();
     // The body is optional: no body means "from every service".

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
-use super::rate_limit::client_address;
+use super::rate_limit::{client_key, login_name};
 use crate::auth::password::{decoy_hash, verify_password};
 use crate::db;
 use crate::error::ApiError;
@@ -33,16 +33,17 @@ async fn login(
         username,
         password,
     } = body.0;
-    // Every attempt counts, before any work: guessing is slow from one address, and slow
-    // for one account from many.
-    state
-        .limits
-        .login_by_address
-        .check(&client_address(&req, &state.config.trusted_proxies))?;
-    state
-        .limits
-        .login_by_username
-        .check(&(tenant.clone(), username.clone()))?;
+    // Every attempt counts against its address, before any work. Failures are counted
+    // per username and address (refused) and per username (slowed), see LoginFailures.
+    let address = client_key(&req, &state.config.trusted_proxies);
+    state.limits.login_by_address.check(&address)?;
+    let name = login_name(&tenant, &username);
+    let failures = &state.limits.login_failures;
+    let delay = failures.begin(&name, address)?;
+    if !delay.is_zero() {
+        state.metrics.login_slowed.inc();
+        actix_web::rt::time::sleep(delay).await;
+    }
     let mut conn = state.db.acquire().await?;
     let tenant = db::tenants::find_tenant(&mut conn, &tenant).await?;
     let credentials = match &tenant {
@@ -58,8 +59,10 @@ async fn login(
         .await
         .map_err(ApiError::internal)?;
     let (Some(tenant), Some(credentials), true) = (tenant, credentials, matches) else {
+        failures.failed(name);
         return Err(ApiError::InvalidCredentials);
     };
+    failures.succeeded(name, address);
     let user = credentials.user;
     let issued = state
         .tokens

@@ -1,11 +1,13 @@
-use actix_web::web::{self, Bytes, Data, Path, Query};
+use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::JsonBytes;
 use super::change_batches::change;
-use super::rate_limit::client_address;
+use super::rate_limit::client_key;
 use crate::auth::extract::{MaybeOperator, OperatorAuth};
+use crate::auth::kiosk_key;
 use crate::db;
 use crate::domain::ids::{CounterId, ServiceId, TicketId};
 use crate::domain::ticket::{Action, Priority, Status};
@@ -57,21 +59,19 @@ fn customer_name(raw: Option<String>) -> Result<Option<String>, ApiError> {
     Ok(Some(name))
 }
 
-/// Public: a kiosk takes a ticket (rate-limited per address and per tenant). With an operator token the
-/// ticket may carry a customer name and the answer is the operator view.
+/// Public: a kiosk takes a ticket (rate-limited, see [`check_public_quota`]). With an
+/// operator token the ticket may carry a customer name and the answer is the operator view.
 async fn issue_ticket(
     req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,
     auth: MaybeOperator,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let audience = match auth.0 {
         Some(_) => Audience::Operator,
         None => {
-            let address = client_address(&req, &state.config.trusted_proxies);
-            state.limits.issue_by_address.check(&address)?;
-            state.limits.issue_by_tenant.check(&slug)?;
+            check_public_quota(&req, &state, &slug).await?;
             Audience::Public
         }
     };
@@ -87,6 +87,32 @@ async fn issue_ticket(
         customer_name,
     });
     change(&state, &req, &slug, &body, audience, command).await
+}
+
+/// Anonymous issuing counts against the client address's quota and the tenant's, unless it
+/// carries the tenant's kiosk key: kiosks then share a tenant quota of their own (as large
+/// as the anonymous one), which a flood from elsewhere cannot spend. A wrong key is 401,
+/// never served as anonymous, and never refused for being too many: a refusal there would
+/// let anyone at a kiosk's address lock it out again (and the key, 244 random bits, cannot
+/// be guessed).
+async fn check_public_quota(
+    req: &HttpRequest,
+    state: &AppState,
+    slug: &String,
+) -> Result<(), ApiError> {
+    let Some(presented) = req.headers().get(kiosk_key::HEADER) else {
+        let address = client_key(req, &state.config.trusted_proxies);
+        state.limits.issue_by_address.check(&address)?;
+        return state.limits.issue_by_tenant.check(slug);
+    };
+    // Read at each use, so that a rotated key is refused at once by every process.
+    let stored = db::kiosk_keys::kiosk_key(&mut *state.db.acquire().await?, slug)
+        .await?
+        .ok_or(ApiError::NotFound(Resource::Tenant))?;
+    if !kiosk_key::matches(presented.as_bytes(), &stored) {
+        return Err(ApiError::InvalidKioskKey);
+    }
+    state.limits.issue_by_kiosk.check(slug)
 }
 
 /// Finished tickets accumulate forever: a listing of them returns the most recent ones.
@@ -152,7 +178,7 @@ async fn call_ticket(
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
     auth: OperatorAuth,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let request: CallTicketRequest = parse_json_body(&body)?;
@@ -175,7 +201,7 @@ async fn transfer_ticket(
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
     _auth: OperatorAuth,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     let request: TransferRequest = parse_json_body(&body)?;
@@ -192,7 +218,7 @@ async fn act_on_ticket(
     state: Data<AppState>,
     path: Path<(String, TicketId, String)>,
     _auth: OperatorAuth,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id, action_name) = path.into_inner();
     let action = Action::from_path_name(&action_name)

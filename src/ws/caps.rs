@@ -1,5 +1,6 @@
-//! Caps on live WebSocket sessions per client address and per tenant, so that one script
-//! cannot hold the memory and fan-out work of thousands of sessions.
+//! Caps on live WebSocket sessions per client address (an IPv6 client by its /64, see
+//! [`AddressKey`]) and per tenant, so that one script cannot hold the memory and fan-out
+//! work of thousands of sessions.
 //!
 //! A handshake takes a [`SessionPermit`] before anything else is done for it; the session
 //! actor owns the permit, so every way a session ends gives its place back.
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::domain::ids::TenantId;
 use crate::error::{ApiError, SessionLimit};
+use crate::http::rate_limit::AddressKey;
 
 pub struct SessionCaps {
     per_address: usize,
@@ -20,14 +22,14 @@ pub struct SessionCaps {
 
 #[derive(Default)]
 struct OpenSessions {
-    by_address: HashMap<IpAddr, usize>,
+    by_address: HashMap<AddressKey, usize>,
     by_tenant: HashMap<TenantId, usize>,
 }
 
 /// One admitted session's place under both caps, given back on drop.
 pub struct SessionPermit {
     caps: Arc<SessionCaps>,
-    address: IpAddr,
+    address: AddressKey,
     tenant: TenantId,
 }
 
@@ -46,6 +48,7 @@ impl SessionCaps {
         address: IpAddr,
         tenant: TenantId,
     ) -> Result<SessionPermit, ApiError> {
+        let address = AddressKey::of(address);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.by_address.get(&address).copied().unwrap_or(0) >= self.per_address {
             return Err(ApiError::TooManySessions(SessionLimit::PerAddress));
@@ -117,6 +120,20 @@ mod tests {
             "the address has a place again"
         );
         let _again = caps.admit(b, clinic).unwrap();
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_64_share_a_cap() {
+        let caps = SessionCaps::new(2, 10);
+        let tenant = TenantId::new();
+        let ip = |raw: &str| -> IpAddr { raw.parse().unwrap() };
+        let _first = caps.admit(ip("2001:db8:1:2::1"), tenant).unwrap();
+        let _second = caps.admit(ip("2001:db8:1:2::2"), tenant).unwrap();
+        assert!(matches!(
+            caps.admit(ip("2001:db8:1:2:ffff::3"), tenant),
+            Err(ApiError::TooManySessions(SessionLimit::PerAddress))
+        ));
+        assert!(caps.admit(ip("2001:db8:1:3::1"), tenant).is_ok());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //
 // URL parameters: ?idle_secs=N (seconds without interaction before returning to the start
 // screen, default 20), ?show=<ticket id> (re-shows a ticket, e.g. to print it again),
-// ?poll_secs=N (see live.js), ?lang=en|pt-BR.
+// ?poll_secs=N (see live.js), ?lang=en|pt-BR. The fragment #kiosk_key=KEY (from
+// `nextup tenant kiosk-key`) provisions this kiosk: see takeKioskKey.
 
 import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
 import { onLanguageChange, renderLanguageSwitcher, t, translatePage, currentLanguage } from './i18n.js';
@@ -15,6 +16,29 @@ import { fillWithCounter, formatWait, renderConnection, renderWait, statusText }
 const params = new URLSearchParams(location.search);
 const slug = slugFromPath();
 const base = `/tenants/${encodeURIComponent(slug)}`;
+
+// The tenant's kiosk key, sent with every ticket so that this kiosk does not share the
+// anonymous quotas (a flood from elsewhere cannot lock it out). It comes once in the URL
+// fragment, which browsers never send to a server (so it is in no access log), is kept in
+// localStorage and removed from the address bar. An empty `#kiosk_key=` forgets it.
+const KIOSK_KEY_STORAGE = `nextup.totem.kiosk_key.${slug}`;
+const kioskKey = takeKioskKey();
+
+function takeKioskKey() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const fromUrl = fragment.get('kiosk_key');
+  if (fromUrl === null) {
+    try { return localStorage.getItem(KIOSK_KEY_STORAGE); } catch { return null; }
+  }
+  fragment.delete('kiosk_key');
+  const rest = fragment.toString();
+  history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+  try {
+    if (fromUrl) localStorage.setItem(KIOSK_KEY_STORAGE, fromUrl);
+    else localStorage.removeItem(KIOSK_KEY_STORAGE);
+  } catch { /* private mode: the key serves this visit only */ }
+  return fromUrl || null;
+}
 
 const IDLE_SECS = (() => {
   const value = Number(params.get('idle_secs'));
@@ -236,6 +260,7 @@ async function issue(service) {
         method: 'POST',
         body: { service_id: service.id, priority },
         idempotencyKey: key,
+        headers: kioskKey ? { 'X-Kiosk-Key': kioskKey } : {},
       });
       if (reply.status === 409 && errorCode(reply) === 'request_in_progress' && attempt < 6) {
         await sleep(500);
@@ -269,6 +294,11 @@ async function issue(service) {
     case 'tenant_not_found':
       state.pending = null;
       showError(t('common.tenant_not_found'));
+      break;
+    case 'invalid_kiosk_key':
+      // Rotated: staff must open the kiosk page with the new key. Never issue without it.
+      state.pending = null;
+      showError(t('totem.error.kiosk_key'));
       break;
     case 'request_in_progress':
     case 'database_unavailable':

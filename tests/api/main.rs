@@ -20,6 +20,8 @@ mod proxy;
 mod queue_order;
 mod restart;
 mod retention;
+mod security_issuing;
+mod security_login;
 mod security_small;
 mod ws;
 mod ws_hardening;

@@ -38,5 +38,6 @@ export default {
     ticket_not_found: 'This ticket was not found.',
     busy: 'The system is busy. Please try again in a moment.',
     generic: 'Something went wrong. Please try again or ask the staff.',
+    kiosk_key: 'This kiosk’s key is no longer valid. Please ask the staff.',
   },
 };

@@ -38,5 +38,6 @@ export default {
     ticket_not_found: 'Senha não encontrada.',
     busy: 'O sistema está ocupado. Tente novamente em instantes.',
     generic: 'Algo deu errado. Tente novamente ou procure um funcionário.',
+    kiosk_key: 'A chave deste totem não é mais válida. Procure um funcionário.',
   },
 };
