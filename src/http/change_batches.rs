@@ -450,6 +450,10 @@ fn no_answer() -> ApiError {
 fn same_error(error: &ApiError) -> ApiError {
     match error {
         ApiError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
+        // With its cause chain: an internal error's own message says nothing.
+        ApiError::Internal(cause) => ApiError::internal(anyhow::anyhow!(
+            "committing ticket changes failed: {cause:#}"
+        )),
         other => ApiError::internal(anyhow::anyhow!("committing ticket changes failed: {other}")),
     }
 }

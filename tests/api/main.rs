@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod events;
 mod faults;
+mod faults_sqlstate;
 mod idempotency;
 mod lifecycle;
 mod ops;
