@@ -27,6 +27,9 @@ pub struct Metrics {
     pub events_pruned: IntCounter,
     /// Ticket-change requests answered by each committed transaction of the writer.
     pub change_batch_size: Histogram,
+    /// Queue snapshots read from the database: one per tenant and seq that handshakes or
+    /// polls asked for, however many asked (see `ws::snapshots`).
+    pub snapshot_builds: IntCounter,
     db_pool: IntGaugeVec,
 }
 
@@ -87,6 +90,11 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         )
         .expect("valid metric");
+        let snapshot_builds = IntCounter::new(
+            "nextup_snapshot_builds_total",
+            "Queue snapshots read from the database, each shared by the handshakes and polls at its seq",
+        )
+        .expect("valid metric");
         let db_pool = IntGaugeVec::new(
             Opts::new("nextup_db_pool_connections", "Database pool connections"),
             &["state"],
@@ -101,6 +109,7 @@ impl Metrics {
             Box::new(http_requests.clone()),
             Box::new(events_pruned.clone()),
             Box::new(change_batch_size.clone()),
+            Box::new(snapshot_builds.clone()),
             Box::new(db_pool.clone()),
         ] {
             registry
@@ -117,6 +126,7 @@ impl Metrics {
             http_requests,
             events_pruned,
             change_batch_size,
+            snapshot_builds,
             db_pool,
         })
     }

@@ -7,6 +7,7 @@ pub mod latest;
 pub mod messages;
 pub mod registry;
 pub mod session;
+pub mod snapshots;
 
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use self::messages::{frame, frame_with_seq};
+use self::messages::frame;
 use self::session::WsSession;
 use crate::auth::extract::{bearer_token, verify_for_slug};
 use crate::db;
@@ -26,7 +27,6 @@ use crate::domain::replay::replay_from;
 use crate::error::ApiError;
 use crate::http::rate_limit::client_address;
 use crate::state::AppState;
-use crate::ticketing::reads;
 use crate::views::{Audience, event_messages};
 
 /// Largest frame a client may send; clients send tiny JSON messages.
@@ -139,13 +139,9 @@ async fn start_session(
             }
         }
         None => {
-            let snapshot = reads::queue_snapshot(&mut tx, &tenant, now).await?;
-            initial.push(frame_with_seq(
-                "snapshot",
-                seq,
-                now,
-                snapshot.to_json(audience),
-            ));
+            // Read in `tx` unless another request has read the snapshot at this seq.
+            let snapshot = state.snapshots.at_seq(&mut tx, &tenant, seq, now).await?;
+            initial.push(snapshot.message(audience));
         }
     }
     tx.commit().await?;

@@ -20,4 +20,5 @@ mod proxy;
 mod queue_order;
 mod restart;
 mod retention;
+mod security_snapshots;
 mod ws;
