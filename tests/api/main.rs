@@ -20,5 +20,6 @@ mod proxy;
 mod queue_order;
 mod restart;
 mod retention;
+mod security_queue_full;
 mod security_snapshots;
 mod ws;
