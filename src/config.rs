@@ -60,6 +60,11 @@ pub struct Config {
     /// `WS_MAX_SESSIONS_PER_TENANT`: live WebSocket sessions of one tenant in this process
     /// (default 20000).
     pub ws_max_sessions_per_tenant: usize,
+    /// `PUBLIC_QUEUE_LIMIT`: waiting tickets a service may have for a ticket taken without
+    /// a token to join it (default 500; 409 `queue_full` beyond): more than a big clinic's
+    /// busiest queue, few enough that a flood cannot grow a queue, and every snapshot of
+    /// it, without bound. Operators may still issue.
+    pub public_queue_limit: u32,
     /// `TRUSTED_PROXIES`: addresses or CIDR ranges of reverse proxies whose
     /// `X-Forwarded-For` is believed (default none: the TCP peer is the client).
     pub trusted_proxies: Vec<IpNet>,
@@ -198,6 +203,7 @@ impl Config {
             number("WS_MAX_SESSIONS_PER_ADDRESS", 500, 1, 10_000_000) as usize;
         let ws_max_sessions_per_tenant =
             number("WS_MAX_SESSIONS_PER_TENANT", 20_000, 1, 10_000_000) as usize;
+        let public_queue_limit = number("PUBLIC_QUEUE_LIMIT", 500, 1, 1_000_000) as u32;
         let request_timeout = Duration::from_secs(number("REQUEST_TIMEOUT_SECS", 5, 1, 600));
         let send_timeout = Duration::from_secs(number("SEND_TIMEOUT_SECS", 10, 1, 3_600));
         let event_retention =
@@ -289,6 +295,7 @@ impl Config {
             issue_tenant_burst,
             ws_max_sessions_per_address,
             ws_max_sessions_per_tenant,
+            public_queue_limit,
             trusted_proxies,
             cors_allowed_origins,
             request_timeout,
@@ -370,6 +377,18 @@ mod tests {
         assert_eq!(c.login_user_rate_per_minute, 5);
         assert_eq!(c.login_slowdown_max, Duration::from_secs(3));
         assert_eq!(c.event_retention, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn the_public_queue_limit_defaults_to_500_and_is_at_least_one() {
+        assert_eq!(config(&[]).unwrap().public_queue_limit, 500);
+        let c = config(&[("PUBLIC_QUEUE_LIMIT", "40")]).unwrap();
+        assert_eq!(c.public_queue_limit, 40);
+        let err = config(&[("PUBLIC_QUEUE_LIMIT", "0")]).unwrap_err();
+        assert!(
+            err.contains("PUBLIC_QUEUE_LIMIT must be a whole number from 1 to 1000000, got '0'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::json;
 use sqlx::postgres::{PgDatabaseError, PgSeverity};
 
 use crate::domain::ids::InvalidName;
+use crate::domain::queue_limit::QueueFull;
 use crate::domain::ticket::TransitionError;
 
 /// Seconds a client should wait before retrying while the database is unreachable.
@@ -74,6 +75,8 @@ pub enum ApiError {
     UsernameTaken,
     #[error("the service is not active")]
     ServiceInactive,
+    #[error("{0}")]
+    QueueFull(#[from] QueueFull),
     #[error("the ticket is already in this service")]
     SameService,
     #[error("this Idempotency-Key was already used with a different request")]
@@ -168,6 +171,7 @@ impl ApiError {
             CounterNameTaken => (StatusCode::CONFLICT, "counter_name_taken"),
             UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
             ServiceInactive => (StatusCode::UNPROCESSABLE_ENTITY, "service_inactive"),
+            QueueFull(_) => (StatusCode::CONFLICT, "queue_full"),
             SameService => (StatusCode::UNPROCESSABLE_ENTITY, "same_service"),
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             RequestInProgress => (StatusCode::CONFLICT, "request_in_progress"),

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub change_batch_size: Histogram,
     /// Login attempts held back because their username had many recent failures.
     pub login_slowed: IntCounter,
+    /// Queue snapshots read from the database: one per tenant and seq that handshakes or
+    /// polls asked for, however many asked (see `ws::snapshots`).
+    pub snapshot_builds: IntCounter,
     db_pool: IntGaugeVec,
 }
 
@@ -94,6 +97,11 @@ impl Metrics {
             "Login attempts held back because their username had many recent failures",
         )
         .expect("valid metric");
+        let snapshot_builds = IntCounter::new(
+            "nextup_snapshot_builds_total",
+            "Queue snapshots read from the database, each shared by the handshakes and polls at its seq",
+        )
+        .expect("valid metric");
         let db_pool = IntGaugeVec::new(
             Opts::new("nextup_db_pool_connections", "Database pool connections"),
             &["state"],
@@ -109,6 +117,7 @@ impl Metrics {
             Box::new(events_pruned.clone()),
             Box::new(change_batch_size.clone()),
             Box::new(login_slowed.clone()),
+            Box::new(snapshot_builds.clone()),
             Box::new(db_pool.clone()),
         ] {
             registry
@@ -126,6 +135,7 @@ impl Metrics {
             events_pruned,
             change_batch_size,
             login_slowed,
+            snapshot_builds,
             db_pool,
         })
     }

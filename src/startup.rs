@@ -92,6 +92,7 @@ impl Application {
             config: Arc::new(config),
             clock,
             hubs: hubs.clone(),
+            snapshots: ws::snapshots::SnapshotCache::new(metrics.snapshot_builds.clone()),
             metrics,
             paces,
             tenants: KnownTenants::default(),

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::ticketing::paces::PaceCache;
 use crate::ws::caps::SessionCaps;
 use crate::ws::registry::HubRegistry;
+use crate::ws::snapshots::SnapshotCache;
 
 /// Everything handlers share, created once before the HTTP server starts.
 pub struct AppState {
@@ -25,6 +26,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub paces: Arc<PaceCache>,
     pub tenants: KnownTenants,
+    /// Queue snapshots, read once per tenant and seq and shared.
+    pub snapshots: SnapshotCache,
     /// Every ticket change goes through its tenant's batches.
     pub changes: ChangeBatches,
 }

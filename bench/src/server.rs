@@ -30,6 +30,7 @@ pub fn generous_limits() -> Vec<(String, String)> {
         "LOGIN_USER_RATE_PER_MINUTE",
         "WS_MAX_SESSIONS_PER_ADDRESS",
         "WS_MAX_SESSIONS_PER_TENANT",
+        "PUBLIC_QUEUE_LIMIT",
     ]
     .into_iter()
     .map(|name| (name.to_owned(), "1000000".to_owned()))

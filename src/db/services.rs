@@ -91,20 +91,3 @@ pub async fn update_service(
     .await?
     .ok_or(ApiError::NotFound(Resource::Service))
 }
-
-/// The tenant's services among `ids` (unknown ids are left out).
-pub async fn find_services(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    ids: &[uuid::Uuid],
-) -> Result<Vec<Service>, ApiError> {
-    Ok(sqlx::query_as!(
-        Service,
-        r#"select id as "id: ServiceId", code, name, active from services
-           where tenant_id = $1 and id = any($2)"#,
-        tenant.get(),
-        ids
-    )
-    .fetch_all(conn)
-    .await?)
-}

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod numbering;
 #[cfg(test)]
 mod properties;
+pub mod queue_limit;
 pub mod replay;
 pub mod role;
 pub mod ticket;

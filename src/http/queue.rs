@@ -1,4 +1,4 @@
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -9,7 +9,6 @@ use crate::db;
 use crate::domain::replay::replay_from;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::ticketing::reads;
 use crate::views::{Audience, event_messages};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -56,7 +55,9 @@ fn matches_if_none_match(req: &HttpRequest, tag: &str) -> bool {
 /// Public (operators get the operator view): the queue snapshot, with an `ETag` that
 /// changes exactly when the tenant's seq does, and 304 for a matching `If-None-Match`:
 /// answered from memory, without the database, while this process is sure of the seq
-/// (see [`crate::ws::latest`]). Polling clients mostly get that 304.
+/// (see [`crate::ws::latest`]). Polling clients mostly get that 304. Otherwise the seq is
+/// read from the database, and the snapshot at that seq is shared with every other poll
+/// and handshake that wants it (see [`crate::ws::snapshots`]).
 async fn get_queue(
     req: HttpRequest,
     state: Data<AppState>,
@@ -80,9 +81,15 @@ async fn get_queue(
     if matches_if_none_match(&req, &tag) {
         return Ok(queue_response(HttpResponse::NotModified(), tag).finish());
     }
-    let snapshot = reads::queue_snapshot(&mut tx, &tenant, state.clock.now()).await?;
+    // Read in `tx` unless another request has read the snapshot at this seq.
+    let snapshot = state
+        .snapshots
+        .at_seq(&mut tx, &tenant, seq, state.clock.now())
+        .await?;
     tx.commit().await?;
-    Ok(queue_response(HttpResponse::Ok(), tag).json(snapshot.to_json(audience)))
+    Ok(queue_response(HttpResponse::Ok(), tag)
+        .content_type(ContentType::json())
+        .body(snapshot.body(audience)))
 }
 
 fn queue_response(

@@ -85,6 +85,11 @@ async fn issue_ticket(
         service: request.service_id,
         priority: request.priority,
         customer_name,
+        // Only anonymous issues are held to the public limit.
+        waiting_limit: match audience {
+            Audience::Operator => None,
+            Audience::Public => Some(state.config.public_queue_limit),
+        },
     });
     change(&state, &req, &slug, &body, audience, command).await
 }

@@ -37,6 +37,9 @@ pub struct IssueTicket {
     pub service: ServiceId,
     pub priority: Priority,
     pub customer_name: Option<String>,
+    /// Refused (`queue_full`) when its service already has this many waiting tickets;
+    /// `None` for no limit (an operator's issue).
+    pub waiting_limit: Option<u32>,
 }
 
 /// Calls the next waiting ticket of `services` (all services when `None`) to the counter;

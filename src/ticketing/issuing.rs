@@ -7,17 +7,25 @@
 //!
 //! The tickets enter the queue, and so take their numbers (and then their seqs), in the
 //! order of their issue time (then id), as one by one issuing would have ordered them.
+//!
+//! An issue with a `waiting_limit` (an anonymous one) is refused with `queue_full` when its
+//! service already has that many waiting tickets. The counts are the services' stored
+//! waiting counts, read with the services (no query of their own), plus the batch's issues
+//! queued before it. A process writes a tenant's batches one at a time, so within a process
+//! the limit holds exactly however many requests race. Batches of several processes can
+//! read the same count at once: together they may pass the limit by what each admitted.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::db;
-use crate::db::services::Service;
+use crate::db::queue::ServiceCount;
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{IssuedTicket, NumberClaim, TicketRecord};
 use crate::domain::batch::{assign_numbers, number_claims};
 use crate::domain::ids::{ServiceCode, ServiceId, TicketId};
 use crate::domain::numbering::{service_day, ticket_code};
+use crate::domain::queue_limit::admit;
 use crate::domain::ticket::{EventAction, Status};
 use crate::error::{ApiError, Resource};
 use crate::ticketing::commands::{IssueTicket, Pending};
@@ -33,7 +41,7 @@ struct Accepted<'a> {
     /// Its place in the batch as given.
     index: usize,
     issue: &'a NewIssue,
-    service: &'a Service,
+    service: &'a ServiceCount,
     code: ServiceCode,
     id: TicketId,
 }
@@ -41,16 +49,14 @@ struct Accepted<'a> {
 /// Writes the tickets of `issues` in the caller's transaction; their events are still to
 /// be recorded, in the order of the returned list. The outer error fails the whole batch
 /// (nothing of it may be committed); the inner ones are answers for single tickets
-/// (unknown or inactive service), by index in `issues`.
+/// (unknown or inactive service, or a full queue), by index in `issues`.
 pub async fn issue_batch(
     conn: &mut PgConnection,
     tenant: &Tenant,
     issues: &[NewIssue],
 ) -> Result<(Vec<(usize, ApiError)>, Vec<(usize, Pending)>), ApiError> {
-    let mut wanted: Vec<uuid::Uuid> = issues.iter().map(|i| i.ticket.service.get()).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let services = db::services::find_services(conn, tenant.id, &wanted).await?;
+    // Every service of the tenant (a handful), with its waiting counts.
+    let services = db::queue::waiting_counts(conn, tenant.id).await?;
 
     let mut refused = Vec::new();
     let mut accepted = Vec::with_capacity(issues.len());
@@ -67,10 +73,31 @@ pub async fn issue_batch(
             }),
         }
     }
-    if accepted.is_empty() {
+    // In queue order: where the limit falls, the earlier issues join.
+    accepted.sort_by_key(|a| (a.issue.now, a.id.get()));
+    let joins = admit(
+        |service| {
+            services
+                .iter()
+                .find(|s| s.id == service)
+                .map_or(0, |s| s.waiting.total())
+        },
+        &accepted
+            .iter()
+            .map(|a| (a.service.id, a.issue.ticket.waiting_limit))
+            .collect::<Vec<_>>(),
+    );
+    let mut joining = Vec::with_capacity(accepted.len());
+    for (issue, joins) in accepted.into_iter().zip(joins) {
+        match joins {
+            Ok(()) => joining.push(issue),
+            Err(full) => refused.push((issue.index, full.into())),
+        }
+    }
+    if joining.is_empty() {
         return Ok((refused, Vec::new()));
     }
-    Ok((refused, write_tickets(conn, tenant, &mut accepted).await?))
+    Ok((refused, write_tickets(conn, tenant, &mut joining).await?))
 }
 
 /// Numbers and inserts the accepted tickets, in queue order.

@@ -51,27 +51,38 @@ struct TenantRef<'a> {
 }
 
 #[derive(Serialize)]
-struct SnapshotBody<'a> {
+struct SnapshotBody<'a, T> {
     tenant: TenantRef<'a>,
     seq: i64,
     services: &'a [ServiceSummary],
-    waiting: Vec<serde_json::Value>,
-    called: Vec<serde_json::Value>,
+    waiting: Vec<T>,
+    called: Vec<T>,
 }
 
 impl QueueSnapshot {
-    pub fn to_json(&self, audience: Audience) -> serde_json::Value {
-        let body = SnapshotBody {
+    /// Appends the snapshot as JSON, in the projection of `audience`, to `out`.
+    pub fn write_json(&self, audience: Audience, out: &mut Vec<u8>) {
+        let written = match audience {
+            Audience::Public => serde_json::to_writer(out, &self.body(|t| &t.public)),
+            Audience::Operator => serde_json::to_writer(out, &self.body(|t| t)),
+        };
+        written.expect("snapshots always serialize");
+    }
+
+    fn body<'a, T: Serialize>(
+        &'a self,
+        project: impl Fn(&'a OperatorTicket) -> T,
+    ) -> SnapshotBody<'a, T> {
+        SnapshotBody {
             tenant: TenantRef {
                 slug: &self.tenant_slug,
                 name: &self.tenant_name,
             },
             seq: self.seq,
             services: &self.services,
-            waiting: self.waiting.iter().map(|t| t.project(audience)).collect(),
-            called: self.called.iter().map(|t| t.project(audience)).collect(),
-        };
-        serde_json::to_value(body).expect("snapshots always serialize")
+            waiting: self.waiting.iter().map(&project).collect(),
+            called: self.called.iter().map(&project).collect(),
+        }
     }
 }
 

@@ -92,15 +92,3 @@ pub fn frame(kind: &str, ts: DateTime<Utc>, data: serde_json::Value) -> ByteStri
         .to_string()
         .into()
 }
-
-/// A server message with `seq` (`snapshot`).
-pub fn frame_with_seq(
-    kind: &str,
-    seq: i64,
-    ts: DateTime<Utc>,
-    data: serde_json::Value,
-) -> ByteString {
-    json!({ "type": kind, "seq": seq, "ts": ts, "data": data })
-        .to_string()
-        .into()
-}

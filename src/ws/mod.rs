@@ -9,6 +9,7 @@ pub mod latest;
 pub mod messages;
 pub mod registry;
 pub mod session;
+pub mod snapshots;
 
 use std::time::Instant;
 
@@ -21,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::incoming::{FrameGate, Verdict};
-use self::messages::{frame, frame_with_seq};
+use self::messages::frame;
 use self::session::WsSession;
 use crate::auth::extract::{bearer_token, verify_for_slug};
 use crate::db;
@@ -30,7 +31,6 @@ use crate::error::ApiError;
 use crate::http::connection::ConnectionSocket;
 use crate::http::rate_limit::client_address;
 use crate::state::AppState;
-use crate::ticketing::reads;
 use crate::views::{Audience, event_messages};
 
 /// Largest frame a client may send; clients send tiny JSON messages.
@@ -143,13 +143,9 @@ async fn start_session(
             }
         }
         None => {
-            let snapshot = reads::queue_snapshot(&mut tx, &tenant, now).await?;
-            initial.push(frame_with_seq(
-                "snapshot",
-                seq,
-                now,
-                snapshot.to_json(audience),
-            ));
+            // Read in `tx` unless another request has read the snapshot at this seq.
+            let snapshot = state.snapshots.at_seq(&mut tx, &tenant, seq, now).await?;
+            initial.push(snapshot.message(audience));
         }
     }
     tx.commit().await?;

@@ -23,6 +23,8 @@ mod restart;
 mod retention;
 mod security_issuing;
 mod security_login;
+mod security_queue_full;
 mod security_small;
+mod security_snapshots;
 mod ws;
 mod ws_hardening;
