@@ -45,7 +45,7 @@ use crate::domain::ids::TenantId;
 use crate::error::{ApiError, is_connection_failure, report_database_unavailable};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::ticketing::batch::{self, Applied, Command, Isolation, Timed};
+use crate::ticketing::batch::{self, Command, CommandAt, CommandOutcome, Isolation};
 use crate::ticketing::commands::Change;
 use crate::ticketing::paces::PaceCache;
 use crate::views::Audience;
@@ -312,9 +312,9 @@ impl Worker {
         let to_apply: Vec<usize> = (0..requests.len())
             .filter(|&i| answers[i].is_none())
             .collect();
-        let commands: Vec<Timed> = to_apply
+        let commands: Vec<CommandAt> = to_apply
             .iter()
-            .map(|&i| Timed {
+            .map(|&i| CommandAt {
                 command: &requests[i].command,
                 now: requests[i].now,
             })
@@ -354,7 +354,7 @@ pub fn change_status(command: &Command) -> StatusCode {
 }
 
 /// The HTTP answer to a command, as it is saved for its key.
-fn outcome(request: &ChangeRequest, applied: &Applied) -> Outcome {
+fn outcome(request: &ChangeRequest, applied: &CommandOutcome) -> Outcome {
     match applied {
         Some(change) => Outcome::json(
             change_status(&request.command),

@@ -670,19 +670,19 @@ async fn apply_in_one_batch(
     app: &TestApp,
     slug: &str,
     commands: &[nextup::ticketing::batch::Command],
-) -> Vec<Result<nextup::ticketing::batch::Applied, nextup::error::ApiError>> {
-    use nextup::ticketing::batch::{Isolation, Timed, apply};
+) -> Vec<Result<nextup::ticketing::batch::CommandOutcome, nextup::error::ApiError>> {
+    use nextup::ticketing::batch::{CommandAt, Isolation, apply};
     let mut tx = app.pool.begin().await.unwrap();
     let tenant = nextup::db::tenants::get_tenant(&mut tx, slug)
         .await
         .unwrap();
     let now = chrono::Utc::now();
-    let timed: Vec<Timed> = commands
+    let commands_at: Vec<CommandAt> = commands
         .iter()
-        .map(|command| Timed { command, now })
+        .map(|command| CommandAt { command, now })
         .collect();
     let paces = nextup::ticketing::paces::PaceCache::default();
-    let answers = apply(&mut tx, &tenant, &timed, &paces, Isolation::Shared)
+    let answers = apply(&mut tx, &tenant, &commands_at, &paces, Isolation::Shared)
         .await
         .expect("the batch as a whole succeeds");
     tx.commit().await.unwrap();
@@ -691,7 +691,7 @@ async fn apply_in_one_batch(
 
 /// Each answer as (what `show` picks of the changed ticket, seq), or its error code.
 fn outcomes(
-    answers: &[Result<nextup::ticketing::batch::Applied, nextup::error::ApiError>],
+    answers: &[Result<nextup::ticketing::batch::CommandOutcome, nextup::error::ApiError>],
     show: impl Fn(&nextup::ticketing::commands::Change) -> String,
 ) -> Vec<Result<(String, i64), &'static str>> {
     answers
