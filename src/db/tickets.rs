@@ -203,7 +203,7 @@ pub enum NextCall {
 /// exact. When another process called to this counter while this statement waited for the
 /// counter's lock, the check was read before that commit: the unique index on active
 /// tickets per counter then refuses the call (`counter_busy`), which
-/// `http::change_batches` answers alone.
+/// `changes::writer` answers alone.
 pub async fn call_next_waiting(
     conn: &mut PgConnection,
     tenant: TenantId,

@@ -179,7 +179,7 @@ async fn events_of_two_processes_count_each_others_changes_at_their_seq() {
     assert_eq!(issued, [EACH as u64; 2]);
 }
 
-/// Issues arriving together are committed in shared transactions (`http::change_batches`):
+/// Issues arriving together are committed in shared transactions (`changes::writer`):
 /// each still gets its own answer, numbers stay gapless per service, a key used twice issues
 /// once, and every event describes the queue exactly at its own seq.
 #[actix_web::test]
@@ -341,7 +341,7 @@ async fn issues_committed_together_each_get_their_own_answer_and_seq() {
 }
 
 /// Desks calling, starting and finishing while kiosks issue: the changes share
-/// transactions (`http::change_batches`), and the log must still read as if they had been
+/// transactions (`changes::writer`), and the log must still read as if they had been
 /// made one at a time: each event's queue counts and `ahead` follow from the events before it.
 #[actix_web::test]
 async fn mixed_changes_committed_together_leave_a_log_that_replays_exactly() {
