@@ -13,12 +13,12 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::auth::token::TokenKeys;
+use crate::changes::ChangeWriter;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::tenants::KnownTenants;
 use crate::error;
 use crate::http;
-use crate::http::change_batches::ChangeBatches;
 use crate::http::rate_limit::RateLimits;
 use crate::maintenance;
 use crate::metrics::Metrics;
@@ -81,7 +81,7 @@ impl Application {
         actix_web::rt::spawn(maintenance::trim_allocator_forever());
         let paces = Arc::new(PaceCache::default());
         let state = web::Data::new(AppState {
-            changes: ChangeBatches::start(&pool, paces.clone(), metrics.clone()),
+            changes: ChangeWriter::start(&pool, paces.clone(), metrics.clone(), hubs.clone()),
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
             limits: RateLimits::new(&config),

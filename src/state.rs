@@ -3,10 +3,10 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::auth::token::TokenKeys;
+use crate::changes::ChangeWriter;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::tenants::KnownTenants;
-use crate::http::change_batches::ChangeBatches;
 use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::ticketing::paces::PaceCache;
@@ -29,5 +29,5 @@ pub struct AppState {
     /// Queue snapshots, read once per tenant and seq and shared.
     pub snapshots: SnapshotCache,
     /// Every ticket change goes through its tenant's batches.
-    pub changes: ChangeBatches,
+    pub changes: ChangeWriter,
 }

@@ -55,7 +55,7 @@ pub struct LockedCounter {
 /// tenant's changes are made one after another, so the answer is exact. When another
 /// process called to this counter while this statement waited for the lock, the answer
 /// was read before that commit: the unique index on active tickets per counter then
-/// refuses the call (`counter_busy`), which `http::change_batches` answers alone.
+/// refuses the call (`counter_busy`), which `changes::writer` answers alone.
 pub async fn lock_counter(
     conn: &mut PgConnection,
     tenant: TenantId,

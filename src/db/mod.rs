@@ -81,7 +81,7 @@ fn pool_options(size: u32) -> PgPoolOptions {
         })
 }
 
-/// The pool of the thread that writes ticket changes (`http::change_batches`): the same
+/// The pool of the thread that writes ticket changes (`changes::writer`): the same
 /// database, with connections opened by the tasks that first use them, so on that thread,
 /// whose event loop then watches them.
 ///
@@ -99,7 +99,7 @@ fn pool_options(size: u32) -> PgPoolOptions {
 ///
 /// Its connections are not pinged before they are handed out: that was one round trip of
 /// nine per batch. The batch's own BEGIN tests the connection instead, and a batch whose
-/// BEGIN finds it dead moves to another (`http::change_batches`).
+/// BEGIN finds it dead moves to another (`changes::writer`).
 pub fn writer_pool(pool: &PgPool, size: u32) -> PgPool {
     let options = pool.connect_options().as_ref().clone().options([
         ("enable_seqscan", "off"),

@@ -203,7 +203,7 @@ pub enum NextCall {
 /// exact. When another process called to this counter while this statement waited for the
 /// counter's lock, the check was read before that commit: the unique index on active
 /// tickets per counter then refuses the call (`counter_busy`), which
-/// `http::change_batches` answers alone.
+/// `changes::writer` answers alone.
 pub async fn call_next_waiting(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -457,8 +457,8 @@ pub async fn mark_recalled(
     .await?)
 }
 
-/// What a guarded status change found.
-pub enum Guarded {
+/// What a guarded status change ([`StatusChange`]) found.
+pub enum StatusChangeOutcome {
     /// No such ticket in the tenant.
     Missing,
     /// The ticket's status was none of those allowed: it was left as it is.
@@ -484,7 +484,7 @@ pub async fn set_statuses_from(
     conn: &mut PgConnection,
     tenant: TenantId,
     changes: &[StatusChange],
-) -> Result<Vec<Guarded>, ApiError> {
+) -> Result<Vec<StatusChangeOutcome>, ApiError> {
     let ids: Vec<uuid::Uuid> = changes.iter().map(|c| c.id.get()).collect();
     let to: Vec<&str> = changes.iter().map(|c| c.to.as_str()).collect();
     // One text per change: its allowed statuses, comma-separated (arrays of arrays must be
@@ -550,16 +550,16 @@ pub async fn set_statuses_from(
     rows.into_iter()
         .map(|row| {
             let Some(previous) = row.previous else {
-                return Ok(Guarded::Missing);
+                return Ok(StatusChangeOutcome::Missing);
             };
             let previous: Status = previous.parse().map_err(ApiError::internal)?;
             let changed = changed_record!(row);
             Ok(match changed {
-                Some(record) => Guarded::Changed {
+                Some(record) => StatusChangeOutcome::Changed {
                     previous,
                     record: Box::new(record),
                 },
-                None => Guarded::Refused(previous),
+                None => StatusChangeOutcome::Refused(previous),
             })
         })
         .collect()

@@ -3,7 +3,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::change_batches::change;
+use super::change::change;
 use super::{JsonBody, JsonBytes};
 use crate::auth::extract::{AdminAuth, OperatorAuth};
 use crate::db;

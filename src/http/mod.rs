@@ -1,6 +1,6 @@
 //! REST handlers, one module per resource; each exposes `configure`.
 
-pub mod change_batches;
+pub mod change;
 pub mod connection;
 pub mod counters;
 pub mod deadline;

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBytes;
-use super::change_batches::change;
+use super::change::change;
 use super::rate_limit::client_key;
 use crate::auth::extract::{MaybeOperator, OperatorAuth};
 use crate::auth::kiosk_key;

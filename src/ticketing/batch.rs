@@ -72,13 +72,13 @@ impl Command {
 }
 
 /// A command and the moment its request came in.
-pub struct Timed<'a> {
+pub struct CommandAt<'a> {
     pub command: &'a Command,
     pub now: DateTime<Utc>,
 }
 
 /// What a command did: its change, or `None` for a call-next that found nobody waiting.
-pub type Applied = Option<Change>;
+pub type CommandOutcome = Option<Change>;
 
 /// Whether each command runs in a savepoint of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,22 +97,22 @@ pub enum Isolation {
 pub async fn apply(
     conn: &mut PgConnection,
     tenant: &Tenant,
-    commands: &[Timed<'_>],
+    commands: &[CommandAt<'_>],
     paces: &PaceCache,
     isolation: Isolation,
-) -> Result<Vec<Result<Applied, ApiError>>, ApiError> {
-    let mut answers: Vec<Option<Result<Applied, ApiError>>> =
+) -> Result<Vec<Result<CommandOutcome, ApiError>>, ApiError> {
+    let mut answers: Vec<Option<Result<CommandOutcome, ApiError>>> =
         commands.iter().map(|_| None).collect();
 
     let (issue_at, issues): (Vec<usize>, Vec<NewIssue>) = commands
         .iter()
         .enumerate()
-        .filter_map(|(i, timed)| match timed.command {
+        .filter_map(|(i, command_at)| match command_at.command {
             Command::Issue(ticket) => Some((
                 i,
                 NewIssue {
                     ticket: ticket.clone(),
-                    now: timed.now,
+                    now: command_at.now,
                 },
             )),
             _ => None,
@@ -131,24 +131,24 @@ pub async fn apply(
     // group. Savepoints are per command, so a batch retried that way goes one by one.
     let mut together = vec![false; commands.len()];
     if isolation == Isolation::Shared {
-        let mut grouped = Grouped {
+        let mut groups = GroupedOutcomes {
             together: &mut together,
             answers: &mut answers,
             pending: &mut pending,
         };
-        grouped.status_changes(conn, tenant, commands).await?;
-        grouped.call_nexts(conn, tenant, commands).await?;
+        groups.status_changes(conn, tenant, commands).await?;
+        groups.call_nexts(conn, tenant, commands).await?;
     }
 
-    for (i, timed) in commands.iter().enumerate() {
-        if together[i] || matches!(timed.command, Command::Issue(_)) {
+    for (i, command_at) in commands.iter().enumerate() {
+        if together[i] || matches!(command_at.command, Command::Issue(_)) {
             continue;
         }
         let prepared = match isolation {
-            Isolation::Shared => prepare(conn, tenant, timed).await,
+            Isolation::Shared => prepare(conn, tenant, command_at).await,
             Isolation::PerCommand => {
                 let mut savepoint = conn.begin().await?;
-                let prepared = prepare(&mut savepoint, tenant, timed).await;
+                let prepared = prepare(&mut savepoint, tenant, command_at).await;
                 match &prepared {
                     Err(error) if !fails_the_batch(error) => savepoint.rollback().await?,
                     _ => savepoint.commit().await?,
@@ -178,13 +178,13 @@ pub async fn apply(
 }
 
 /// Where the commands applied in groups leave their outcomes, by command index.
-struct Grouped<'a> {
+struct GroupedOutcomes<'a> {
     together: &'a mut [bool],
-    answers: &'a mut [Option<Result<Applied, ApiError>>],
+    answers: &'a mut [Option<Result<CommandOutcome, ApiError>>],
     pending: &'a mut Vec<(usize, Pending)>,
 }
 
-impl Grouped<'_> {
+impl GroupedOutcomes<'_> {
     fn record(
         &mut self,
         i: usize,
@@ -206,18 +206,18 @@ impl Grouped<'_> {
         &mut self,
         conn: &mut PgConnection,
         tenant: &Tenant,
-        commands: &[Timed<'_>],
+        commands: &[CommandAt<'_>],
     ) -> Result<(), ApiError> {
         let (at, acts): (Vec<usize>, Vec<StatusAct>) = commands
             .iter()
             .enumerate()
-            .filter_map(|(i, timed)| match timed.command {
+            .filter_map(|(i, command_at)| match command_at.command {
                 Command::Act { ticket, action } if commands::is_status_change(*action) => Some((
                     i,
                     StatusAct {
                         id: *ticket,
                         action: *action,
-                        now: timed.now,
+                        now: command_at.now,
                     },
                 )),
                 _ => None,
@@ -239,13 +239,13 @@ impl Grouped<'_> {
         &mut self,
         conn: &mut PgConnection,
         tenant: &Tenant,
-        commands: &[Timed<'_>],
+        commands: &[CommandAt<'_>],
     ) -> Result<(), ApiError> {
         let mut counters = HashSet::new();
         let (at, calls): (Vec<usize>, Vec<CallNextAt>) = commands
             .iter()
             .enumerate()
-            .filter_map(|(i, timed)| match timed.command {
+            .filter_map(|(i, command_at)| match command_at.command {
                 Command::CallNext {
                     counter,
                     services: None,
@@ -255,7 +255,7 @@ impl Grouped<'_> {
                     CallNextAt {
                         counter: *counter,
                         operator: *operator,
-                        now: timed.now,
+                        now: command_at.now,
                     },
                 )),
                 _ => None,
@@ -278,10 +278,10 @@ impl Grouped<'_> {
 async fn prepare(
     conn: &mut PgConnection,
     tenant: &Tenant,
-    timed: &Timed<'_>,
+    command_at: &CommandAt<'_>,
 ) -> Result<Option<Pending>, ApiError> {
-    let now = timed.now;
-    match timed.command {
+    let now = command_at.now;
+    match command_at.command {
         Command::Issue(_) => Err(ApiError::internal(anyhow::anyhow!(
             "issues are applied together, not one by one"
         ))),

@@ -5,7 +5,7 @@ use crate::db;
 use crate::db::events::EventRow;
 use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
-use crate::db::tickets::{CallNextAt, Guarded, NextCall, StatusChange, TicketRecord};
+use crate::db::tickets::{CallNextAt, NextCall, StatusChange, StatusChangeOutcome, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{
@@ -215,16 +215,16 @@ pub async fn set_statuses(
     Ok(found
         .into_iter()
         .zip(acts)
-        .map(|(guarded, act)| match guarded {
-            Guarded::Missing => Err(ApiError::NotFound(Resource::Ticket)),
-            Guarded::Refused(status) => {
+        .map(|(outcome, act)| match outcome {
+            StatusChangeOutcome::Missing => Err(ApiError::NotFound(Resource::Ticket)),
+            StatusChangeOutcome::Refused(status) => {
                 transition(status, act.action)?;
                 Err(ApiError::internal(anyhow::anyhow!(
                     "{:?} was refused from {status:?}, which it applies to",
                     act.action
                 )))
             }
-            Guarded::Changed { previous, record } => Ok(Pending {
+            StatusChangeOutcome::Changed { previous, record } => Ok(Pending {
                 record: *record,
                 action: act.action.event(),
                 previous: Some(previous),

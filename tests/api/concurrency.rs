@@ -179,7 +179,7 @@ async fn events_of_two_processes_count_each_others_changes_at_their_seq() {
     assert_eq!(issued, [EACH as u64; 2]);
 }
 
-/// Issues arriving together are committed in shared transactions (`http::change_batches`):
+/// Issues arriving together are committed in shared transactions (`changes::writer`):
 /// each still gets its own answer, numbers stay gapless per service, a key used twice issues
 /// once, and every event describes the queue exactly at its own seq.
 #[actix_web::test]
@@ -341,7 +341,7 @@ async fn issues_committed_together_each_get_their_own_answer_and_seq() {
 }
 
 /// Desks calling, starting and finishing while kiosks issue: the changes share
-/// transactions (`http::change_batches`), and the log must still read as if they had been
+/// transactions (`changes::writer`), and the log must still read as if they had been
 /// made one at a time: each event's queue counts and `ahead` follow from the events before it.
 #[actix_web::test]
 async fn mixed_changes_committed_together_leave_a_log_that_replays_exactly() {
@@ -670,19 +670,19 @@ async fn apply_in_one_batch(
     app: &TestApp,
     slug: &str,
     commands: &[nextup::ticketing::batch::Command],
-) -> Vec<Result<nextup::ticketing::batch::Applied, nextup::error::ApiError>> {
-    use nextup::ticketing::batch::{Isolation, Timed, apply};
+) -> Vec<Result<nextup::ticketing::batch::CommandOutcome, nextup::error::ApiError>> {
+    use nextup::ticketing::batch::{CommandAt, Isolation, apply};
     let mut tx = app.pool.begin().await.unwrap();
     let tenant = nextup::db::tenants::get_tenant(&mut tx, slug)
         .await
         .unwrap();
     let now = chrono::Utc::now();
-    let timed: Vec<Timed> = commands
+    let commands_at: Vec<CommandAt> = commands
         .iter()
-        .map(|command| Timed { command, now })
+        .map(|command| CommandAt { command, now })
         .collect();
     let paces = nextup::ticketing::paces::PaceCache::default();
-    let answers = apply(&mut tx, &tenant, &timed, &paces, Isolation::Shared)
+    let answers = apply(&mut tx, &tenant, &commands_at, &paces, Isolation::Shared)
         .await
         .expect("the batch as a whole succeeds");
     tx.commit().await.unwrap();
@@ -691,7 +691,7 @@ async fn apply_in_one_batch(
 
 /// Each answer as (what `show` picks of the changed ticket, seq), or its error code.
 fn outcomes(
-    answers: &[Result<nextup::ticketing::batch::Applied, nextup::error::ApiError>],
+    answers: &[Result<nextup::ticketing::batch::CommandOutcome, nextup::error::ApiError>],
     show: impl Fn(&nextup::ticketing::commands::Change) -> String,
 ) -> Vec<Result<(String, i64), &'static str>> {
     answers

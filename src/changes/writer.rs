@@ -1,15 +1,15 @@
-//! Ticket changes of one tenant, gathered into batches (see `ticketing::batch`).
+//! The writer: ticket changes of one tenant, gathered into batches (see `ticketing::batch`).
 //!
 //! Each process runs one task per tenant that is changing tickets, all on one thread of
 //! their own with a pool of their own (`DATABASE_POOL_SIZE` connections, opened on that
 //! thread): that thread does nothing but wait for PostgreSQL, so a batch's round trips are
 //! not queued behind the HTTP work of the workers. A request queues its
-//! command and waits for the answer; the task takes every request that queued while its
+//! command and waits for its result; the task takes every request that queued while its
 //! previous batch ran (up to [`MAX_BATCH`]) and commits them in one transaction, with their
-//! `Idempotency-Key`s and saved answers (the rules of `http::idempotency`). Under load the
-//! batches grow by themselves; alone, a request is a batch of one. Since one task writes a
-//! tenant's changes in each process, at most one transaction per process waits on the
-//! tenant's seq row. A tenant's task ends after [`IDLE`] without requests.
+//! `Idempotency-Key`s and stored answers (the rules of `changes::idempotency`). Under load
+//! the batches grow by themselves; alone, a request is a batch of one. Since one task
+//! writes a tenant's changes in each process, at most one transaction per process waits on
+//! the tenant's seq row. A tenant's task ends after [`IDLE`] without requests.
 //!
 //! - A command naming a ticket that an earlier command of the batch names waits for the
 //!   next batch, so each event of a batch is computed from its ticket's own change.
@@ -23,158 +23,157 @@
 //!   is empty. Under load a tenant's batches then run back to back on one connection,
 //!   without the pool's ping at each hand-over (measured in docs/benchmarks.md).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::Arbiter;
-use actix_web::http::StatusCode;
 use actix_web::rt::time::timeout;
-use actix_web::{HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
-use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Acquire, PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::deadline::HANDLER_DEADLINE;
-use super::idempotency::{self, Outcome, answer_to_save};
-use crate::db::idempotency::{RequestFingerprint, SavedResponse};
+use super::idempotency::{answer_to_store, claim_keys};
+use super::publish::publish_committed;
+use super::{ChangeOutcome, ChangeRequest};
+use crate::db::idempotency::SavedResponse;
 use crate::db::tenants::Tenant;
 use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
 use crate::error::{ApiError, is_connection_failure, report_database_unavailable};
 use crate::metrics::Metrics;
-use crate::state::AppState;
-use crate::ticketing::batch::{self, Applied, Command, Isolation, Timed};
+use crate::ticketing::batch::{self, CommandAt, Isolation};
 use crate::ticketing::commands::Change;
 use crate::ticketing::paces::PaceCache;
-use crate::views::Audience;
+use crate::ws::registry::HubRegistry;
 
 /// Most requests committed in one transaction.
 pub const MAX_BATCH: usize = 64;
 /// A tenant's task ends after this long without a request.
 pub const IDLE: Duration = Duration::from_secs(30);
 
-/// How long before its handler's deadline a request's batch gives up, so that the
-/// handler always learns the outcome: a request answered 503 must not commit afterwards.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
-
-/// One request that changes a ticket.
-pub struct ChangeRequest {
-    pub command: Command,
-    pub now: DateTime<Utc>,
-    /// When its batch must have committed or given up.
-    pub deadline: Instant,
-    /// The projection the caller gets (and a saved answer keeps).
-    pub audience: Audience,
-    pub key: Option<KeyedRequest>,
-}
-
-/// The request's `Idempotency-Key`, and what a saved answer must match.
-pub struct KeyedRequest {
-    pub key: String,
-    pub fingerprint: RequestFingerprint,
-}
-
-pub enum ChangeAnswer {
+/// What the writer thread sends back for one request (its event not yet published).
+pub(super) enum BatchOutcome {
     Changed(Box<Change>),
     /// A call-next that found nobody waiting.
     NothingToCall,
-    /// The answer saved for the key, sent again.
+    /// The answer stored for the key, to send again.
     Replayed(SavedResponse),
 }
 
-type Answer = Result<ChangeAnswer, ApiError>;
+pub(super) type ChangeResult = Result<BatchOutcome, ApiError>;
 
-struct Queued {
+struct QueuedRequest {
     request: ChangeRequest,
-    reply: oneshot::Sender<Answer>,
+    reply: oneshot::Sender<ChangeResult>,
 }
 
-/// The per-tenant queues of this process.
-pub struct ChangeBatches {
+/// The writer thread and the per-tenant queues of this process.
+pub struct ChangeWriter {
     /// Connections opened and used on `thread` only.
     pool: PgPool,
     thread: Arbiter,
     paces: Arc<PaceCache>,
     metrics: Arc<Metrics>,
-    queues: Mutex<std::collections::HashMap<TenantId, mpsc::UnboundedSender<Queued>>>,
+    /// Where committed changes are published.
+    hubs: HubRegistry,
+    queues: Mutex<HashMap<TenantId, mpsc::UnboundedSender<QueuedRequest>>>,
 }
 
-impl ChangeBatches {
+impl ChangeWriter {
     /// Starts the thread. `pool` gives the database and the pool size.
-    pub fn start(pool: &PgPool, paces: Arc<PaceCache>, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        pool: &PgPool,
+        paces: Arc<PaceCache>,
+        metrics: Arc<Metrics>,
+        hubs: HubRegistry,
+    ) -> Self {
         Self {
             pool: db::writer_pool(pool, pool.options().get_max_connections()),
             thread: Arbiter::new(),
             paces,
             metrics,
+            hubs,
             queues: Mutex::default(),
         }
     }
 
-    /// Applies the request in the tenant's next batch.
-    pub async fn submit(&self, tenant: &Tenant, request: ChangeRequest) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        let mut queued = Queued { request, reply };
+    /// Applies the request in the tenant's next batch; once it has committed, hands the
+    /// change's event to the hubs.
+    pub async fn submit(
+        &self,
+        tenant: &Tenant,
+        request: ChangeRequest,
+    ) -> Result<ChangeOutcome, ApiError> {
+        let (reply, result) = oneshot::channel();
+        let mut queued = QueuedRequest { request, reply };
         // A queue whose task has just ended refuses the request: start a new task.
         while let Err(mpsc::error::SendError(refused)) = self.queue(tenant).send(queued) {
             queued = refused;
         }
-        answer
-            .await
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("the tenant's change task stopped")))?
+        let outcome = result.await.map_err(|_| {
+            ApiError::internal(anyhow::anyhow!("the tenant's change task stopped"))
+        })??;
+        Ok(match outcome {
+            BatchOutcome::Changed(change) => {
+                let Change { ticket, event } = *change;
+                publish_committed(&self.hubs, tenant.id, event);
+                ChangeOutcome::Changed(Box::new(ticket))
+            }
+            BatchOutcome::NothingToCall => ChangeOutcome::NothingToCall,
+            BatchOutcome::Replayed(stored) => ChangeOutcome::Replayed(stored),
+        })
     }
 
-    fn queue(&self, tenant: &Tenant) -> mpsc::UnboundedSender<Queued> {
+    fn queue(&self, tenant: &Tenant) -> mpsc::UnboundedSender<QueuedRequest> {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(queue) = queues.get(&tenant.id).filter(|q| !q.is_closed()) {
             return queue.clone();
         }
         let (sender, receiver) = mpsc::unbounded_channel();
-        let worker = Worker {
+        let writer = TenantWriter {
             pool: self.pool.clone(),
             paces: self.paces.clone(),
             metrics: self.metrics.clone(),
             tenant: tenant.clone(),
         };
-        self.thread.spawn(worker.serve(receiver));
+        self.thread.spawn(writer.serve(receiver));
         queues.insert(tenant.id, sender.clone());
         sender
     }
 }
 
-impl Drop for ChangeBatches {
+impl Drop for ChangeWriter {
     fn drop(&mut self) {
         self.thread.stop();
     }
 }
 
-/// A connection of the writer's pool. Held in a task of its own, it must survive the
-/// runtime's shutdown.
-type Held = CancelSafe<PoolConnection<Postgres>>;
+/// A connection of the writer's pool, kept from one batch to the next. Held in a task of
+/// its own, it must survive the runtime's shutdown.
+type KeptConnection = CancelSafe<PoolConnection<Postgres>>;
 
 /// The task that commits one tenant's batches.
-struct Worker {
+struct TenantWriter {
     pool: PgPool,
     paces: Arc<PaceCache>,
     metrics: Arc<Metrics>,
     tenant: Tenant,
 }
 
-impl Worker {
-    async fn serve(self, mut queue: mpsc::UnboundedReceiver<Queued>) {
+impl TenantWriter {
+    async fn serve(self, mut queue: mpsc::UnboundedReceiver<QueuedRequest>) {
         // Requests put off to the next batch, in arrival order.
-        let mut waiting: VecDeque<Queued> = VecDeque::new();
+        let mut waiting: VecDeque<QueuedRequest> = VecDeque::new();
         // The last batch's connection, kept for the next batch when that one is already
         // queued: giving a connection back to the pool costs a round trip (sqlx pings it).
-        let mut held: Option<Held> = None;
+        let mut kept: Option<KeptConnection> = None;
         loop {
             while let Ok(next) = queue.try_recv() {
                 waiting.push_back(next);
             }
             if waiting.is_empty() {
-                if let Some(conn) = held.take() {
+                if let Some(conn) = kept.take() {
                     conn.release();
                 }
                 match timeout(IDLE, queue.recv()).await {
@@ -189,11 +188,11 @@ impl Worker {
             }
             let batch = next_batch(&mut waiting, Instant::now());
             if !batch.is_empty() {
-                self.run(batch, &mut held).await;
+                self.run_batch(batch, &mut kept).await;
             }
             // Another tenant's task may be waiting for a connection: let it have this one.
             if !self.pool_has_spare()
-                && let Some(conn) = held.take()
+                && let Some(conn) = kept.take()
             {
                 conn.release();
             }
@@ -205,44 +204,49 @@ impl Worker {
         self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
     }
 
-    async fn run(&self, batch: Vec<Queued>, held: &mut Option<Held>) {
-        let (requests, replies): (Vec<ChangeRequest>, Vec<oneshot::Sender<Answer>>) =
+    /// Commits the batch and replies to each of its requests; a failed batch of several is
+    /// retried one request at a time.
+    async fn run_batch(&self, batch: Vec<QueuedRequest>, kept: &mut Option<KeptConnection>) {
+        let (requests, replies): (Vec<ChangeRequest>, Vec<oneshot::Sender<ChangeResult>>) =
             batch.into_iter().map(|q| (q.request, q.reply)).unzip();
-        let answers = match self.commit(&requests, Isolation::Shared, held).await {
-            Ok(answers) => answers,
+        let results = match self.commit_batch(&requests, Isolation::Shared, kept).await {
+            Ok(results) => results,
             Err(error) if requests.len() > 1 && !matches!(error, ApiError::DatabaseUnavailable) => {
                 log::warn!(
                     "a batch of {} changes of tenant {} failed ({error}); trying each alone",
                     requests.len(),
                     self.tenant.slug
                 );
-                let mut answers = Vec::with_capacity(requests.len());
+                let mut results = Vec::with_capacity(requests.len());
                 for request in &requests {
                     let mut alone = self
-                        .commit(std::slice::from_ref(request), Isolation::PerCommand, held)
+                        .commit_batch(std::slice::from_ref(request), Isolation::PerCommand, kept)
                         .await;
-                    answers.push(match &mut alone {
-                        Ok(answer) => answer.pop().unwrap_or_else(|| Err(no_answer())),
-                        Err(error) => Err(same_error(error)),
+                    results.push(match &mut alone {
+                        Ok(result) => result.pop().unwrap_or_else(|| Err(missing_result())),
+                        Err(error) => Err(batch_error_for_each(error)),
                     });
                 }
-                answers
+                results
             }
-            Err(error) => requests.iter().map(|_| Err(same_error(&error))).collect(),
+            Err(error) => requests
+                .iter()
+                .map(|_| Err(batch_error_for_each(&error)))
+                .collect(),
         };
-        for (reply, answer) in replies.into_iter().zip(answers) {
-            let _gone = reply.send(answer);
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _gone = reply.send(result);
         }
     }
 
-    /// Commits the requests in one transaction, on the `held` connection if there is one;
-    /// the connection is left in `held` afterwards if the batch went through.
-    async fn commit(
+    /// Commits the requests in one transaction, on the `kept` connection if there is one;
+    /// the connection is left in `kept` afterwards if the batch went through.
+    async fn commit_batch(
         &self,
         requests: &[ChangeRequest],
         isolation: Isolation,
-        held: &mut Option<Held>,
-    ) -> Result<Vec<Answer>, ApiError> {
+        kept: &mut Option<KeptConnection>,
+    ) -> Result<Vec<ChangeResult>, ApiError> {
         // The batch must be over before the first of its requests' handlers gives up.
         let deadline = requests
             .iter()
@@ -257,7 +261,7 @@ impl Worker {
         let mut tries = self.pool.options().get_max_connections() + 1;
         loop {
             tries -= 1;
-            let mut conn = match held.take() {
+            let mut conn = match kept.take() {
                 Some(conn) => conn,
                 None => match timeout(left(), self.pool.acquire()).await {
                     Ok(conn) => CancelSafe::new(conn?),
@@ -266,21 +270,21 @@ impl Worker {
             };
             let attempt = timeout(left(), async {
                 let tx = conn.begin().await?;
-                Ok::<_, sqlx::Error>(self.answer(tx, requests, isolation).await)
+                Ok::<_, sqlx::Error>(self.run_batch_in(tx, requests, isolation).await)
             });
             let failed_begin = match attempt.await {
-                Ok(Ok(answers)) => {
+                Ok(Ok(results)) => {
                     // A failed batch's connection goes back to the pool, which tests it.
-                    match answers {
+                    match results {
                         Ok(_) => {
-                            *held = Some(conn);
+                            *kept = Some(conn);
                             self.metrics
                                 .change_batch_size
                                 .observe(requests.len() as f64);
                         }
                         Err(_) => conn.release(),
                     }
-                    return answers;
+                    return results;
                 }
                 Ok(Err(error)) => Some(error),
                 Err(_elapsed) => None,
@@ -298,76 +302,56 @@ impl Worker {
         }
     }
 
-    /// Runs the batch in `tx` and commits it.
-    async fn answer(
+    /// Runs the batch in `tx`: claims the keys, applies the commands, stores the answers
+    /// of keyed requests, and commits.
+    async fn run_batch_in(
         &self,
         mut tx: Transaction<'_, Postgres>,
         requests: &[ChangeRequest],
         isolation: Isolation,
-    ) -> Result<Vec<Answer>, ApiError> {
+    ) -> Result<Vec<ChangeResult>, ApiError> {
         let tenant = &self.tenant;
-        let mut answers: Vec<Option<Answer>> = requests.iter().map(|_| None).collect();
-        take_keys(&mut tx, tenant, requests, &mut answers).await?;
+        let mut results: Vec<Option<ChangeResult>> = requests.iter().map(|_| None).collect();
+        claim_keys(&mut tx, tenant, requests, &mut results).await?;
 
         let to_apply: Vec<usize> = (0..requests.len())
-            .filter(|&i| answers[i].is_none())
+            .filter(|&i| results[i].is_none())
             .collect();
-        let commands: Vec<Timed> = to_apply
+        let commands: Vec<CommandAt> = to_apply
             .iter()
-            .map(|&i| Timed {
+            .map(|&i| CommandAt {
                 command: &requests[i].command,
                 now: requests[i].now,
             })
             .collect();
-        let applied = batch::apply(&mut tx, tenant, &commands, &self.paces, isolation).await?;
-        let mut to_save = Vec::new();
-        for (i, result) in to_apply.into_iter().zip(applied) {
+        let outcomes = batch::apply(&mut tx, tenant, &commands, &self.paces, isolation).await?;
+        let mut to_store = Vec::new();
+        for (i, outcome) in to_apply.into_iter().zip(outcomes) {
             let request = &requests[i];
             if let Some(key) = &request.key {
-                let outcome = result.as_ref().map(|applied| outcome(request, applied));
-                let saved = answer_to_save(key.fingerprint, outcome.as_ref().map_err(|e| *e))
-                    .ok_or_else(|| {
-                        ApiError::internal(anyhow::anyhow!("an answer that cannot be saved"))
-                    })?;
-                to_save.push((key.key.as_str(), saved));
+                to_store.push((
+                    key.key.as_str(),
+                    answer_to_store(request, key, outcome.as_ref())?,
+                ));
             }
-            answers[i] = Some(result.map(|applied| match applied {
-                Some(change) => ChangeAnswer::Changed(Box::new(change)),
-                None => ChangeAnswer::NothingToCall,
+            results[i] = Some(outcome.map(|outcome| match outcome {
+                Some(change) => BatchOutcome::Changed(Box::new(change)),
+                None => BatchOutcome::NothingToCall,
             }));
         }
-        db::idempotency::save_responses(&mut tx, tenant.id, &to_save).await?;
+        db::idempotency::save_responses(&mut tx, tenant.id, &to_store).await?;
         tx.commit().await?;
-        answers
+        results
             .into_iter()
-            .map(|answer| answer.ok_or_else(no_answer))
+            .map(|result| result.ok_or_else(missing_result))
             .collect()
-    }
-}
-
-/// The status a change answers with: 201 for a new ticket, 200 for the others.
-pub fn change_status(command: &Command) -> StatusCode {
-    match command {
-        Command::Issue(_) => StatusCode::CREATED,
-        _ => StatusCode::OK,
-    }
-}
-
-/// The HTTP answer to a command, as it is saved for its key.
-fn outcome(request: &ChangeRequest, applied: &Applied) -> Outcome {
-    match applied {
-        Some(change) => Outcome::json(
-            change_status(&request.command),
-            change.ticket.project(request.audience),
-        ),
-        None => Outcome::no_content(),
     }
 }
 
 /// The next batch: the waiting requests in order, but none naming a ticket named before in
 /// the batch (those stay first in line), none whose caller has gone, and none whose
 /// deadline has passed (those are answered 503: the database kept them waiting).
-fn next_batch(waiting: &mut VecDeque<Queued>, now: Instant) -> Vec<Queued> {
+fn next_batch(waiting: &mut VecDeque<QueuedRequest>, now: Instant) -> Vec<QueuedRequest> {
     let mut batch = Vec::new();
     let mut named = HashSet::new();
     let mut put_off = VecDeque::new();
@@ -392,49 +376,6 @@ fn next_batch(waiting: &mut VecDeque<Queued>, now: Instant) -> Vec<Queued> {
     batch
 }
 
-/// Takes the keys of the requests that have one, answering those whose key is busy (also
-/// when the batch uses it twice) or already answered.
-async fn take_keys(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    requests: &[ChangeRequest],
-    answers: &mut [Option<Answer>],
-) -> Result<(), ApiError> {
-    let mut keys_seen = HashSet::new();
-    let mut keyed = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        if let Some(key) = &request.key {
-            if keys_seen.insert(key.key.as_str()) {
-                keyed.push((i, key));
-            } else {
-                answers[i] = Some(Err(ApiError::RequestInProgress));
-            }
-        }
-    }
-    if keyed.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<&str> = keyed.iter().map(|(_, k)| k.key.as_str()).collect();
-    let taken = db::idempotency::try_lock_keys(conn, tenant.id, &keys).await?;
-    let mut saved = db::idempotency::find_saved_many(conn, tenant.id, &keys).await?;
-    for ((i, key), taken) in keyed.iter().zip(taken) {
-        let found = saved.iter().position(|(k, _)| *k == key.key);
-        answers[*i] = match (taken, found) {
-            (false, _) => Some(Err(ApiError::RequestInProgress)),
-            (true, None) => None,
-            (true, Some(at)) => {
-                let (_, saved) = saved.swap_remove(at);
-                Some(if saved.request == key.fingerprint {
-                    Ok(ChangeAnswer::Replayed(saved))
-                } else {
-                    Err(ApiError::IdempotencyKeyReused)
-                })
-            }
-        };
-    }
-    Ok(())
-}
-
 /// A batch the database kept past its requests' deadline: nothing of it was committed
 /// (unless the commit itself was under way).
 fn out_of_time() -> ApiError {
@@ -442,12 +383,12 @@ fn out_of_time() -> ApiError {
     ApiError::DatabaseUnavailable
 }
 
-fn no_answer() -> ApiError {
+fn missing_result() -> ApiError {
     ApiError::internal(anyhow::anyhow!("a request got no answer"))
 }
 
 /// The batch's failure, for each of its requests.
-fn same_error(error: &ApiError) -> ApiError {
+fn batch_error_for_each(error: &ApiError) -> ApiError {
     match error {
         ApiError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
         // With its cause chain: an internal error's own message says nothing.
@@ -455,48 +396,5 @@ fn same_error(error: &ApiError) -> ApiError {
             "committing ticket changes failed: {cause:#}"
         )),
         other => ApiError::internal(anyhow::anyhow!("committing ticket changes failed: {other}")),
-    }
-}
-
-/// Runs a ticket command for the tenant `slug` in its next batch and answers the request:
-/// the ticket in the caller's projection (its event handed to the hub), 204 for a
-/// call-next that found nobody, or the answer saved for the request's `Idempotency-Key`.
-pub async fn change(
-    state: &AppState,
-    req: &HttpRequest,
-    slug: &str,
-    body: &[u8],
-    audience: Audience,
-    command: Command,
-) -> Result<HttpResponse, ApiError> {
-    let key = idempotency::idempotency_key(req)?.map(|key| KeyedRequest {
-        key,
-        fingerprint: idempotency::fingerprint(req, body, audience),
-    });
-    let tenant = match state.tenants.known(slug) {
-        Some(tenant) => tenant,
-        None => {
-            state
-                .tenants
-                .get(&mut *state.db.acquire().await?, slug)
-                .await?
-        }
-    };
-    let status = change_status(&command);
-    let request = ChangeRequest {
-        command,
-        now: state.clock.now(),
-        deadline: Instant::now() + HANDLER_DEADLINE - DEADLINE_MARGIN,
-        audience,
-        key,
-    };
-    match state.changes.submit(&tenant, request).await? {
-        ChangeAnswer::Changed(change) => {
-            let mut outcome = Outcome::change(status, *change, audience);
-            outcome.publish(state, &tenant);
-            Ok(outcome.into_response(false))
-        }
-        ChangeAnswer::NothingToCall => Ok(HttpResponse::NoContent().finish()),
-        ChangeAnswer::Replayed(saved) => idempotency::replay(saved),
     }
 }
