@@ -204,18 +204,7 @@ mod tests {
     #[test]
     fn an_expired_token_is_refused_without_leeway() {
         let keys = keys(60);
-        let now = Utc::now().timestamp();
-        let claims = Claims {
-            sub: UserId::new(),
-            tenant_id: TenantId::new(),
-            tenant: "demo".into(),
-            username: "ana".into(),
-            role: Role::Operator,
-            iat: now - 120,
-            exp: now - 1,
-        };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        let token = token_expiring_at(&keys, Utc::now().timestamp() - 1);
         assert!(matches!(keys.verify(&token), Err(ApiError::TokenExpired)));
     }
 }

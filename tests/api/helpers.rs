@@ -437,15 +437,19 @@ pub fn drop_test_database(db_name: &str) {
 
 /// A token signed with the test secret for `slug` that expired a second ago.
 pub fn expired_token(slug: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
+    token_expiring_at(slug, chrono::Utc::now().timestamp() - 1)
+}
+
+/// A token signed with the test secret for `slug`, with this `exp`.
+pub fn token_expiring_at(slug: &str, exp: i64) -> String {
     let claims = json!({
         "sub": Uuid::new_v4(),
         "tenant_id": Uuid::new_v4(),
         "tenant": slug,
         "username": "ghost",
         "role": "operator",
-        "iat": now - 100,
-        "exp": now - 1,
+        "iat": exp - 100,
+        "exp": exp,
     });
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

@@ -13,25 +13,6 @@ const WS_UPGRADE: [(&str, &str); 4] = [
     ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
 
-/// A token signed with the test secret for `slug`, with this `exp`.
-fn token_expiring_at(slug: &str, exp: i64) -> String {
-    let claims = json!({
-        "sub": Uuid::new_v4(),
-        "tenant_id": Uuid::new_v4(),
-        "tenant": slug,
-        "username": "ghost",
-        "role": "operator",
-        "iat": exp - 100,
-        "exp": exp,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
 #[actix_web::test]
 async fn a_slug_that_cannot_exist_is_tenant_not_found_everywhere_never_a_500() {
     let app = TestApp::spawn().await;

@@ -494,8 +494,8 @@ impl StalledClient {
     }
 }
 
-/// One unmasked server frame: (opcode, payload, total length).
-fn parse_frame(data: &[u8]) -> Option<(u8, &[u8], usize)> {
+/// One unmasked server frame at the start of `data`: (opcode, payload, total length).
+pub fn parse_frame(data: &[u8]) -> Option<(u8, &[u8], usize)> {
     if data.len() < 2 {
         return None;
     }

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::cli::{START_TIMEOUT, Sandbox, Server, listening_url};
 use crate::helpers::*;
+use crate::ws::parse_frame;
 
 /// Far longer than any wait below: with it, a connection that only ends when actix-web's
 /// disconnect timeout (`REQUEST_TIMEOUT_SECS`) runs out fails the test.
@@ -80,7 +81,7 @@ impl RawClient {
     /// The next server frame: (opcode, payload); `None` at the end of the connection.
     async fn next_frame(&mut self, wait: Duration) -> Option<(u8, Vec<u8>)> {
         loop {
-            if let Some((opcode, payload, len)) = parse_server_frame(&self.data) {
+            if let Some((opcode, payload, len)) = parse_frame(&self.data) {
                 let payload = payload.to_vec();
                 self.data.drain(..len);
                 return Some((opcode, payload));
@@ -120,24 +121,6 @@ impl RawClient {
     async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
-}
-
-/// One unmasked server frame at the start of `data`: (opcode, payload, total length).
-fn parse_server_frame(data: &[u8]) -> Option<(u8, &[u8], usize)> {
-    if data.len() < 2 {
-        return None;
-    }
-    let (len, offset) = match data[1] & 0x7f {
-        126 if data.len() >= 4 => (u16::from_be_bytes([data[2], data[3]]) as usize, 4),
-        127 if data.len() >= 10 => (
-            u64::from_be_bytes(data[2..10].try_into().unwrap()) as usize,
-            10,
-        ),
-        126 | 127 => return None,
-        n => (n as usize, 2),
-    };
-    let end = offset + len;
-    (data.len() >= end).then(|| (data[0] & 0x0f, &data[offset..end], end))
 }
 
 /// A masked client frame header (FIN set) declaring `len` payload bytes.
