@@ -16,7 +16,6 @@ use actix_web::rt::time::{sleep, timeout};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use super::hub::Hub;
 use super::latest::LatestSeqs;
 use super::messages::Fetched;
 use super::registry::RegistryInner;
@@ -55,7 +54,8 @@ pub struct ReadLog {
     pub tenant: TenantId,
     pub after: i64,
     pub up_to: i64,
-    pub reply_to: Addr<Hub>,
+    /// Where the events go: the hub that asked (the feed need not know what a hub is).
+    pub reply_to: Recipient<Fetched>,
 }
 
 impl Handler<ReadLog> for LogReader {

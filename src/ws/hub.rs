@@ -281,7 +281,7 @@ impl Hub {
             } else {
                 self.known
             },
-            reply_to: ctx.address(),
+            reply_to: ctx.address().recipient(),
         });
     }
 }
