@@ -34,6 +34,7 @@ use crate::views::Audience;
 
 /// Events a session may have queued before the hub considers its client too slow.
 pub const MAILBOX_CAPACITY: usize = 64;
+
 pub struct WsSession {
     pub id: SessionId,
     pub audience: Audience,
