@@ -4,7 +4,8 @@
 //! status and snake_case code, and `error_response()` writes the contract body
 //! `{"error": {"code", "message"}}`. Extractor failures and anything actix produces on its
 //! own (unknown routes, oversized bodies) are routed here too, see [`json_error_handlers`].
-//! Lower layers have their own error types (`db::Error`), converted here by `From`.
+//! Lower layers have their own error types (`db::Error`, `ticketing::Error`), converted
+//! here by `From`.
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
@@ -18,6 +19,7 @@ use crate::db;
 use crate::domain::ids::InvalidName;
 use crate::domain::queue_limit::QueueFull;
 use crate::domain::ticket::TransitionError;
+use crate::ticketing;
 
 /// Seconds a client should wait before retrying while the database is unreachable.
 const DATABASE_RETRY_AFTER_SECS: u64 = 5;
@@ -229,6 +231,22 @@ impl From<db::Error> for ApiError {
             db::Error::UsernameTaken => ApiError::UsernameTaken,
             db::Error::CounterBusy => ApiError::CounterBusy,
             db::Error::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<ticketing::Error> for ApiError {
+    fn from(err: ticketing::Error) -> Self {
+        match err {
+            ticketing::Error::InvalidTransition(err) => ApiError::InvalidTransition(err),
+            ticketing::Error::NotFound(entity) => ApiError::NotFound(entity.into()),
+            ticketing::Error::CounterBusy => ApiError::CounterBusy,
+            ticketing::Error::ServiceInactive => ApiError::ServiceInactive,
+            ticketing::Error::SameService => ApiError::SameService,
+            ticketing::Error::QueueFull(err) => ApiError::QueueFull(err),
+            err @ ticketing::Error::NoServicesNamed => ApiError::Invalid(err.to_string()),
+            ticketing::Error::Db(err) => ApiError::from(err),
+            ticketing::Error::Unexpected(cause) => ApiError::Internal(cause),
         }
     }
 }

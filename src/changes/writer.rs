@@ -328,6 +328,8 @@ impl TenantWriter {
         let outcomes = batch::apply(&mut tx, tenant, &commands, &self.paces, isolation).await?;
         let mut to_store = Vec::new();
         for (i, outcome) in to_apply.into_iter().zip(outcomes) {
+            // Handlers are answered in HTTP terms; the batch has decided on its own errors.
+            let outcome = outcome.map_err(ApiError::from);
             let request = &requests[i];
             if let Some(key) = &request.key {
                 to_store.push((
