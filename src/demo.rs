@@ -8,7 +8,6 @@ use crate::auth::password::hash_password;
 use crate::db;
 use crate::domain::ids::{DisplayName, ServiceCode, Slug, Username};
 use crate::domain::role::Role;
-use crate::error::ApiError;
 
 pub const SLUG: &str = "demo";
 
@@ -45,7 +44,7 @@ async fn create(pool: &PgPool) -> anyhow::Result<bool> {
     let name = DisplayName::parse("name", "Demo Clinic")?;
     let tenant = match db::tenants::insert_tenant(&mut tx, &slug, &name, chrono_tz::UTC).await {
         // Another process seeded it at the same moment.
-        Err(ApiError::SlugTaken) => return Ok(false),
+        Err(db::Error::SlugTaken) => return Ok(false),
         other => other.context("creating the demo tenant")?,
     };
     for (code, name) in SERVICES {

@@ -4,6 +4,8 @@
 //! status and snake_case code, and `error_response()` writes the contract body
 //! `{"error": {"code", "message"}}`. Extractor failures and anything actix produces on its
 //! own (unknown routes, oversized bodies) are routed here too, see [`json_error_handlers`].
+//! Lower layers have their own error types (`db::Error`, `ticketing::Error`), converted
+//! here by `From`.
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
@@ -12,11 +14,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
-use sqlx::postgres::{PgDatabaseError, PgSeverity};
 
+use crate::db;
 use crate::domain::ids::InvalidName;
 use crate::domain::queue_limit::QueueFull;
 use crate::domain::ticket::TransitionError;
+use crate::ticketing;
 
 /// Seconds a client should wait before retrying while the database is unreachable.
 const DATABASE_RETRY_AFTER_SECS: u64 = 5;
@@ -197,11 +200,53 @@ impl From<InvalidName> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        if is_connection_failure(&err) {
+        if db::is_connection_failure(&err) {
             report_database_unavailable(&err);
             ApiError::DatabaseUnavailable
         } else {
             ApiError::Internal(anyhow::Error::new(err))
+        }
+    }
+}
+
+impl From<db::Entity> for Resource {
+    fn from(entity: db::Entity) -> Self {
+        match entity {
+            db::Entity::Tenant => Resource::Tenant,
+            db::Entity::Service => Resource::Service,
+            db::Entity::Counter => Resource::Counter,
+            db::Entity::Ticket => Resource::Ticket,
+        }
+    }
+}
+
+impl From<db::Error> for ApiError {
+    fn from(err: db::Error) -> Self {
+        match err {
+            db::Error::Database(err) => ApiError::from(err),
+            db::Error::NotFound(entity) => ApiError::NotFound(entity.into()),
+            db::Error::SlugTaken => ApiError::SlugTaken,
+            db::Error::ServiceCodeTaken => ApiError::ServiceCodeTaken,
+            db::Error::CounterNameTaken => ApiError::CounterNameTaken,
+            db::Error::UsernameTaken => ApiError::UsernameTaken,
+            db::Error::CounterBusy => ApiError::CounterBusy,
+            db::Error::Unexpected(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<ticketing::Error> for ApiError {
+    fn from(err: ticketing::Error) -> Self {
+        match err {
+            ticketing::Error::InvalidTransition(err) => ApiError::InvalidTransition(err),
+            ticketing::Error::NotFound(entity) => ApiError::NotFound(entity.into()),
+            ticketing::Error::CounterBusy => ApiError::CounterBusy,
+            ticketing::Error::ServiceInactive => ApiError::ServiceInactive,
+            ticketing::Error::SameService => ApiError::SameService,
+            ticketing::Error::QueueFull(err) => ApiError::QueueFull(err),
+            err @ ticketing::Error::NoServicesNamed => ApiError::Invalid(err.to_string()),
+            ticketing::Error::Db(err) => ApiError::from(err),
+            ticketing::Error::Unexpected(cause) => ApiError::Internal(cause),
         }
     }
 }
@@ -231,58 +276,6 @@ pub fn report_database_unavailable(err: &dyn std::fmt::Display) {
 }
 
 const OUTAGE_LOG_INTERVAL_SECS: u64 = 10;
-
-/// Whether the error means "the database is unavailable to us" (no usable connection, or
-/// PostgreSQL refuses, ends or cannot serve our session) rather than "this query failed".
-/// Such errors answer 503 `database_unavailable`; a batch whose BEGIN fails with one moves
-/// to another connection.
-pub fn is_connection_failure(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let ends_session = db
-                .try_downcast_ref::<PgDatabaseError>()
-                .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic));
-            db.code()
-                .is_some_and(|code| sqlstate_means_unavailable(&code, ends_session))
-        }
-        _ => false,
-    }
-}
-
-/// Classifies by SQLSTATE class and severity, never by message text:
-/// - class 08, connection exception;
-/// - class 53, insufficient resources: 53300 too many connections, 53100 disk full, 53200
-///   out of memory, 53400 configuration limit exceeded;
-/// - class 57P, an operator or the server ending or refusing sessions: 57P01 admin
-///   shutdown (`pg_terminate_backend`, a fast shutdown), 57P02 crash shutdown, 57P03
-///   cannot connect now (starting up, shutting down, in recovery), 57P04 database dropped,
-///   57P05 idle session timeout. Not 57014 query_canceled: the statement was cancelled
-///   (`statement_timeout`, `pg_cancel_backend`) on a working connection to a working
-///   database; nextup sets no statement timeout, so that is a misconfiguration or an
-///   operator's act, and stays a 500 that is logged;
-/// - any error of severity FATAL (or PANIC), which ends the session: PostgreSQL refuses a
-///   login with one, whatever its code (55000 "database is not currently accepting
-///   connections", 3D000 database does not exist, 28P01 password authentication failed),
-///   and a connection that cannot be made means the database is unavailable to us.
-fn sqlstate_means_unavailable(code: &str, ends_session: bool) -> bool {
-    ends_session || code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
-}
-
-/// Maps a violation of the named constraint to `error`; anything else converts as usual.
-pub trait OnConstraint<T> {
-    fn on_constraint(self, name: &str, error: ApiError) -> Result<T, ApiError>;
-}
-
-impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
-    fn on_constraint(self, name: &str, error: ApiError) -> Result<T, ApiError> {
-        self.map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.constraint() == Some(name) => error,
-            _ => ApiError::from(err),
-        })
-    }
-}
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -401,68 +394,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_database_is_unavailable_by_sqlstate_class_and_on_errors_that_end_the_session() {
-        const FATAL: bool = true;
-        const ERROR: bool = false;
-        let cases = [
-            // Class 08: connection exception.
-            ("08000", ERROR, true),
-            ("08003", ERROR, true),
-            ("08006", FATAL, true),
-            ("08P01", FATAL, true),
-            // Class 53: insufficient resources.
-            ("53000", ERROR, true),
-            ("53100", ERROR, true),
-            ("53200", ERROR, true),
-            ("53300", FATAL, true),
-            ("53400", ERROR, true),
-            // Class 57P: sessions ended or refused.
-            ("57P01", FATAL, true),
-            ("57P02", FATAL, true),
-            ("57P03", FATAL, true),
-            ("57P04", FATAL, true),
-            ("57P05", FATAL, true),
-            // A refused login is FATAL whatever its class.
-            ("55000", FATAL, true),
-            ("3D000", FATAL, true),
-            ("28P01", FATAL, true),
-            ("28000", FATAL, true),
-            // The same codes raised by a statement: that statement failed.
-            ("55000", ERROR, false),
-            ("3D000", ERROR, false),
-            // A cancelled statement on a working connection.
-            ("57014", ERROR, false),
-            ("57000", ERROR, false),
-            // Ordinary statement failures.
-            ("23505", ERROR, false),
-            ("40001", ERROR, false),
-            ("40P01", ERROR, false),
-            ("42P01", ERROR, false),
-            ("XX000", ERROR, false),
-        ];
-        for (code, ends_session, unavailable) in cases {
-            assert_eq!(
-                sqlstate_means_unavailable(code, ends_session),
-                unavailable,
-                "{code} (fatal: {ends_session})"
-            );
-        }
-    }
-
-    #[test]
-    fn errors_without_a_usable_connection_are_unavailable_and_others_are_not() {
-        assert!(is_connection_failure(&sqlx::Error::PoolTimedOut));
-        assert!(is_connection_failure(&sqlx::Error::PoolClosed));
-        assert!(is_connection_failure(&sqlx::Error::Io(
-            std::io::Error::from(std::io::ErrorKind::ConnectionReset)
-        )));
-        assert!(!is_connection_failure(&sqlx::Error::RowNotFound));
+    fn database_errors_are_unavailable_only_without_a_usable_connection() {
         assert!(matches!(
             ApiError::from(sqlx::Error::PoolTimedOut),
             ApiError::DatabaseUnavailable
         ));
         assert!(matches!(
+            ApiError::from(db::Error::from(sqlx::Error::PoolTimedOut)),
+            ApiError::DatabaseUnavailable
+        ));
+        assert!(matches!(
             ApiError::from(sqlx::Error::RowNotFound),
+            ApiError::Internal(_)
+        ));
+        assert!(matches!(
+            ApiError::from(db::Error::from(sqlx::Error::RowNotFound)),
             ApiError::Internal(_)
         ));
     }

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::db;
 use crate::db::events::EventRow;
 use crate::db::queue::ServiceLoad;
 use crate::db::tickets::TicketRecord;
@@ -72,9 +73,10 @@ impl OperatorTicket {
         record: TicketRecord,
         ahead: Option<u32>,
         loads: &[ServiceLoad],
-    ) -> Result<Self, ApiError> {
-        let status: Status = record.status.parse().map_err(ApiError::internal)?;
-        let priority: Priority = record.priority.parse().map_err(ApiError::internal)?;
+    ) -> Result<Self, db::Error> {
+        // The record is a row: a value it cannot read is the database's, not the client's.
+        let status: Status = record.status.parse().map_err(db::Error::unexpected)?;
+        let priority: Priority = record.priority.parse().map_err(db::Error::unexpected)?;
         let (ahead, estimated_wait_secs) = match (status, ahead) {
             (Status::Waiting, Some(ahead)) => {
                 let pace = loads
@@ -107,7 +109,7 @@ impl OperatorTicket {
                 },
                 status,
                 priority,
-                call_count: u32::try_from(record.call_count).map_err(ApiError::internal)?,
+                call_count: u32::try_from(record.call_count).map_err(db::Error::unexpected)?,
                 created_at: record.created_at,
                 called_at: record.called_at,
                 counter,

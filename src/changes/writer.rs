@@ -37,10 +37,11 @@ use super::idempotency::{answer_to_store, claim_keys};
 use super::publish::publish_committed;
 use super::{ChangeOutcome, ChangeRequest};
 use crate::db::idempotency::SavedResponse;
+use crate::db::is_connection_failure;
 use crate::db::tenants::Tenant;
 use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
-use crate::error::{ApiError, is_connection_failure, report_database_unavailable};
+use crate::error::{ApiError, report_database_unavailable};
 use crate::metrics::Metrics;
 use crate::ticketing::batch::{self, CommandAt, Isolation};
 use crate::ticketing::commands::Change;
@@ -327,6 +328,8 @@ impl TenantWriter {
         let outcomes = batch::apply(&mut tx, tenant, &commands, &self.paces, isolation).await?;
         let mut to_store = Vec::new();
         for (i, outcome) in to_apply.into_iter().zip(outcomes) {
+            // Handlers are answered in HTTP terms; the batch has decided on its own errors.
+            let outcome = outcome.map_err(ApiError::from);
             let request = &requests[i];
             if let Some(key) = &request.key {
                 to_store.push((

@@ -1,8 +1,8 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use super::{Entity, Error, OnConstraint};
 use crate::domain::ids::{CounterId, DisplayName, TenantId};
-use crate::error::{ApiError, OnConstraint, Resource};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Counter {
@@ -14,7 +14,7 @@ pub async fn insert_counter(
     conn: &mut PgConnection,
     tenant: TenantId,
     name: &DisplayName,
-) -> Result<Counter, ApiError> {
+) -> Result<Counter, Error> {
     let id = CounterId::new();
     sqlx::query!(
         "insert into counters (id, tenant_id, name) values ($1, $2, $3)",
@@ -24,7 +24,7 @@ pub async fn insert_counter(
     )
     .execute(conn)
     .await
-    .on_constraint("counters_tenant_name_key", ApiError::CounterNameTaken)?;
+    .on_constraint("counters_tenant_name_key", Error::CounterNameTaken)?;
     Ok(Counter {
         id,
         name: name.as_str().to_owned(),
@@ -34,7 +34,7 @@ pub async fn insert_counter(
 pub async fn list_counters(
     conn: &mut PgConnection,
     tenant: TenantId,
-) -> Result<Vec<Counter>, ApiError> {
+) -> Result<Vec<Counter>, Error> {
     Ok(sqlx::query_as!(
         Counter,
         r#"select id as "id: CounterId", name from counters where tenant_id = $1 order by name"#,
@@ -60,7 +60,7 @@ pub async fn lock_counter(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: CounterId,
-) -> Result<LockedCounter, ApiError> {
+) -> Result<LockedCounter, Error> {
     sqlx::query_as!(
         LockedCounter,
         r#"select c.id as "id: CounterId",
@@ -74,5 +74,5 @@ pub async fn lock_counter(
     )
     .fetch_optional(conn)
     .await?
-    .ok_or(ApiError::NotFound(Resource::Counter))
+    .ok_or(Error::NotFound(Entity::Counter))
 }

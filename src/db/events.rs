@@ -1,8 +1,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use super::Error;
 use crate::domain::ids::TenantId;
-use crate::error::ApiError;
 
 /// An event as stored in the log.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub struct EventRow {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn current_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, ApiError> {
+pub async fn current_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, Error> {
     Ok(sqlx::query_scalar!(
         "select last_seq from event_sequences where tenant_id = $1",
         tenant.get()
@@ -31,7 +31,7 @@ pub async fn take_seqs(
     conn: &mut PgConnection,
     tenant: TenantId,
     count: i64,
-) -> Result<i64, ApiError> {
+) -> Result<i64, Error> {
     Ok(sqlx::query_scalar!(
         "update event_sequences set last_seq = last_seq + $2 where tenant_id = $1
          returning last_seq",
@@ -48,7 +48,7 @@ pub async fn insert_events(
     tenant: TenantId,
     events: &[&EventRow],
     ticket_ids: &[uuid::Uuid],
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     let previous: Vec<Option<&str>> = events
@@ -79,10 +79,7 @@ pub async fn insert_events(
 }
 
 /// The smallest seq still in the log, if any.
-pub async fn oldest_seq(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-) -> Result<Option<i64>, ApiError> {
+pub async fn oldest_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<Option<i64>, Error> {
     Ok(sqlx::query_scalar!(
         "select min(seq) from events where tenant_id = $1",
         tenant.get()
@@ -98,7 +95,7 @@ pub async fn list_events(
     after: i64,
     up_to: i64,
     limit: i64,
-) -> Result<Vec<EventRow>, ApiError> {
+) -> Result<Vec<EventRow>, Error> {
     Ok(sqlx::query_as!(
         EventRow,
         "select seq, action, previous_status, ticket, queue, created_at from events

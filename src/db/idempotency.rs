@@ -1,7 +1,7 @@
 use sqlx::PgConnection;
 
+use super::Error;
 use crate::domain::ids::TenantId;
-use crate::error::ApiError;
 
 /// What identifies the request a key was first used with: a SHA-256 digest, so that a
 /// saved key never holds the request itself (bodies are up to 64 KiB, from anyone).
@@ -22,7 +22,7 @@ pub async fn try_lock_keys(
     conn: &mut PgConnection,
     tenant: TenantId,
     keys: &[&str],
-) -> Result<Vec<bool>, ApiError> {
+) -> Result<Vec<bool>, Error> {
     let rows = sqlx::query_scalar!(
         r#"select pg_try_advisory_xact_lock(hashtextextended($1 || ':' || k.key, 0)) as "locked!"
              from unnest($2::text[]) with ordinality as k(key, ord)
@@ -40,7 +40,7 @@ pub async fn find_saved_many(
     conn: &mut PgConnection,
     tenant: TenantId,
     keys: &[&str],
-) -> Result<Vec<(String, SavedResponse)>, ApiError> {
+) -> Result<Vec<(String, SavedResponse)>, Error> {
     let rows = sqlx::query!(
         // One index probe per key, whatever the statistics say: written as a join (or
         // `key = any($2)`), the plan made while the table was new read all the tenant's
@@ -62,7 +62,7 @@ pub async fn find_saved_many(
     rows.into_iter()
         .map(|r| {
             let request = r.request_sha256.try_into().map_err(|_| {
-                ApiError::internal(anyhow::anyhow!(
+                Error::unexpected(anyhow::anyhow!(
                     "a saved request fingerprint is not 32 bytes"
                 ))
             })?;
@@ -81,7 +81,7 @@ pub async fn save_responses(
     conn: &mut PgConnection,
     tenant: TenantId,
     responses: &[(&str, SavedResponse)],
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     if responses.is_empty() {
         return Ok(());
     }

@@ -2,10 +2,10 @@
 
 use sqlx::PgConnection;
 
-use crate::error::ApiError;
+use super::Error;
 
 /// The tenant's kiosk key; `None` when there is no such tenant.
-pub async fn kiosk_key(conn: &mut PgConnection, slug: &str) -> Result<Option<String>, ApiError> {
+pub async fn kiosk_key(conn: &mut PgConnection, slug: &str) -> Result<Option<String>, Error> {
     let key = sqlx::query_scalar!("select kiosk_key from tenants where slug = $1", slug)
         .fetch_optional(conn)
         .await?;
@@ -17,7 +17,7 @@ pub async fn kiosk_key(conn: &mut PgConnection, slug: &str) -> Result<Option<Str
 pub async fn rotate_kiosk_key(
     conn: &mut PgConnection,
     slug: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, Error> {
     let key = sqlx::query_scalar!(
         "update tenants set kiosk_key = new_kiosk_key() where slug = $1 returning kiosk_key",
         slug

@@ -2,6 +2,7 @@
 //! whether they run alone or inside its transaction.
 
 pub mod counters;
+mod error;
 pub mod events;
 pub mod idempotency;
 pub mod kiosk_keys;
@@ -10,6 +11,8 @@ pub mod services;
 pub mod tenants;
 pub mod tickets;
 pub mod users;
+
+pub use error::{Entity, Error, OnConstraint, is_connection_failure};
 
 use std::time::Duration;
 

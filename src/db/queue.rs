@@ -5,11 +5,11 @@ use sqlx::PgConnection;
 
 use crate::domain::ticket::{Priority, WaitingCounts};
 
+use super::Error;
 use crate::domain::estimate::{
     DESK_WINDOW_MINS, HISTORY_TICKETS, HISTORY_WINDOW_DAYS, ServicePace,
 };
 use crate::domain::ids::{ServiceId, TenantId};
-use crate::error::ApiError;
 
 /// A service with its waiting count and recent pace.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub async fn service_loads(
     conn: &mut PgConnection,
     tenant: TenantId,
     now: DateTime<Utc>,
-) -> Result<Vec<ServiceLoad>, ApiError> {
+) -> Result<Vec<ServiceLoad>, Error> {
     let paces = service_paces(conn, tenant, now).await?;
     let counts = waiting_counts(conn, tenant).await?;
     Ok(with_paces(counts, &paces))
@@ -67,7 +67,7 @@ pub async fn service_paces(
     conn: &mut PgConnection,
     tenant: TenantId,
     now: DateTime<Utc>,
-) -> Result<HashMap<ServiceId, ServicePace>, ApiError> {
+) -> Result<HashMap<ServiceId, ServicePace>, Error> {
     let history_since = now - Duration::days(HISTORY_WINDOW_DAYS);
     let desks_since = now - Duration::minutes(DESK_WINDOW_MINS);
     let rows = sqlx::query!(
@@ -91,7 +91,7 @@ pub async fn service_paces(
         .map(|r| {
             let pace = ServicePace {
                 mean_handle_secs: r.mean_handle_secs,
-                recent_desks: u32::try_from(r.recent_desks).map_err(ApiError::internal)?,
+                recent_desks: u32::try_from(r.recent_desks).map_err(Error::unexpected)?,
             };
             Ok((r.id, pace))
         })
@@ -102,7 +102,7 @@ pub async fn service_paces(
 pub async fn waiting_counts(
     conn: &mut PgConnection,
     tenant: TenantId,
-) -> Result<Vec<ServiceCount>, ApiError> {
+) -> Result<Vec<ServiceCount>, Error> {
     let rows = sqlx::query!(
         r#"select id as "id: ServiceId", code, name, active, waiting_normal, waiting_priority
            from services where tenant_id = $1 order by code"#,
@@ -147,7 +147,7 @@ pub async fn count_changes(
     conn: &mut PgConnection,
     tenant: TenantId,
     changes: QueueChanges<'_>,
-) -> Result<(Vec<ServiceCount>, Vec<u32>), ApiError> {
+) -> Result<(Vec<ServiceCount>, Vec<u32>), Error> {
     let services: Vec<uuid::Uuid> = changes.moved.iter().map(|a| a.0.get()).collect();
     let normal: Vec<i32> = changes.moved.iter().map(|a| a.1).collect();
     let priority: Vec<i32> = changes.moved.iter().map(|a| a.2).collect();
@@ -203,10 +203,10 @@ pub async fn count_changes(
         .and_then(|r| r.behind.clone())
         .unwrap_or_default()
         .into_iter()
-        .map(|n| u32::try_from(n).map_err(ApiError::internal))
+        .map(|n| u32::try_from(n).map_err(Error::unexpected))
         .collect::<Result<Vec<_>, _>>()?;
     if behind.len() != changes.waiting.len() {
-        return Err(ApiError::internal(anyhow::anyhow!(
+        return Err(Error::unexpected(anyhow::anyhow!(
             "{} waiting tickets, {} places",
             changes.waiting.len(),
             behind.len()
@@ -235,15 +235,15 @@ fn service_count(
     active: bool,
     normal: i32,
     priority: i32,
-) -> Result<ServiceCount, ApiError> {
+) -> Result<ServiceCount, Error> {
     Ok(ServiceCount {
         id,
         code,
         name,
         active,
         waiting: WaitingCounts {
-            normal: u32::try_from(normal).map_err(ApiError::internal)?,
-            priority: u32::try_from(priority).map_err(ApiError::internal)?,
+            normal: u32::try_from(normal).map_err(Error::unexpected)?,
+            priority: u32::try_from(priority).map_err(Error::unexpected)?,
         },
     })
 }

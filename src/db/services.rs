@@ -1,8 +1,8 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use super::{Entity, Error, OnConstraint};
 use crate::domain::ids::{DisplayName, ServiceCode, ServiceId, TenantId};
-use crate::error::{ApiError, OnConstraint, Resource};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
@@ -17,7 +17,7 @@ pub async fn insert_service(
     tenant: TenantId,
     code: &ServiceCode,
     name: &DisplayName,
-) -> Result<Service, ApiError> {
+) -> Result<Service, Error> {
     let id = ServiceId::new();
     sqlx::query!(
         "insert into services (id, tenant_id, code, name) values ($1, $2, $3, $4)",
@@ -28,7 +28,7 @@ pub async fn insert_service(
     )
     .execute(conn)
     .await
-    .on_constraint("services_tenant_code_key", ApiError::ServiceCodeTaken)?;
+    .on_constraint("services_tenant_code_key", Error::ServiceCodeTaken)?;
     Ok(Service {
         id,
         code: code.as_str().to_owned(),
@@ -41,7 +41,7 @@ pub async fn list_services(
     conn: &mut PgConnection,
     tenant: TenantId,
     only_active: bool,
-) -> Result<Vec<Service>, ApiError> {
+) -> Result<Vec<Service>, Error> {
     Ok(sqlx::query_as!(
         Service,
         r#"select id as "id: ServiceId", code, name, active from services
@@ -57,7 +57,7 @@ pub async fn get_service(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: ServiceId,
-) -> Result<Service, ApiError> {
+) -> Result<Service, Error> {
     sqlx::query_as!(
         Service,
         r#"select id as "id: ServiceId", code, name, active from services
@@ -67,7 +67,7 @@ pub async fn get_service(
     )
     .fetch_optional(conn)
     .await?
-    .ok_or(ApiError::NotFound(Resource::Service))
+    .ok_or(Error::NotFound(Entity::Service))
 }
 
 pub async fn update_service(
@@ -76,7 +76,7 @@ pub async fn update_service(
     id: ServiceId,
     name: Option<&DisplayName>,
     active: Option<bool>,
-) -> Result<Service, ApiError> {
+) -> Result<Service, Error> {
     sqlx::query_as!(
         Service,
         r#"update services set name = coalesce($3, name), active = coalesce($4, active)
@@ -89,5 +89,5 @@ pub async fn update_service(
     )
     .fetch_optional(conn)
     .await?
-    .ok_or(ApiError::NotFound(Resource::Service))
+    .ok_or(Error::NotFound(Entity::Service))
 }

@@ -1,9 +1,9 @@
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 
+use super::{Entity, Error, OnConstraint};
 use crate::domain::ids::{DisplayName, Slug, TenantId};
 use crate::domain::numbering::parse_timezone;
-use crate::error::{ApiError, OnConstraint, Resource};
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -21,10 +21,10 @@ struct TenantRow {
 }
 
 impl TryFrom<TenantRow> for Tenant {
-    type Error = ApiError;
-    fn try_from(row: TenantRow) -> Result<Self, ApiError> {
+    type Error = Error;
+    fn try_from(row: TenantRow) -> Result<Self, Error> {
         let timezone = parse_timezone(&row.timezone).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!(
+            Error::unexpected(anyhow::anyhow!(
                 "tenant {} has a bad time zone: {e}",
                 row.slug
             ))
@@ -44,7 +44,7 @@ pub async fn insert_tenant(
     slug: &Slug,
     name: &DisplayName,
     timezone: Tz,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, Error> {
     let id = TenantId::new();
     sqlx::query!(
         "insert into tenants (id, slug, name, timezone) values ($1, $2, $3, $4)",
@@ -55,7 +55,7 @@ pub async fn insert_tenant(
     )
     .execute(&mut *conn)
     .await
-    .on_constraint("tenants_slug_key", ApiError::SlugTaken)?;
+    .on_constraint("tenants_slug_key", Error::SlugTaken)?;
     sqlx::query!(
         "insert into event_sequences (tenant_id) values ($1)",
         id.get()
@@ -73,7 +73,7 @@ pub async fn insert_tenant(
 /// The tenant a client named. Every lookup by slug comes through here, and a name that is
 /// not a valid slug (a NUL or other control character, upper case, too long…) names no
 /// tenant: it is answered without a query, so it can never become a database error.
-pub async fn find_tenant(conn: &mut PgConnection, slug: &str) -> Result<Option<Tenant>, ApiError> {
+pub async fn find_tenant(conn: &mut PgConnection, slug: &str) -> Result<Option<Tenant>, Error> {
     match Slug::parse(slug) {
         Ok(slug) => find_tenant_by_slug(conn, &slug).await,
         Err(_) => Ok(None),
@@ -83,7 +83,7 @@ pub async fn find_tenant(conn: &mut PgConnection, slug: &str) -> Result<Option<T
 async fn find_tenant_by_slug(
     conn: &mut PgConnection,
     slug: &Slug,
-) -> Result<Option<Tenant>, ApiError> {
+) -> Result<Option<Tenant>, Error> {
     let row = sqlx::query_as!(
         TenantRow,
         r#"select id as "id: TenantId", slug, name, timezone from tenants where slug = $1"#,
@@ -95,13 +95,13 @@ async fn find_tenant_by_slug(
 }
 
 /// The tenant a client named; 404 `tenant_not_found` when there is none (see [`find_tenant`]).
-pub async fn get_tenant(conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
+pub async fn get_tenant(conn: &mut PgConnection, slug: &str) -> Result<Tenant, Error> {
     find_tenant(conn, slug)
         .await?
-        .ok_or(ApiError::NotFound(Resource::Tenant))
+        .ok_or(Error::NotFound(Entity::Tenant))
 }
 
-pub async fn list_tenants(conn: &mut PgConnection) -> Result<Vec<Tenant>, ApiError> {
+pub async fn list_tenants(conn: &mut PgConnection) -> Result<Vec<Tenant>, Error> {
     let rows = sqlx::query_as!(
         TenantRow,
         r#"select id as "id: TenantId", slug, name, timezone from tenants order by slug"#
@@ -130,7 +130,7 @@ impl KnownTenants {
             .cloned()
     }
 
-    pub async fn get(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
+    pub async fn get(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, Error> {
         if let Some(tenant) = self.known(slug) {
             return Ok(tenant);
         }

@@ -1,9 +1,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 
+use super::{Error, OnConstraint};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{Priority, Status};
-use crate::error::{ApiError, OnConstraint};
 
 /// A ticket with the names of what it refers to: everything either projection needs.
 #[derive(Debug, Clone)]
@@ -48,12 +48,12 @@ pub struct NumberClaim {
 pub async fn claim_numbers(
     conn: &mut PgConnection,
     claims: &[NumberClaim],
-) -> Result<Vec<u32>, ApiError> {
+) -> Result<Vec<u32>, Error> {
     let services: Vec<uuid::Uuid> = claims.iter().map(|c| c.service.get()).collect();
     let days: Vec<NaiveDate> = claims.iter().map(|c| c.day).collect();
     let counts = claims
         .iter()
-        .map(|c| i32::try_from(c.count).map_err(ApiError::internal))
+        .map(|c| i32::try_from(c.count).map_err(Error::unexpected))
         .collect::<Result<Vec<i32>, _>>()?;
     let rows = sqlx::query!(
         r#"insert into daily_numbers (service_id, service_day, last_number)
@@ -73,8 +73,8 @@ pub async fn claim_numbers(
             let row = rows
                 .iter()
                 .find(|r| r.service_id == claim.service && r.service_day == claim.day)
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a number claim got no row")))?;
-            u32::try_from(row.last_number).map_err(ApiError::internal)
+                .ok_or_else(|| Error::unexpected(anyhow::anyhow!("a number claim got no row")))?;
+            u32::try_from(row.last_number).map_err(Error::unexpected)
         })
         .collect()
 }
@@ -95,7 +95,7 @@ pub async fn insert_tickets(
     conn: &mut PgConnection,
     tenant: TenantId,
     tickets: &[IssuedTicket<'_>],
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let ids: Vec<uuid::Uuid> = tickets.iter().map(|t| t.id.get()).collect();
     let services: Vec<uuid::Uuid> = tickets.iter().map(|t| t.service.get()).collect();
     let codes: Vec<&str> = tickets.iter().map(|t| t.code).collect();
@@ -125,10 +125,10 @@ pub async fn insert_tickets(
     Ok(())
 }
 
-fn locked(id: TicketId, status: &str, service_id: ServiceId) -> Result<LockedTicket, ApiError> {
+fn locked(id: TicketId, status: &str, service_id: ServiceId) -> Result<LockedTicket, Error> {
     Ok(LockedTicket {
         id,
-        status: status.parse().map_err(ApiError::internal)?,
+        status: status.parse().map_err(Error::unexpected)?,
         service_id,
     })
 }
@@ -138,7 +138,7 @@ pub async fn lock_ticket(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: TicketId,
-) -> Result<Option<LockedTicket>, ApiError> {
+) -> Result<Option<LockedTicket>, Error> {
     let row = sqlx::query!(
         r#"select id as "id: TicketId", status, service_id as "service_id: ServiceId"
            from tickets where tenant_id = $1 and id = $2 for update"#,
@@ -211,7 +211,7 @@ pub async fn call_next_waiting(
     services: Option<&[uuid::Uuid]>,
     operator: UserId,
     now: DateTime<Utc>,
-) -> Result<NextCall, ApiError> {
+) -> Result<NextCall, Error> {
     let row = sqlx::query!(
         r#"with desk as (
                select c.id,
@@ -262,7 +262,7 @@ pub async fn call_next_waiting(
     )
     .fetch_optional(conn)
     .await
-    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)?;
+    .on_constraint("tickets_counter_active_key", Error::CounterBusy)?;
     let Some(row) = row else {
         return Ok(NextCall::NoCounter);
     };
@@ -280,11 +280,11 @@ pub async fn call_next_waiting(
 }
 
 /// A statement over many items answers one row per item.
-fn one_row_each(items: usize, rows: usize) -> Result<(), ApiError> {
+fn one_row_each(items: usize, rows: usize) -> Result<(), Error> {
     if items == rows {
         Ok(())
     } else {
-        Err(ApiError::internal(anyhow::anyhow!(
+        Err(Error::unexpected(anyhow::anyhow!(
             "{items} items came back as {rows} rows"
         )))
     }
@@ -305,7 +305,7 @@ pub async fn call_next_many(
     conn: &mut PgConnection,
     tenant: TenantId,
     calls: &[CallNextAt],
-) -> Result<Vec<NextCall>, ApiError> {
+) -> Result<Vec<NextCall>, Error> {
     let counters: Vec<uuid::Uuid> = calls.iter().map(|c| c.counter.get()).collect();
     let operators: Vec<uuid::Uuid> = calls.iter().map(|c| c.operator.get()).collect();
     let now: Vec<DateTime<Utc>> = calls.iter().map(|c| c.now).collect();
@@ -372,7 +372,7 @@ pub async fn call_next_many(
     )
     .fetch_all(conn)
     .await
-    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)?;
+    .on_constraint("tickets_counter_active_key", Error::CounterBusy)?;
     one_row_each(calls.len(), rows.len())?;
     Ok(rows
         .into_iter()
@@ -399,7 +399,7 @@ pub async fn mark_called(
     counter: CounterId,
     operator: UserId,
     now: DateTime<Utc>,
-) -> Result<TicketRecord, ApiError> {
+) -> Result<TicketRecord, Error> {
     sqlx::query_as!(
         TicketRecord,
         r#"with t as (
@@ -425,7 +425,7 @@ pub async fn mark_called(
     )
     .fetch_one(conn)
     .await
-    .on_constraint("tickets_counter_active_key", ApiError::CounterBusy)
+    .on_constraint("tickets_counter_active_key", Error::CounterBusy)
 }
 
 /// Calls the ticket again and returns it as changed.
@@ -433,7 +433,7 @@ pub async fn mark_recalled(
     conn: &mut PgConnection,
     id: TicketId,
     now: DateTime<Utc>,
-) -> Result<TicketRecord, ApiError> {
+) -> Result<TicketRecord, Error> {
     Ok(sqlx::query_as!(
         TicketRecord,
         r#"with t as (
@@ -484,7 +484,7 @@ pub async fn set_statuses_from(
     conn: &mut PgConnection,
     tenant: TenantId,
     changes: &[StatusChange],
-) -> Result<Vec<StatusChangeOutcome>, ApiError> {
+) -> Result<Vec<StatusChangeOutcome>, Error> {
     let ids: Vec<uuid::Uuid> = changes.iter().map(|c| c.id.get()).collect();
     let to: Vec<&str> = changes.iter().map(|c| c.to.as_str()).collect();
     // One text per change: its allowed statuses, comma-separated (arrays of arrays must be
@@ -552,7 +552,7 @@ pub async fn set_statuses_from(
             let Some(previous) = row.previous else {
                 return Ok(StatusChangeOutcome::Missing);
             };
-            let previous: Status = previous.parse().map_err(ApiError::internal)?;
+            let previous: Status = previous.parse().map_err(Error::unexpected)?;
             let changed = changed_record!(row);
             Ok(match changed {
                 Some(record) => StatusChangeOutcome::Changed {
@@ -571,7 +571,7 @@ pub async fn requeue(
     conn: &mut PgConnection,
     id: TicketId,
     service: ServiceId,
-) -> Result<TicketRecord, ApiError> {
+) -> Result<TicketRecord, Error> {
     Ok(sqlx::query_as!(
         TicketRecord,
         r#"with t as (
@@ -602,7 +602,7 @@ pub async fn find_record(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: TicketId,
-) -> Result<Option<TicketRecord>, ApiError> {
+) -> Result<Option<TicketRecord>, Error> {
     Ok(sqlx::query_as!(
         TicketRecord,
         r#"select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
@@ -631,7 +631,7 @@ pub async fn list_records(
     statuses: &[Status],
     service: Option<ServiceId>,
     limit: Option<i64>,
-) -> Result<Vec<TicketRecord>, ApiError> {
+) -> Result<Vec<TicketRecord>, Error> {
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let mut records = sqlx::query_as!(
         TicketRecord,
@@ -661,7 +661,7 @@ pub async fn list_records(
 }
 
 /// How many waiting tickets of the service call-next would call before this one.
-pub async fn count_ahead(conn: &mut PgConnection, ticket: &TicketRecord) -> Result<u32, ApiError> {
+pub async fn count_ahead(conn: &mut PgConnection, ticket: &TicketRecord) -> Result<u32, Error> {
     let ahead = sqlx::query_scalar!(
         r#"select count(*) as "ahead!" from tickets
            where service_id = $1 and status = 'waiting'
@@ -673,5 +673,5 @@ pub async fn count_ahead(conn: &mut PgConnection, ticket: &TicketRecord) -> Resu
     )
     .fetch_one(conn)
     .await?;
-    u32::try_from(ahead).map_err(ApiError::internal)
+    u32::try_from(ahead).map_err(Error::unexpected)
 }

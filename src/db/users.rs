@@ -1,8 +1,8 @@
 use sqlx::PgConnection;
 
+use super::Error;
 use crate::domain::ids::{TenantId, UserId, Username, fold_username};
 use crate::domain::role::Role;
-use crate::error::ApiError;
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -22,7 +22,7 @@ pub async fn insert_user(
     username: &Username,
     password_hash: &str,
     role: Role,
-) -> Result<User, ApiError> {
+) -> Result<User, Error> {
     let id = UserId::new();
     sqlx::query!(
         "insert into users (id, tenant_id, username, username_key, password_hash, role)
@@ -44,9 +44,9 @@ pub async fn insert_user(
                 Some("users_tenant_username_folded_key" | "users_tenant_username_key")
             ) =>
         {
-            ApiError::UsernameTaken
+            Error::UsernameTaken
         }
-        _ => ApiError::from(err),
+        _ => Error::Database(err),
     })?;
     Ok(User {
         id,
@@ -65,7 +65,7 @@ pub async fn find_credentials(
     conn: &mut PgConnection,
     tenant: TenantId,
     username: &str,
-) -> Result<Option<Credentials>, ApiError> {
+) -> Result<Option<Credentials>, Error> {
     if username.chars().any(char::is_control) {
         return Ok(None);
     }
@@ -81,7 +81,7 @@ pub async fn find_credentials(
     .fetch_optional(conn)
     .await?;
     row.map(|r| {
-        let role = r.role.parse().map_err(ApiError::internal)?;
+        let role = r.role.parse().map_err(Error::unexpected)?;
         Ok(Credentials {
             user: User {
                 id: r.id,

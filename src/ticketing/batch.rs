@@ -22,6 +22,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgConnection};
 
+use super::Error;
 use super::commands::{
     self, Change, IssueTicket, Pending, StatusAct, record_changes, set_statuses,
 };
@@ -31,7 +32,6 @@ use crate::db::tenants::Tenant;
 use crate::db::tickets::CallNextAt;
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::Action;
-use crate::error::ApiError;
 
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -100,8 +100,8 @@ pub async fn apply(
     commands: &[CommandAt<'_>],
     paces: &PaceCache,
     isolation: Isolation,
-) -> Result<Vec<Result<CommandOutcome, ApiError>>, ApiError> {
-    let mut answers: Vec<Option<Result<CommandOutcome, ApiError>>> =
+) -> Result<Vec<Result<CommandOutcome, Error>>, Error> {
+    let mut answers: Vec<Option<Result<CommandOutcome, Error>>> =
         commands.iter().map(|_| None).collect();
 
     let (issue_at, issues): (Vec<usize>, Vec<NewIssue>) = commands
@@ -150,7 +150,7 @@ pub async fn apply(
                 let mut savepoint = conn.begin().await?;
                 let prepared = prepare(&mut savepoint, tenant, command_at).await;
                 match &prepared {
-                    Err(error) if !fails_the_batch(error) => savepoint.rollback().await?,
+                    Err(error) if !error.fails_the_batch() => savepoint.rollback().await?,
                     _ => savepoint.commit().await?,
                 }
                 prepared
@@ -159,7 +159,7 @@ pub async fn apply(
         match prepared {
             Ok(Some(p)) => pending.push((i, p)),
             Ok(None) => answers[i] = Some(Ok(None)),
-            Err(error) if fails_the_batch(&error) => return Err(error),
+            Err(error) if error.fails_the_batch() => return Err(error),
             Err(error) => answers[i] = Some(Err(error)),
         }
     }
@@ -172,7 +172,7 @@ pub async fn apply(
     answers
         .into_iter()
         .map(|answer| {
-            answer.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a command got no answer")))
+            answer.ok_or_else(|| Error::unexpected(anyhow::anyhow!("a command got no answer")))
         })
         .collect()
 }
@@ -180,21 +180,17 @@ pub async fn apply(
 /// Where the commands applied in groups leave their outcomes, by command index.
 struct GroupedOutcomes<'a> {
     together: &'a mut [bool],
-    answers: &'a mut [Option<Result<CommandOutcome, ApiError>>],
+    answers: &'a mut [Option<Result<CommandOutcome, Error>>],
     pending: &'a mut Vec<(usize, Pending)>,
 }
 
 impl GroupedOutcomes<'_> {
-    fn record(
-        &mut self,
-        i: usize,
-        outcome: Result<Option<Pending>, ApiError>,
-    ) -> Result<(), ApiError> {
+    fn record(&mut self, i: usize, outcome: Result<Option<Pending>, Error>) -> Result<(), Error> {
         self.together[i] = true;
         match outcome {
             Ok(Some(p)) => self.pending.push((i, p)),
             Ok(None) => self.answers[i] = Some(Ok(None)),
-            Err(error) if fails_the_batch(&error) => return Err(error),
+            Err(error) if error.fails_the_batch() => return Err(error),
             Err(error) => self.answers[i] = Some(Err(error)),
         }
         Ok(())
@@ -207,7 +203,7 @@ impl GroupedOutcomes<'_> {
         conn: &mut PgConnection,
         tenant: &Tenant,
         commands: &[CommandAt<'_>],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let (at, acts): (Vec<usize>, Vec<StatusAct>) = commands
             .iter()
             .enumerate()
@@ -240,7 +236,7 @@ impl GroupedOutcomes<'_> {
         conn: &mut PgConnection,
         tenant: &Tenant,
         commands: &[CommandAt<'_>],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let mut counters = HashSet::new();
         let (at, calls): (Vec<usize>, Vec<CallNextAt>) = commands
             .iter()
@@ -279,10 +275,10 @@ async fn prepare(
     conn: &mut PgConnection,
     tenant: &Tenant,
     command_at: &CommandAt<'_>,
-) -> Result<Option<Pending>, ApiError> {
+) -> Result<Option<Pending>, Error> {
     let now = command_at.now;
     match command_at.command {
-        Command::Issue(_) => Err(ApiError::internal(anyhow::anyhow!(
+        Command::Issue(_) => Err(Error::unexpected(anyhow::anyhow!(
             "issues are applied together, not one by one"
         ))),
         Command::CallNext {
@@ -306,9 +302,4 @@ async fn prepare(
                 .map(Some)
         }
     }
-}
-
-/// Errors from the database: the transaction may be aborted, so nothing of it can commit.
-pub fn fails_the_batch(error: &ApiError) -> bool {
-    matches!(error, ApiError::DatabaseUnavailable | ApiError::Internal(_))
 }

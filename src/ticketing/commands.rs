@@ -1,7 +1,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use super::Error;
 use crate::db;
+use crate::db::Entity;
 use crate::db::events::EventRow;
 use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
@@ -11,7 +13,6 @@ use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{
     Action, EventAction, Priority, Status, ahead_from_counts, sources, transition, waiting_delta,
 };
-use crate::error::{ApiError, Resource};
 use crate::ticketing::paces::{PaceCache, Paces};
 use crate::views::{OperatorTicket, service_summaries};
 
@@ -51,12 +52,10 @@ pub async fn call_next(
     services: Option<Vec<ServiceId>>,
     operator: UserId,
     now: DateTime<Utc>,
-) -> Result<Option<Pending>, ApiError> {
+) -> Result<Option<Pending>, Error> {
     let services: Option<Vec<uuid::Uuid>> = match services {
         Some(wanted) if wanted.is_empty() => {
-            return Err(ApiError::Invalid(
-                "service_ids must list at least one service (omit it to call from all)".into(),
-            ));
+            return Err(Error::NoServicesNamed);
         }
         wanted => wanted.map(|ids| ids.into_iter().map(ServiceId::get).collect()),
     };
@@ -79,7 +78,7 @@ pub async fn call_next_many(
     conn: &mut PgConnection,
     tenant: &Tenant,
     calls: &[CallNextAt],
-) -> Result<Vec<Result<Option<Pending>, ApiError>>, ApiError> {
+) -> Result<Vec<Result<Option<Pending>, Error>>, Error> {
     let found = db::tickets::call_next_many(conn, tenant.id, calls).await?;
     Ok(found
         .into_iter()
@@ -89,14 +88,14 @@ pub async fn call_next_many(
 }
 
 /// The answer to a call-next from what it found.
-fn called(next: NextCall, now: DateTime<Utc>) -> Result<Option<Pending>, ApiError> {
+fn called(next: NextCall, now: DateTime<Utc>) -> Result<Option<Pending>, Error> {
     // Call-next takes waiting tickets only.
     let previous = Status::Waiting;
     transition(previous, Action::Call)?;
     match next {
-        NextCall::NoCounter => Err(ApiError::NotFound(Resource::Counter)),
-        NextCall::CounterBusy => Err(ApiError::CounterBusy),
-        NextCall::UnknownService => Err(ApiError::NotFound(Resource::Service)),
+        NextCall::NoCounter => Err(Error::NotFound(Entity::Counter)),
+        NextCall::CounterBusy => Err(Error::CounterBusy),
+        NextCall::UnknownService => Err(Error::NotFound(Entity::Service)),
         NextCall::NobodyWaiting => Ok(None),
         NextCall::Called(record) => Ok(Some(Pending {
             record: *record,
@@ -115,14 +114,14 @@ pub async fn call_ticket(
     counter: CounterId,
     operator: UserId,
     now: DateTime<Utc>,
-) -> Result<Pending, ApiError> {
+) -> Result<Pending, Error> {
     let counter = db::counters::lock_counter(conn, tenant.id, counter).await?;
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
-        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+        .ok_or(Error::NotFound(Entity::Ticket))?;
     transition(ticket.status, Action::Call)?;
     if counter.busy {
-        return Err(ApiError::CounterBusy);
+        return Err(Error::CounterBusy);
     }
     Ok(Pending {
         record: db::tickets::mark_called(conn, ticket.id, counter.id, operator, now).await?,
@@ -140,24 +139,22 @@ pub async fn act(
     id: TicketId,
     action: Action,
     now: DateTime<Utc>,
-) -> Result<Pending, ApiError> {
+) -> Result<Pending, Error> {
     if is_status_change(action) {
         let mut answers = set_statuses(conn, tenant, &[StatusAct { id, action, now }]).await?;
-        return answers.pop().unwrap_or_else(|| {
-            Err(ApiError::internal(anyhow::anyhow!(
-                "a change got no answer"
-            )))
-        });
+        return answers
+            .pop()
+            .unwrap_or_else(|| Err(Error::unexpected(anyhow::anyhow!("a change got no answer"))));
     }
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
-        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+        .ok_or(Error::NotFound(Entity::Ticket))?;
     transition(ticket.status, action)?;
     let record = match action {
         Action::Recall => db::tickets::mark_recalled(conn, id, now).await?,
         Action::Reactivate => db::tickets::requeue(conn, id, ticket.service_id).await?,
         _ => {
-            return Err(ApiError::internal(anyhow::anyhow!(
+            return Err(Error::unexpected(anyhow::anyhow!(
                 "{action:?} needs a counter or a service; it has its own command"
             )));
         }
@@ -193,7 +190,7 @@ pub async fn set_statuses(
     conn: &mut PgConnection,
     tenant: &Tenant,
     acts: &[StatusAct],
-) -> Result<Vec<Result<Pending, ApiError>>, ApiError> {
+) -> Result<Vec<Result<Pending, Error>>, Error> {
     let mut changes = Vec::with_capacity(acts.len());
     for act in acts {
         let from = sources(act.action);
@@ -202,7 +199,7 @@ pub async fn set_statuses(
             .and_then(|first| transition(*first, act.action).ok())
             .filter(|_| is_status_change(act.action))
             .ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!("{:?} is no status change", act.action))
+                Error::unexpected(anyhow::anyhow!("{:?} is no status change", act.action))
             })?;
         changes.push(StatusChange {
             id: act.id,
@@ -216,10 +213,10 @@ pub async fn set_statuses(
         .into_iter()
         .zip(acts)
         .map(|(outcome, act)| match outcome {
-            StatusChangeOutcome::Missing => Err(ApiError::NotFound(Resource::Ticket)),
+            StatusChangeOutcome::Missing => Err(Error::NotFound(Entity::Ticket)),
             StatusChangeOutcome::Refused(status) => {
                 transition(status, act.action)?;
-                Err(ApiError::internal(anyhow::anyhow!(
+                Err(Error::unexpected(anyhow::anyhow!(
                     "{:?} was refused from {status:?}, which it applies to",
                     act.action
                 )))
@@ -242,17 +239,17 @@ pub async fn transfer(
     id: TicketId,
     target: ServiceId,
     now: DateTime<Utc>,
-) -> Result<Pending, ApiError> {
+) -> Result<Pending, Error> {
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
-        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+        .ok_or(Error::NotFound(Entity::Ticket))?;
     transition(ticket.status, Action::Transfer)?;
     let target = db::services::get_service(conn, tenant.id, target).await?;
     if target.id == ticket.service_id {
-        return Err(ApiError::SameService);
+        return Err(Error::SameService);
     }
     if !target.active {
-        return Err(ApiError::ServiceInactive);
+        return Err(Error::ServiceInactive);
     }
     Ok(Pending {
         record: db::tickets::requeue(conn, id, target.id).await?,
@@ -277,15 +274,15 @@ pub async fn record_changes(
     tenant: &Tenant,
     pending: Vec<Pending>,
     paces: &PaceCache,
-) -> Result<Vec<Change>, ApiError> {
+) -> Result<Vec<Change>, Error> {
     let Some(latest) = pending.iter().map(|p| p.now).max() else {
         return Ok(Vec::new());
     };
     let paces = paces.for_tenant(conn, tenant.id, latest).await?;
     let mut moves = Vec::with_capacity(pending.len());
     for p in &pending {
-        let status: Status = p.record.status.parse().map_err(ApiError::internal)?;
-        let priority: Priority = p.record.priority.parse().map_err(ApiError::internal)?;
+        let status: Status = p.record.status.parse().map_err(Error::unexpected)?;
+        let priority: Priority = p.record.priority.parse().map_err(Error::unexpected)?;
         moves.push(QueueMove {
             ticket: p.record.id,
             class: (p.record.service_id, priority),
@@ -394,9 +391,9 @@ pub struct ChangeAt<'a> {
 
 /// The ticket view and the event of a change: what the log stores, the caller gets and
 /// sessions are sent.
-pub fn change_at(record: TicketRecord, at: ChangeAt<'_>) -> Result<Change, ApiError> {
-    let status: Status = record.status.parse().map_err(ApiError::internal)?;
-    let priority: Priority = record.priority.parse().map_err(ApiError::internal)?;
+pub fn change_at(record: TicketRecord, at: ChangeAt<'_>) -> Result<Change, Error> {
+    let status: Status = record.status.parse().map_err(Error::unexpected)?;
+    let priority: Priority = record.priority.parse().map_err(Error::unexpected)?;
     let ahead = (status == Status::Waiting).then(|| {
         let service = at.counts.iter().find(|c| c.id == record.service_id);
         ahead_from_counts(
@@ -411,8 +408,8 @@ pub fn change_at(record: TicketRecord, at: ChangeAt<'_>) -> Result<Change, ApiEr
         seq: at.seq,
         action: at.action.as_str().to_owned(),
         previous_status: at.previous.map(|s| s.as_str().to_owned()),
-        ticket: serde_json::to_value(&ticket).map_err(ApiError::internal)?,
-        queue: serde_json::to_value(service_summaries(&loads)).map_err(ApiError::internal)?,
+        ticket: serde_json::to_value(&ticket).map_err(Error::unexpected)?,
+        queue: serde_json::to_value(service_summaries(&loads)).map_err(Error::unexpected)?,
         created_at: at.now,
     };
     Ok(Change { ticket, event })

@@ -18,7 +18,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use super::Error;
 use crate::db;
+use crate::db::Entity;
 use crate::db::queue::ServiceCount;
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{IssuedTicket, NumberClaim, TicketRecord};
@@ -27,7 +29,6 @@ use crate::domain::ids::{ServiceCode, ServiceId, TicketId};
 use crate::domain::numbering::{service_day, ticket_code};
 use crate::domain::queue_limit::admit;
 use crate::domain::ticket::{EventAction, Status};
-use crate::error::{ApiError, Resource};
 use crate::ticketing::commands::{IssueTicket, Pending};
 
 /// One ticket to issue, at the time its request came in.
@@ -54,7 +55,7 @@ pub async fn issue_batch(
     conn: &mut PgConnection,
     tenant: &Tenant,
     issues: &[NewIssue],
-) -> Result<(Vec<(usize, ApiError)>, Vec<(usize, Pending)>), ApiError> {
+) -> Result<(Vec<(usize, Error)>, Vec<(usize, Pending)>), Error> {
     // Every service of the tenant (a handful), with its waiting counts.
     let services = db::queue::waiting_counts(conn, tenant.id).await?;
 
@@ -62,13 +63,13 @@ pub async fn issue_batch(
     let mut accepted = Vec::with_capacity(issues.len());
     for (index, issue) in issues.iter().enumerate() {
         match services.iter().find(|s| s.id == issue.ticket.service) {
-            None => refused.push((index, ApiError::NotFound(Resource::Service))),
-            Some(service) if !service.active => refused.push((index, ApiError::ServiceInactive)),
+            None => refused.push((index, Error::NotFound(Entity::Service))),
+            Some(service) if !service.active => refused.push((index, Error::ServiceInactive)),
             Some(service) => accepted.push(Accepted {
                 index,
                 issue,
                 service,
-                code: ServiceCode::parse(&service.code).map_err(ApiError::internal)?,
+                code: ServiceCode::parse(&service.code).map_err(Error::unexpected)?,
                 id: TicketId::new(),
             }),
         }
@@ -105,7 +106,7 @@ async fn write_tickets(
     conn: &mut PgConnection,
     tenant: &Tenant,
     accepted: &mut [Accepted<'_>],
-) -> Result<Vec<(usize, Pending)>, ApiError> {
+) -> Result<Vec<(usize, Pending)>, Error> {
     accepted.sort_by_key(|a| (a.issue.now, a.id.get()));
     let days: Vec<(ServiceId, chrono::NaiveDate)> = accepted
         .iter()
@@ -125,7 +126,7 @@ async fn write_tickets(
     )
     .await?;
     let numbers = assign_numbers(&days, &claims, &claimed)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("numbers out of range")))?;
+        .ok_or_else(|| Error::unexpected(anyhow::anyhow!("numbers out of range")))?;
     let codes: Vec<String> = accepted
         .iter()
         .zip(&numbers)

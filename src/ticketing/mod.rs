@@ -5,6 +5,9 @@
 
 pub mod batch;
 pub mod commands;
+mod error;
 pub mod issuing;
 pub mod paces;
 pub mod reads;
+
+pub use error::Error;

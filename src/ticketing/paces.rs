@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgConnection;
 
+use super::Error;
 use crate::db;
 use crate::domain::estimate::ServicePace;
 use crate::domain::ids::{ServiceId, TenantId};
-use crate::error::ApiError;
 
 /// How long a tenant's paces are reused, by the server's clock.
 pub const PACE_TTL: TimeDelta = TimeDelta::seconds(10);
@@ -34,7 +34,7 @@ impl PaceCache {
         conn: &mut PgConnection,
         tenant: TenantId,
         now: DateTime<Utc>,
-    ) -> Result<Paces, ApiError> {
+    ) -> Result<Paces, Error> {
         if let Some(paces) = self.fresh(tenant, now) {
             return Ok(paces);
         }

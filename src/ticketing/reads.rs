@@ -2,12 +2,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use super::Error;
 use crate::db;
+use crate::db::Entity;
 use crate::db::queue::ServiceLoad;
 use crate::db::tenants::Tenant;
 use crate::domain::ids::TicketId;
 use crate::domain::ticket::{CallOrder, Priority, Status, ahead_in_service};
-use crate::error::{ApiError, Resource};
 use crate::views::{Audience, OperatorTicket, ServiceSummary, service_summaries};
 
 /// One ticket with `ahead` and its estimate.
@@ -16,10 +17,10 @@ pub async fn load_ticket(
     tenant: &Tenant,
     id: TicketId,
     now: DateTime<Utc>,
-) -> Result<OperatorTicket, ApiError> {
+) -> Result<OperatorTicket, Error> {
     let record = db::tickets::find_record(conn, tenant.id, id)
         .await?
-        .ok_or(ApiError::NotFound(Resource::Ticket))?;
+        .ok_or(Error::NotFound(Entity::Ticket))?;
     let (ahead, loads) = if record.status == Status::Waiting.as_str() {
         let ahead = db::tickets::count_ahead(conn, &record).await?;
         let loads = db::queue::service_loads(conn, tenant.id, now).await?;
@@ -27,7 +28,7 @@ pub async fn load_ticket(
     } else {
         (None, Vec::new())
     };
-    OperatorTicket::from_record(record, ahead, &loads)
+    Ok(OperatorTicket::from_record(record, ahead, &loads)?)
 }
 
 /// The queue as of `seq`: read in one repeatable-read snapshot, so the tickets listed are
@@ -92,7 +93,7 @@ pub async fn queue_snapshot(
     conn: &mut PgConnection,
     tenant: &Tenant,
     now: DateTime<Utc>,
-) -> Result<QueueSnapshot, ApiError> {
+) -> Result<QueueSnapshot, Error> {
     let seq = db::events::current_seq(conn, tenant.id).await?;
     let loads = db::queue::service_loads(conn, tenant.id, now).await?;
     let active = [Status::Waiting, Status::Called, Status::Serving];
@@ -115,7 +116,7 @@ pub async fn queue_snapshot(
 pub fn in_queue_order(
     records: Vec<db::tickets::TicketRecord>,
     loads: &[ServiceLoad],
-) -> Result<(Vec<OperatorTicket>, Vec<OperatorTicket>), ApiError> {
+) -> Result<(Vec<OperatorTicket>, Vec<OperatorTicket>), Error> {
     let (mut waiting, called): (Vec<_>, Vec<_>) = records
         .into_iter()
         .partition(|r| r.status == Status::Waiting.as_str());

@@ -89,8 +89,8 @@ impl SnapshotCache {
         seq: i64,
         now: DateTime<Utc>,
     ) -> Result<Arc<SharedSnapshot>, ApiError> {
-        self.get_or_read(tenant.id, seq, now, move || {
-            reads::queue_snapshot(conn, tenant, now)
+        self.get_or_read(tenant.id, seq, now, move || async move {
+            Ok(reads::queue_snapshot(conn, tenant, now).await?)
         })
         .await
     }

@@ -686,7 +686,11 @@ async fn apply_in_one_batch(
         .await
         .expect("the batch as a whole succeeds");
     tx.commit().await.unwrap();
+    // As the handlers answer them: with the contract's codes.
     answers
+        .into_iter()
+        .map(|answer| answer.map_err(Into::into))
+        .collect()
 }
 
 /// Each answer as (what `show` picks of the changed ticket, seq), or its error code.

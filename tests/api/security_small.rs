@@ -437,7 +437,7 @@ async fn the_upgrade_keeps_users_whose_names_collide_once_folded() {
     )
     .await;
     assert!(
-        matches!(taken, Err(nextup::error::ApiError::UsernameTaken)),
+        matches!(taken, Err(nextup::db::Error::UsernameTaken)),
         "{:?}",
         taken.map(|u| u.username)
     );

@@ -1,0 +1,76 @@
+//! What a ticket command can be refused with, or fail with. No HTTP here: `error.rs` maps
+//! each variant to a status and code.
+
+use crate::db::{self, Entity};
+use crate::domain::queue_limit::QueueFull;
+use crate::domain::ticket::TransitionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidTransition(#[from] TransitionError),
+    #[error("{0} not found")]
+    NotFound(Entity),
+    #[error("this counter already has a called or serving ticket; finish it first")]
+    CounterBusy,
+    #[error("the service is not active")]
+    ServiceInactive,
+    #[error("the ticket is already in this service")]
+    SameService,
+    #[error("{0}")]
+    QueueFull(#[from] QueueFull),
+    #[error("service_ids must list at least one service (omit it to call from all)")]
+    NoServicesNamed,
+    #[error(transparent)]
+    Db(#[from] db::Error),
+    /// Something the code cannot make sense of (an unreadable stored value, a command in
+    /// the wrong place): a bug, never the client's doing.
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::Db(db::Error::Database(err))
+    }
+}
+
+impl Error {
+    pub fn unexpected(err: impl Into<anyhow::Error>) -> Self {
+        Error::Unexpected(err.into())
+    }
+
+    /// Whether the error fails the whole batch: the database failed (the transaction may be
+    /// aborted, so nothing of it can commit) or the code met what it cannot handle. A
+    /// refusal answers its own command only.
+    pub fn fails_the_batch(&self) -> bool {
+        matches!(
+            self,
+            Error::Unexpected(_) | Error::Db(db::Error::Database(_) | db::Error::Unexpected(_))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_failures_fail_the_batch_and_refusals_do_not() {
+        assert!(Error::from(sqlx::Error::PoolTimedOut).fails_the_batch());
+        assert!(Error::from(sqlx::Error::RowNotFound).fails_the_batch());
+        assert!(Error::unexpected(anyhow::anyhow!("a bug")).fails_the_batch());
+        assert!(Error::Db(db::Error::unexpected(anyhow::anyhow!("a bad row"))).fails_the_batch());
+        for refusal in [
+            Error::CounterBusy,
+            Error::Db(db::Error::CounterBusy),
+            Error::NotFound(Entity::Ticket),
+            Error::Db(db::Error::NotFound(Entity::Service)),
+            Error::ServiceInactive,
+            Error::SameService,
+            Error::NoServicesNamed,
+        ] {
+            assert!(!refusal.fails_the_batch(), "{refusal:?}");
+        }
+    }
+}
