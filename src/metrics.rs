@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use sqlx::PgPool;
 
@@ -27,6 +27,11 @@ pub struct Metrics {
     pub events_pruned: IntCounter,
     /// Ticket-change requests answered by each committed transaction of the writer.
     pub change_batch_size: Histogram,
+    /// Tenants whose changes each committed transaction of the writer carried.
+    pub change_batch_tenants: Histogram,
+    /// Ticket-change requests waiting for a batch (their tenant has one under way, or every
+    /// lane of the writer is busy).
+    pub change_queue: IntGauge,
     /// Login attempts held back because their username had many recent failures.
     pub login_slowed: IntCounter,
     /// Queue snapshots read from the database: one per tenant and seq that handshakes or
@@ -92,6 +97,19 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         )
         .expect("valid metric");
+        let change_batch_tenants = Histogram::with_opts(
+            HistogramOpts::new(
+                "nextup_change_batch_tenants",
+                "Tenants whose ticket changes one committed transaction carried",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .expect("valid metric");
+        let change_queue = IntGauge::new(
+            "nextup_change_queue",
+            "Ticket-change requests waiting for a batch of the writer",
+        )
+        .expect("valid metric");
         let login_slowed = IntCounter::new(
             "nextup_login_slowed_total",
             "Login attempts held back because their username had many recent failures",
@@ -116,6 +134,8 @@ impl Metrics {
             Box::new(http_requests.clone()),
             Box::new(events_pruned.clone()),
             Box::new(change_batch_size.clone()),
+            Box::new(change_batch_tenants.clone()),
+            Box::new(change_queue.clone()),
             Box::new(login_slowed.clone()),
             Box::new(snapshot_builds.clone()),
             Box::new(db_pool.clone()),
@@ -134,6 +154,8 @@ impl Metrics {
             http_requests,
             events_pruned,
             change_batch_size,
+            change_batch_tenants,
+            change_queue,
             login_slowed,
             snapshot_builds,
             db_pool,

@@ -16,13 +16,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
-use super::writer::{BatchOutcome, ChangeResult};
+use super::writer::{BatchOutcome, ChangeResult, TenantRequest};
 use super::{ChangeRequest, KeyedRequest, change_status};
 use crate::db;
 use crate::db::idempotency::{RequestFingerprint, SavedResponse};
 use crate::db::tenants::Tenant;
 use crate::error::{ApiError, error_body};
-use crate::ticketing::batch::CommandOutcome;
+use crate::ticketing::{self, batch::CommandOutcome};
 use crate::views::Audience;
 
 /// SHA-256 of the request as one JSON document: what a stored answer must match (the
@@ -49,57 +49,58 @@ pub fn fingerprint(
 }
 
 /// Claims the keys of the requests that have one, settling the result of those whose key
-/// is busy (also when the batch uses it twice) or already answered.
+/// is busy (also when the batch uses it twice) or already answered. Keys are per tenant.
 pub(super) async fn claim_keys(
     conn: &mut PgConnection,
-    tenant: &Tenant,
-    requests: &[ChangeRequest],
+    requests: &[TenantRequest],
     results: &mut [Option<ChangeResult>],
-) -> Result<(), ApiError> {
+) -> Result<(), ticketing::Error> {
     let mut keys_seen = HashSet::new();
-    let mut keyed = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        if let Some(key) = &request.key {
-            if keys_seen.insert(key.key.as_str()) {
-                keyed.push((i, key));
-            } else {
-                results[i] = Some(Err(ApiError::RequestInProgress));
-            }
+    // By tenant, in order of their first keyed request.
+    let mut keyed: Vec<(&Tenant, Vec<(usize, &KeyedRequest)>)> = Vec::new();
+    for (i, TenantRequest { tenant, request }) in requests.iter().enumerate() {
+        let Some(key) = &request.key else { continue };
+        if !keys_seen.insert((tenant.id, key.key.as_str())) {
+            results[i] = Some(Err(ApiError::RequestInProgress));
+            continue;
+        }
+        match keyed.iter_mut().find(|(t, _)| t.id == tenant.id) {
+            Some((_, keys)) => keys.push((i, key)),
+            None => keyed.push((tenant, vec![(i, key)])),
         }
     }
-    if keyed.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<&str> = keyed.iter().map(|(_, k)| k.key.as_str()).collect();
-    let claimed = db::idempotency::try_lock_keys(conn, tenant.id, &keys).await?;
-    let mut stored = db::idempotency::find_saved_many(conn, tenant.id, &keys).await?;
-    for ((i, key), claimed) in keyed.iter().zip(claimed) {
-        let found = stored.iter().position(|(k, _)| *k == key.key);
-        results[*i] = match (claimed, found) {
-            (false, _) => Some(Err(ApiError::RequestInProgress)),
-            (true, None) => None,
-            (true, Some(at)) => {
-                let (_, stored) = stored.swap_remove(at);
-                Some(if stored.request == key.fingerprint {
-                    Ok(BatchOutcome::Replayed(stored))
-                } else {
-                    Err(ApiError::IdempotencyKeyReused)
-                })
-            }
-        };
+    for (tenant, keyed) in keyed {
+        let keys: Vec<&str> = keyed.iter().map(|(_, k)| k.key.as_str()).collect();
+        let claimed = db::idempotency::try_lock_keys(conn, tenant.id, &keys).await?;
+        let mut stored = db::idempotency::find_saved_many(conn, tenant.id, &keys).await?;
+        for ((i, key), claimed) in keyed.iter().zip(claimed) {
+            let found = stored.iter().position(|(k, _)| *k == key.key);
+            results[*i] = match (claimed, found) {
+                (false, _) => Some(Err(ApiError::RequestInProgress)),
+                (true, None) => None,
+                (true, Some(at)) => {
+                    let (_, stored) = stored.swap_remove(at);
+                    Some(if stored.request == key.fingerprint {
+                        Ok(BatchOutcome::Replayed(stored))
+                    } else {
+                        Err(ApiError::IdempotencyKeyReused)
+                    })
+                }
+            };
+        }
     }
     Ok(())
 }
 
-/// The answer to store for the request's key, given what its command did.
+/// The answer to store for the request's key, given what its command did; `None` for one
+/// that cannot be stored.
 pub(super) fn answer_to_store(
     request: &ChangeRequest,
     key: &KeyedRequest,
     result: Result<&CommandOutcome, &ApiError>,
-) -> Result<SavedResponse, ApiError> {
+) -> Option<SavedResponse> {
     let answer = result.map(|outcome| answer_of(request, outcome));
     stored_answer(key.fingerprint, answer.as_ref().map_err(|e| *e))
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("an answer that cannot be saved")))
 }
 
 /// What a command answers over HTTP: a status and an optional JSON body.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 
-pub use writer::{ChangeWriter, IDLE, MAX_BATCH};
+pub use writer::{ChangeWriter, LANES, MAX_BATCH};
 
 use crate::db::idempotency::{RequestFingerprint, SavedResponse};
 use crate::ticketing::batch::Command;

@@ -1,30 +1,38 @@
-//! The writer: ticket changes of one tenant, gathered into batches (see `ticketing::batch`).
+//! The writer: the ticket changes of every tenant, committed together in batches (see
+//! `ticketing::batch`).
 //!
-//! Each process runs one task per tenant that is changing tickets, all on one thread of
-//! their own with a pool of their own (`DATABASE_POOL_SIZE` connections, opened on that
-//! thread): that thread does nothing but wait for PostgreSQL, so a batch's round trips are
-//! not queued behind the HTTP work of the workers. A request queues its
-//! command and waits for its result; the task takes every request that queued while its
-//! previous batch ran (up to [`MAX_BATCH`]) and commits them in one transaction, with their
-//! `Idempotency-Key`s and stored answers (the rules of `changes::idempotency`). Under load
-//! the batches grow by themselves; alone, a request is a batch of one. Since one task
-//! writes a tenant's changes in each process, at most one transaction per process waits on
-//! the tenant's seq row. A tenant's task ends after [`IDLE`] without requests.
+//! Each process has one writer, on a thread of its own with a pool of its own
+//! (`DATABASE_POOL_SIZE` connections, opened on that thread): that thread does nothing but
+//! wait for PostgreSQL, so a batch's round trips are not queued behind the HTTP work of the
+//! workers. A request queues its command and waits for its result. When no batch is under
+//! way, the writer starts the next one: every queued request it may take (up to
+//! [`MAX_BATCH`]), whatever its tenant, committed in one transaction with its
+//! `Idempotency-Key` and stored answer (the rules of `changes::idempotency`). A batch of
+//! many tenants costs about what a batch of one tenant costs: each step is one statement
+//! for all of them, and there is one commit. Under load the batches grow by themselves;
+//! alone, a request is a batch of one.
 //!
+//! - One batch at a time is the fastest (measured in docs/benchmarks.md: two at a time split
+//!   the requests into smaller batches, and their commits queue for PostgreSQL's NOTIFY lock
+//!   anyway). But a batch that waits on a lock for long (another process's transaction, an
+//!   operator's `SELECT … FOR UPDATE`) must not hold up every other tenant: once a batch has
+//!   run for [`SLOW_BATCH`], the writer starts another beside it, up to [`LANES`].
+//! - A tenant has at most one batch under way in a process: its requests queue behind it.
+//!   So at most one transaction per process waits on a tenant's seq row, and each tenant's
+//!   changes are committed in the order its batches were formed.
 //! - A command naming a ticket that an earlier command of the batch names waits for the
 //!   next batch, so each event of a batch is computed from its ticket's own change.
-//! - When the database fails the batch with an error other than an outage, each of its
+//! - When a statement fails the batch with an error other than an outage, each of its
 //!   requests is tried again alone, its command in a savepoint, so one bad request cannot
 //!   fail the others.
-//! - A request whose caller has gone (its deadline passed) before its batch starts is left
-//!   out of it.
-//! - A task keeps its connection from one batch to the next while requests are queued and
-//!   the pool has a connection to spare for other tasks; it gives it back when its queue
-//!   is empty. Under load a tenant's batches then run back to back on one connection,
+//! - A request whose caller has gone, or whose deadline has passed, before its batch starts
+//!   is left out of it.
+//! - A connection is kept from one batch to the next while the writer has work, and given
+//!   back to the pool when it has none. Under load the batches then run back to back
 //!   without the pool's ping at each hand-over (measured in docs/benchmarks.md).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Arbiter;
@@ -37,7 +45,6 @@ use super::idempotency::{answer_to_store, claim_keys};
 use super::publish::publish_committed;
 use super::{ChangeOutcome, ChangeRequest};
 use crate::db::idempotency::SavedResponse;
-use crate::db::is_connection_failure;
 use crate::db::tenants::Tenant;
 use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
@@ -46,12 +53,15 @@ use crate::metrics::Metrics;
 use crate::ticketing::batch::{self, CommandAt, Isolation};
 use crate::ticketing::commands::Change;
 use crate::ticketing::paces::PaceCache;
+use crate::ticketing::{self, Error};
 use crate::ws::registry::HubRegistry;
 
 /// Most requests committed in one transaction.
 pub const MAX_BATCH: usize = 64;
-/// A tenant's task ends after this long without a request.
-pub const IDLE: Duration = Duration::from_secs(30);
+/// Most batches under way at once: one, and one more beside each that is slow.
+pub const LANES: usize = 4;
+/// How long a batch runs before the writer starts another beside it.
+pub const SLOW_BATCH: Duration = Duration::from_millis(100);
 
 /// What the writer thread sends back for one request (its event not yet published).
 pub(super) enum BatchOutcome {
@@ -64,21 +74,34 @@ pub(super) enum BatchOutcome {
 
 pub(super) type ChangeResult = Result<BatchOutcome, ApiError>;
 
+/// A request waiting for its batch.
 struct QueuedRequest {
+    tenant: Tenant,
     request: ChangeRequest,
     reply: oneshot::Sender<ChangeResult>,
 }
 
-/// The writer thread and the per-tenant queues of this process.
+/// What the writer's loop hears about.
+enum WriterEvent {
+    Queued(QueuedRequest),
+    /// A batch is over (committed or not): its tenants may start their next one.
+    /// A batch has run for [`SLOW_BATCH`] and is still under way.
+    BatchSlow,
+    BatchDone {
+        tenants: Vec<TenantId>,
+        /// Whether it had been reported slow.
+        slow: bool,
+        /// Its connection, if the batch went through.
+        connection: Option<KeptConnection>,
+    },
+}
+
+/// The writer thread of this process.
 pub struct ChangeWriter {
-    /// Connections opened and used on `thread` only.
-    pool: PgPool,
     thread: Arbiter,
-    paces: Arc<PaceCache>,
-    metrics: Arc<Metrics>,
+    events: mpsc::UnboundedSender<WriterEvent>,
     /// Where committed changes are published.
     hubs: HubRegistry,
-    queues: Mutex<HashMap<TenantId, mpsc::UnboundedSender<QueuedRequest>>>,
 }
 
 impl ChangeWriter {
@@ -89,33 +112,52 @@ impl ChangeWriter {
         metrics: Arc<Metrics>,
         hubs: HubRegistry,
     ) -> Self {
-        Self {
-            pool: db::writer_pool(pool, pool.options().get_max_connections()),
-            thread: Arbiter::new(),
+        let (events, receiver) = mpsc::unbounded_channel();
+        let size = pool.options().get_max_connections();
+        let committer = Committer {
+            pool: db::writer_pool(pool, size),
             paces,
             metrics,
+        };
+        let scheduler = Scheduler {
+            committer,
+            // A batch never waits for a connection: each holds at most one, and connections
+            // between batches are kept for the next ones, not returned to the pool.
+            lanes: LANES.min(size as usize),
+            events: events.clone(),
+            queued: VecDeque::new(),
+            under_way: HashSet::new(),
+            batches: 0,
+            slow: 0,
+            spare: Vec::new(),
+        };
+        let thread = Arbiter::new();
+        thread.spawn(scheduler.serve(receiver));
+        Self {
+            thread,
+            events,
             hubs,
-            queues: Mutex::default(),
         }
     }
 
-    /// Applies the request in the tenant's next batch; once it has committed, hands the
-    /// change's event to the hubs.
+    /// Applies the request in the next batch that may take it; once it has committed, hands
+    /// the change's event to the hubs.
     pub async fn submit(
         &self,
         tenant: &Tenant,
         request: ChangeRequest,
     ) -> Result<ChangeOutcome, ApiError> {
         let (reply, result) = oneshot::channel();
-        let mut queued = QueuedRequest { request, reply };
-        // A queue whose task has just ended refuses the request: start a new task.
-        while let Err(mpsc::error::SendError(refused)) = self.queue(tenant).send(queued) {
-            queued = refused;
-        }
-        let outcome = result.await.map_err(|_| {
-            ApiError::internal(anyhow::anyhow!("the tenant's change task stopped"))
-        })??;
-        Ok(match outcome {
+        let queued = QueuedRequest {
+            tenant: tenant.clone(),
+            request,
+            reply,
+        };
+        let stopped = || ApiError::internal(anyhow::anyhow!("the change writer stopped"));
+        self.events
+            .send(WriterEvent::Queued(queued))
+            .map_err(|_| stopped())?;
+        Ok(match result.await.map_err(|_| stopped())?? {
             BatchOutcome::Changed(change) => {
                 let Change { ticket, event } = *change;
                 publish_committed(&self.hubs, tenant.id, event);
@@ -124,23 +166,6 @@ impl ChangeWriter {
             BatchOutcome::NothingToCall => ChangeOutcome::NothingToCall,
             BatchOutcome::Replayed(stored) => ChangeOutcome::Replayed(stored),
         })
-    }
-
-    fn queue(&self, tenant: &Tenant) -> mpsc::UnboundedSender<QueuedRequest> {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(queue) = queues.get(&tenant.id).filter(|q| !q.is_closed()) {
-            return queue.clone();
-        }
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let writer = TenantWriter {
-            pool: self.pool.clone(),
-            paces: self.paces.clone(),
-            metrics: self.metrics.clone(),
-            tenant: tenant.clone(),
-        };
-        self.thread.spawn(writer.serve(receiver));
-        queues.insert(tenant.id, sender.clone());
-        sender
     }
 }
 
@@ -154,104 +179,213 @@ impl Drop for ChangeWriter {
 /// its own, it must survive the runtime's shutdown.
 type KeptConnection = CancelSafe<PoolConnection<Postgres>>;
 
-/// The task that commits one tenant's batches.
-struct TenantWriter {
-    pool: PgPool,
-    paces: Arc<PaceCache>,
-    metrics: Arc<Metrics>,
-    tenant: Tenant,
+/// The writer's loop: forms the batches and starts them.
+struct Scheduler {
+    committer: Committer,
+    /// Where the batches report back.
+    events: mpsc::UnboundedSender<WriterEvent>,
+    /// Requests not in a batch yet, in arrival order.
+    queued: VecDeque<QueuedRequest>,
+    /// Most batches under way at once.
+    lanes: usize,
+    /// The tenants of the batches under way.
+    under_way: HashSet<TenantId>,
+    batches: usize,
+    /// The batches under way that are slow.
+    slow: usize,
+    /// Connections of finished batches, for the next ones.
+    spare: Vec<KeptConnection>,
 }
 
-impl TenantWriter {
-    async fn serve(self, mut queue: mpsc::UnboundedReceiver<QueuedRequest>) {
-        // Requests put off to the next batch, in arrival order.
-        let mut waiting: VecDeque<QueuedRequest> = VecDeque::new();
-        // The last batch's connection, kept for the next batch when that one is already
-        // queued: giving a connection back to the pool costs a round trip (sqlx pings it).
-        let mut kept: Option<KeptConnection> = None;
-        loop {
-            while let Ok(next) = queue.try_recv() {
-                waiting.push_back(next);
+impl Scheduler {
+    async fn serve(mut self, mut events: mpsc::UnboundedReceiver<WriterEvent>) {
+        while let Some(event) = events.recv().await {
+            self.hear(event);
+            while let Ok(event) = events.try_recv() {
+                self.hear(event);
             }
-            if waiting.is_empty() {
-                if let Some(conn) = kept.take() {
-                    conn.release();
+            self.start_batches();
+            self.committer
+                .metrics
+                .change_queue
+                .set(self.queued.len() as i64);
+        }
+    }
+
+    fn hear(&mut self, event: WriterEvent) {
+        match event {
+            WriterEvent::Queued(request) => self.queued.push_back(request),
+            WriterEvent::BatchSlow => self.slow += 1,
+            WriterEvent::BatchDone {
+                tenants,
+                slow,
+                connection,
+            } => {
+                self.batches -= 1;
+                self.slow -= usize::from(slow);
+                for tenant in tenants {
+                    self.under_way.remove(&tenant);
                 }
-                match timeout(IDLE, queue.recv()).await {
-                    Ok(Some(first)) => waiting.push_back(first),
-                    Ok(None) => return,
-                    Err(_idle) => {
-                        // New requests now start a new task; the ones queued are served.
-                        queue.close();
-                    }
-                }
-                continue;
-            }
-            let batch = next_batch(&mut waiting, Instant::now());
-            if !batch.is_empty() {
-                self.run_batch(batch, &mut kept).await;
-            }
-            // Another tenant's task may be waiting for a connection: let it have this one.
-            if !self.pool_has_spare()
-                && let Some(conn) = kept.take()
-            {
-                conn.release();
+                self.spare.extend(connection);
             }
         }
     }
 
-    /// Whether the pool could hand out a connection now without waiting for one.
-    fn pool_has_spare(&self) -> bool {
-        self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
+    fn start_batches(&mut self) {
+        // One batch, and one more beside each slow one.
+        while self.batches < (1 + self.slow).min(self.lanes) {
+            let batch = next_batch(&mut self.queued, &self.under_way, Instant::now());
+            if batch.is_empty() {
+                break;
+            }
+            let mut tenants: Vec<TenantId> = batch.iter().map(|q| q.tenant.id).collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            self.under_way.extend(&tenants);
+            self.batches += 1;
+            let committer = self.committer.clone();
+            let connection = self.spare.pop();
+            let done = self.events.clone();
+            actix_web::rt::spawn(async move {
+                let mut run = std::pin::pin!(committer.run_batch(batch, connection));
+                // The loop ends only when the thread stops, and then nobody waits for these.
+                let (slow, connection) = match timeout(SLOW_BATCH, &mut run).await {
+                    Ok(connection) => (false, connection),
+                    Err(_slow) => {
+                        let _stopped = done.send(WriterEvent::BatchSlow);
+                        (true, run.await)
+                    }
+                };
+                let _stopped = done.send(WriterEvent::BatchDone {
+                    tenants,
+                    slow,
+                    connection,
+                });
+            });
+        }
+        // Nothing to do: give the connections back.
+        if self.batches == 0 && self.queued.is_empty() {
+            for connection in self.spare.drain(..) {
+                connection.release();
+            }
+        }
     }
+}
 
-    /// Commits the batch and replies to each of its requests; a failed batch of several is
-    /// retried one request at a time.
-    async fn run_batch(&self, batch: Vec<QueuedRequest>, kept: &mut Option<KeptConnection>) {
-        let (requests, replies): (Vec<ChangeRequest>, Vec<oneshot::Sender<ChangeResult>>) =
-            batch.into_iter().map(|q| (q.request, q.reply)).unzip();
+/// What a batch needs: the writer's pool, the paces, the metrics.
+#[derive(Clone)]
+struct Committer {
+    /// Connections opened and used on the writer thread only.
+    pool: PgPool,
+    paces: Arc<PaceCache>,
+    metrics: Arc<Metrics>,
+}
+
+/// Why a batch committed nothing.
+enum BatchFailure {
+    /// The database is unavailable, or kept the batch past its deadline: each request
+    /// answers 503 and may be sent again.
+    Unavailable,
+    /// A statement failed (or the code met what it cannot handle): the transaction is
+    /// aborted, and the requests are worth trying again one by one.
+    Failed(Error),
+}
+
+impl From<Error> for BatchFailure {
+    fn from(error: Error) -> Self {
+        match &error {
+            Error::Db(db_error) if db_error.is_connection_failure() => {
+                report_database_unavailable(&error);
+                BatchFailure::Unavailable
+            }
+            _ => BatchFailure::Failed(error),
+        }
+    }
+}
+
+impl From<sqlx::Error> for BatchFailure {
+    fn from(error: sqlx::Error) -> Self {
+        Error::from(error).into()
+    }
+}
+
+impl BatchFailure {
+    /// The answer of a request that failed alone.
+    fn into_answer(self) -> ApiError {
+        match self {
+            BatchFailure::Unavailable => ApiError::DatabaseUnavailable,
+            // A refusal that came as a failed statement (a counter another process has just
+            // called to) answers as itself.
+            BatchFailure::Failed(error) if !error.fails_the_batch() => ApiError::from(error),
+            BatchFailure::Failed(error) => ApiError::internal(
+                anyhow::Error::new(error).context("committing a ticket change failed"),
+            ),
+        }
+    }
+}
+
+impl Committer {
+    /// Commits the batch and replies to each of its requests; a batch that failed is tried
+    /// again one request at a time, each command in a savepoint. Runs on the `kept`
+    /// connection if there is one, and gives back the connection if the batch went through.
+    async fn run_batch(
+        &self,
+        batch: Vec<QueuedRequest>,
+        mut kept: Option<KeptConnection>,
+    ) -> Option<KeptConnection> {
+        let kept = &mut kept;
+        let (requests, replies): (Vec<TenantRequest>, Vec<oneshot::Sender<ChangeResult>>) = batch
+            .into_iter()
+            .map(|q| {
+                let request = TenantRequest {
+                    tenant: q.tenant,
+                    request: q.request,
+                };
+                (request, q.reply)
+            })
+            .unzip();
         let results = match self.commit_batch(&requests, Isolation::Shared, kept).await {
             Ok(results) => results,
-            Err(error) if requests.len() > 1 && !matches!(error, ApiError::DatabaseUnavailable) => {
+            Err(BatchFailure::Failed(error)) => {
                 log::warn!(
-                    "a batch of {} changes of tenant {} failed ({error}); trying each alone",
-                    requests.len(),
-                    self.tenant.slug
+                    "a batch of {} changes failed ({error}); trying each alone",
+                    requests.len()
                 );
                 let mut results = Vec::with_capacity(requests.len());
                 for request in &requests {
-                    let mut alone = self
+                    let alone = self
                         .commit_batch(std::slice::from_ref(request), Isolation::PerCommand, kept)
                         .await;
-                    results.push(match &mut alone {
-                        Ok(result) => result.pop().unwrap_or_else(|| Err(missing_result())),
-                        Err(error) => Err(batch_error_for_each(error)),
+                    results.push(match alone {
+                        Ok(mut result) => result.pop().unwrap_or_else(|| Err(missing_result())),
+                        Err(failure) => Err(failure.into_answer()),
                     });
                 }
                 results
             }
-            Err(error) => requests
+            Err(BatchFailure::Unavailable) => requests
                 .iter()
-                .map(|_| Err(batch_error_for_each(&error)))
+                .map(|_| Err(ApiError::DatabaseUnavailable))
                 .collect(),
         };
         for (reply, result) in replies.into_iter().zip(results) {
             let _gone = reply.send(result);
         }
+        kept.take()
     }
 
     /// Commits the requests in one transaction, on the `kept` connection if there is one;
     /// the connection is left in `kept` afterwards if the batch went through.
     async fn commit_batch(
         &self,
-        requests: &[ChangeRequest],
+        requests: &[TenantRequest],
         isolation: Isolation,
         kept: &mut Option<KeptConnection>,
-    ) -> Result<Vec<ChangeResult>, ApiError> {
+    ) -> Result<Vec<ChangeResult>, BatchFailure> {
         // The batch must be over before the first of its requests' handlers gives up.
         let deadline = requests
             .iter()
-            .map(|r| r.deadline)
+            .map(|r| r.request.deadline)
             .min()
             .unwrap_or_else(Instant::now);
         let left = || deadline.saturating_duration_since(Instant::now());
@@ -279,13 +413,11 @@ impl TenantWriter {
                     match results {
                         Ok(_) => {
                             *kept = Some(conn);
-                            self.metrics
-                                .change_batch_size
-                                .observe(requests.len() as f64);
+                            self.observe(requests);
                         }
                         Err(_) => conn.release(),
                     }
-                    return results;
+                    return results.map_err(BatchFailure::from);
                 }
                 Ok(Err(error)) => Some(error),
                 Err(_elapsed) => None,
@@ -294,7 +426,7 @@ impl TenantWriter {
             // back by PostgreSQL when it sees the connection go.
             drop(conn.into_inner().detach());
             match failed_begin {
-                Some(dead) if tries > 0 && is_connection_failure(&dead) => {
+                Some(dead) if tries > 0 && db::is_connection_failure(&dead) => {
                     log::info!("a pooled database connection was dead ({dead}); using another");
                 }
                 Some(error) => return Err(error.into()),
@@ -303,17 +435,26 @@ impl TenantWriter {
         }
     }
 
+    fn observe(&self, requests: &[TenantRequest]) {
+        let tenants: HashSet<TenantId> = requests.iter().map(|r| r.tenant.id).collect();
+        self.metrics
+            .change_batch_size
+            .observe(requests.len() as f64);
+        self.metrics
+            .change_batch_tenants
+            .observe(tenants.len() as f64);
+    }
+
     /// Runs the batch in `tx`: claims the keys, applies the commands, stores the answers
     /// of keyed requests, and commits.
     async fn run_batch_in(
         &self,
         mut tx: Transaction<'_, Postgres>,
-        requests: &[ChangeRequest],
+        requests: &[TenantRequest],
         isolation: Isolation,
-    ) -> Result<Vec<ChangeResult>, ApiError> {
-        let tenant = &self.tenant;
+    ) -> Result<Vec<ChangeResult>, Error> {
         let mut results: Vec<Option<ChangeResult>> = requests.iter().map(|_| None).collect();
-        claim_keys(&mut tx, tenant, requests, &mut results).await?;
+        claim_keys(&mut tx, requests, &mut results).await?;
 
         let to_apply: Vec<usize> = (0..requests.len())
             .filter(|&i| results[i].is_none())
@@ -321,83 +462,85 @@ impl TenantWriter {
         let commands: Vec<CommandAt> = to_apply
             .iter()
             .map(|&i| CommandAt {
-                command: &requests[i].command,
-                now: requests[i].now,
+                tenant: &requests[i].tenant,
+                command: &requests[i].request.command,
+                now: requests[i].request.now,
             })
             .collect();
-        let outcomes = batch::apply(&mut tx, tenant, &commands, &self.paces, isolation).await?;
+        let outcomes = batch::apply(&mut tx, &commands, &self.paces, isolation).await?;
         let mut to_store = Vec::new();
         for (i, outcome) in to_apply.into_iter().zip(outcomes) {
             // Handlers are answered in HTTP terms; the batch has decided on its own errors.
             let outcome = outcome.map_err(ApiError::from);
-            let request = &requests[i];
+            let TenantRequest { tenant, request } = &requests[i];
             if let Some(key) = &request.key {
-                to_store.push((
-                    key.key.as_str(),
-                    answer_to_store(request, key, outcome.as_ref())?,
-                ));
+                let answer = answer_to_store(request, key, outcome.as_ref()).ok_or_else(|| {
+                    ticketing::Error::unexpected(anyhow::anyhow!("an answer that cannot be saved"))
+                })?;
+                to_store.push((tenant.id, key.key.as_str(), answer));
             }
             results[i] = Some(outcome.map(|outcome| match outcome {
                 Some(change) => BatchOutcome::Changed(Box::new(change)),
                 None => BatchOutcome::NothingToCall,
             }));
         }
-        db::idempotency::save_responses(&mut tx, tenant.id, &to_store).await?;
+        db::idempotency::save_responses(&mut tx, &to_store).await?;
         tx.commit().await?;
         results
             .into_iter()
-            .map(|result| result.ok_or_else(missing_result))
+            .map(|result| {
+                result.ok_or_else(|| Error::unexpected(anyhow::anyhow!("a request got no answer")))
+            })
             .collect()
     }
 }
 
-/// The next batch: the waiting requests in order, but none naming a ticket named before in
-/// the batch (those stay first in line), none whose caller has gone, and none whose
-/// deadline has passed (those are answered 503: the database kept them waiting).
-fn next_batch(waiting: &mut VecDeque<QueuedRequest>, now: Instant) -> Vec<QueuedRequest> {
+/// A request of a batch, with its tenant.
+pub(super) struct TenantRequest {
+    pub tenant: Tenant,
+    pub request: ChangeRequest,
+}
+
+/// The next batch: the queued requests in order, but none of a tenant with a batch under
+/// way, none naming a ticket named before in the batch (those stay first in line), none
+/// whose caller has gone, and none whose deadline has passed (those are answered 503: the
+/// database kept them waiting).
+fn next_batch(
+    queued: &mut VecDeque<QueuedRequest>,
+    under_way: &HashSet<TenantId>,
+    now: Instant,
+) -> Vec<QueuedRequest> {
     let mut batch = Vec::new();
     let mut named = HashSet::new();
     let mut put_off = VecDeque::new();
-    while let Some(queued) = waiting.pop_front() {
-        if batch.len() == MAX_BATCH {
-            put_off.push_back(queued);
+    while let Some(request) = queued.pop_front() {
+        if request.reply.is_closed() {
             continue;
         }
-        if queued.reply.is_closed() {
+        if request.request.deadline <= now {
+            let _gone = request.reply.send(Err(ApiError::DatabaseUnavailable));
             continue;
         }
-        if queued.request.deadline <= now {
-            let _gone = queued.reply.send(Err(ApiError::DatabaseUnavailable));
+        if batch.len() == MAX_BATCH || under_way.contains(&request.tenant.id) {
+            put_off.push_back(request);
             continue;
         }
-        match queued.request.command.ticket() {
-            Some(ticket) if !named.insert(ticket) => put_off.push_back(queued),
-            _ => batch.push(queued),
+        match request.request.command.ticket() {
+            Some(ticket) if !named.insert(ticket) => put_off.push_back(request),
+            _ => batch.push(request),
         }
     }
-    *waiting = put_off;
+    *queued = put_off;
     batch
 }
 
 /// A batch the database kept past its requests' deadline: nothing of it was committed
 /// (unless the commit itself was under way).
-fn out_of_time() -> ApiError {
+fn out_of_time() -> BatchFailure {
     report_database_unavailable(&"a batch of ticket changes ran out of time");
-    ApiError::DatabaseUnavailable
+    BatchFailure::Unavailable
 }
 
 fn missing_result() -> ApiError {
     ApiError::internal(anyhow::anyhow!("a request got no answer"))
-}
-
-/// The batch's failure, for each of its requests.
-fn batch_error_for_each(error: &ApiError) -> ApiError {
-    match error {
-        ApiError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
-        // With its cause chain: an internal error's own message says nothing.
-        ApiError::Internal(cause) => ApiError::internal(anyhow::anyhow!(
-            "committing ticket changes failed: {cause:#}"
-        )),
-        other => ApiError::internal(anyhow::anyhow!("committing ticket changes failed: {other}")),
-    }
 }

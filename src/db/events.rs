@@ -24,31 +24,52 @@ pub async fn current_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i6
     .await?)
 }
 
-/// Takes the tenant's next `count` seqs and returns the last. This locks the tenant's
-/// sequence row until commit, which serialises the tenant's writers: call it as late in
-/// the transaction as possible.
+/// Takes each tenant's next `count` seqs and returns each tenant's last, in the order
+/// given. This locks the tenants' sequence rows until commit, which serialises each
+/// tenant's writers: call it as late in the transaction as possible. The rows are locked
+/// in tenant order, so two transactions taking seqs of the same tenants never wait on each
+/// other crosswise.
 pub async fn take_seqs(
     conn: &mut PgConnection,
-    tenant: TenantId,
-    count: i64,
-) -> Result<i64, Error> {
-    Ok(sqlx::query_scalar!(
-        "update event_sequences set last_seq = last_seq + $2 where tenant_id = $1
-         returning last_seq",
-        tenant.get(),
-        count
+    counts: &[(TenantId, i64)],
+) -> Result<Vec<i64>, Error> {
+    let tenants: Vec<uuid::Uuid> = counts.iter().map(|(t, _)| t.get()).collect();
+    let taken: Vec<i64> = counts.iter().map(|(_, n)| *n).collect();
+    let rows = sqlx::query!(
+        r#"with locked as (
+               select tenant_id from event_sequences where tenant_id = any($1)
+                order by tenant_id
+                  for update
+           )
+           update event_sequences s set last_seq = s.last_seq + d.taken
+             from unnest($1::uuid[], $2::int8[]) as d(tenant_id, taken)
+            where s.tenant_id = d.tenant_id and s.tenant_id in (select tenant_id from locked)
+           returning s.tenant_id as "tenant_id: TenantId", s.last_seq"#,
+        &tenants,
+        &taken
     )
-    .fetch_one(conn)
-    .await?)
+    .fetch_all(conn)
+    .await?;
+    counts
+        .iter()
+        .map(|(tenant, _)| {
+            rows.iter()
+                .find(|r| r.tenant_id == *tenant)
+                .map(|r| r.last_seq)
+                .ok_or_else(|| Error::unexpected(anyhow::anyhow!("tenant {tenant} has no seq")))
+        })
+        .collect()
 }
 
-/// Appends events of one tenant in one statement; `ticket_ids[i]` is the ticket of `events[i]`.
+/// Appends events of any tenants in one statement; `ticket_ids[i]` is the ticket of
+/// `events[i]`, `tenants[i]` its tenant.
 pub async fn insert_events(
     conn: &mut PgConnection,
-    tenant: TenantId,
+    tenants: &[TenantId],
     events: &[&EventRow],
     ticket_ids: &[uuid::Uuid],
 ) -> Result<(), Error> {
+    let tenants: Vec<uuid::Uuid> = tenants.iter().map(|t| t.get()).collect();
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     let previous: Vec<Option<&str>> = events
@@ -61,10 +82,11 @@ pub async fn insert_events(
     sqlx::query!(
         "insert into events (tenant_id, seq, action, previous_status, ticket_id, ticket, queue,
                              created_at)
-         select $1, e.* from unnest($2::int8[], $3::text[], $4::text[], $5::uuid[], $6::jsonb[],
-                                    $7::jsonb[], $8::timestamptz[])
-                as e(seq, action, previous_status, ticket_id, ticket, queue, created_at)",
-        tenant.get(),
+         select e.* from unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::uuid[],
+                                $6::jsonb[], $7::jsonb[], $8::timestamptz[])
+                as e(tenant_id, seq, action, previous_status, ticket_id, ticket, queue,
+                     created_at)",
+        &tenants,
         &seqs,
         &actions as &[&str],
         &previous as &[Option<&str>],
@@ -78,7 +100,6 @@ pub async fn insert_events(
     Ok(())
 }
 
-/// The smallest seq still in the log, if any.
 pub async fn oldest_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<Option<i64>, Error> {
     Ok(sqlx::query_scalar!(
         "select min(seq) from events where tenant_id = $1",

@@ -76,28 +76,29 @@ pub async fn find_saved_many(
         .collect()
 }
 
-/// Saves (or, for an expired key, replaces) the responses given for the keys (all distinct).
+/// Saves (or, for an expired key, replaces) the responses given for the keys of any tenants
+/// (each tenant's keys distinct).
 pub async fn save_responses(
     conn: &mut PgConnection,
-    tenant: TenantId,
-    responses: &[(&str, SavedResponse)],
+    responses: &[(TenantId, &str, SavedResponse)],
 ) -> Result<(), Error> {
     if responses.is_empty() {
         return Ok(());
     }
-    let keys: Vec<&str> = responses.iter().map(|(k, _)| *k).collect();
-    let requests: Vec<&[u8]> = responses.iter().map(|(_, r)| &r.request.0[..]).collect();
-    let statuses: Vec<i16> = responses.iter().map(|(_, r)| r.status_code).collect();
+    let tenants: Vec<uuid::Uuid> = responses.iter().map(|(t, _, _)| t.get()).collect();
+    let keys: Vec<&str> = responses.iter().map(|(_, k, _)| *k).collect();
+    let requests: Vec<&[u8]> = responses.iter().map(|(_, _, r)| &r.request.0[..]).collect();
+    let statuses: Vec<i16> = responses.iter().map(|(_, _, r)| r.status_code).collect();
     let bodies: Vec<Option<serde_json::Value>> =
-        responses.iter().map(|(_, r)| r.body.clone()).collect();
+        responses.iter().map(|(_, _, r)| r.body.clone()).collect();
     sqlx::query!(
         "insert into idempotency_keys (tenant_id, key, request_sha256, status_code, response_body)
-         select $1, r.* from unnest($2::text[], $3::bytea[], $4::int2[], $5::jsonb[])
-                as r(key, request_sha256, status_code, response_body)
+         select r.* from unnest($1::uuid[], $2::text[], $3::bytea[], $4::int2[], $5::jsonb[])
+                as r(tenant_id, key, request_sha256, status_code, response_body)
          on conflict (tenant_id, key) do update
          set request_sha256 = excluded.request_sha256, status_code = excluded.status_code,
              response_body = excluded.response_body, created_at = now()",
-        tenant.get(),
+        &tenants,
         &keys as &[&str],
         &requests as &[&[u8]],
         &statuses,

@@ -103,23 +103,38 @@ pub async fn waiting_counts(
     conn: &mut PgConnection,
     tenant: TenantId,
 ) -> Result<Vec<ServiceCount>, Error> {
+    Ok(waiting_counts_of(conn, &[tenant])
+        .await?
+        .into_iter()
+        .map(|(_, count)| count)
+        .collect())
+}
+
+/// Every service of the tenants with its waiting counts, by tenant, in code order.
+pub async fn waiting_counts_of(
+    conn: &mut PgConnection,
+    tenants: &[TenantId],
+) -> Result<Vec<(TenantId, ServiceCount)>, Error> {
+    let tenants: Vec<uuid::Uuid> = tenants.iter().map(|t| t.get()).collect();
     let rows = sqlx::query!(
-        r#"select id as "id: ServiceId", code, name, active, waiting_normal, waiting_priority
-           from services where tenant_id = $1 order by code"#,
-        tenant.get()
+        r#"select tenant_id as "tenant_id: TenantId", id as "id: ServiceId", code, name,
+                  active, waiting_normal, waiting_priority
+             from services where tenant_id = any($1) order by tenant_id, code"#,
+        &tenants
     )
     .fetch_all(conn)
     .await?;
     rows.into_iter()
         .map(|r| {
-            service_count(
+            let count = service_count(
                 r.id,
                 r.code,
                 r.name,
                 r.active,
                 r.waiting_normal,
                 r.waiting_priority,
-            )
+            )?;
+            Ok((r.tenant_id, count))
         })
         .collect()
 }
@@ -140,14 +155,16 @@ pub struct WaitingPlace {
     pub created_at: DateTime<Utc>,
 }
 
-/// Applies changes to the waiting counts and reads every service's counts after them, with
-/// the number of tickets queued behind each of `waiting` in its class (in that order), in
-/// one round trip: this runs while the tenant's seq row is locked.
+/// Applies changes to the waiting counts and reads every service's counts of the tenants
+/// after them (by tenant, in code order), with the number of tickets queued behind each of
+/// `waiting` in its class (in that order), in one round trip: this runs while the tenants'
+/// seq rows are locked.
 pub async fn count_changes(
     conn: &mut PgConnection,
-    tenant: TenantId,
+    tenants: &[TenantId],
     changes: QueueChanges<'_>,
-) -> Result<(Vec<ServiceCount>, Vec<u32>), Error> {
+) -> Result<(Vec<(TenantId, ServiceCount)>, Vec<u32>), Error> {
+    let tenants: Vec<uuid::Uuid> = tenants.iter().map(|t| t.get()).collect();
     let services: Vec<uuid::Uuid> = changes.moved.iter().map(|a| a.0.get()).collect();
     let normal: Vec<i32> = changes.moved.iter().map(|a| a.1).collect();
     let priority: Vec<i32> = changes.moved.iter().map(|a| a.2).collect();
@@ -168,7 +185,7 @@ pub async fn count_changes(
                   set waiting_normal = s.waiting_normal + d.normal,
                       waiting_priority = s.waiting_priority + d.priority
                  from unnest($2::uuid[], $3::int4[], $4::int4[]) as d(id, normal, priority)
-                where s.id = d.id and s.tenant_id = $1 and (d.normal <> 0 or d.priority <> 0)
+                where s.id = d.id and s.tenant_id = any($1) and (d.normal <> 0 or d.priority <> 0)
                returning s.id, s.waiting_normal, s.waiting_priority
            ),
            behind as (
@@ -180,14 +197,15 @@ pub async fn count_changes(
                  from unnest($5::uuid[], $6::uuid[], $7::text[], $8::timestamptz[])
                       with ordinality as n(id, service_id, priority, created_at, ord)
            )
-           select s.id as "id: ServiceId", s.code, s.name, s.active,
+           select s.tenant_id as "tenant_id: TenantId", s.id as "id: ServiceId", s.code,
+                  s.name, s.active,
                   coalesce(a.waiting_normal, s.waiting_normal) as "waiting_normal!",
                   coalesce(a.waiting_priority, s.waiting_priority) as "waiting_priority!",
                   (select counts from behind) as "behind: Vec<i64>"
              from services s left join adjusted a on a.id = s.id
-            where s.tenant_id = $1
-            order by s.code"#,
-        tenant.get(),
+            where s.tenant_id = any($1)
+            order by s.tenant_id, s.code"#,
+        &tenants,
         &services,
         &normal,
         &priority,
@@ -215,16 +233,17 @@ pub async fn count_changes(
     let counts = rows
         .into_iter()
         .map(|r| {
-            service_count(
+            let count = service_count(
                 r.id,
                 r.code,
                 r.name,
                 r.active,
                 r.waiting_normal,
                 r.waiting_priority,
-            )
+            )?;
+            Ok((r.tenant_id, count))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, Error>>()?;
     Ok((counts, behind))
 }
 

@@ -81,6 +81,7 @@ pub async fn claim_numbers(
 
 /// A ticket about to be issued, with its id and number already chosen.
 pub struct IssuedTicket<'a> {
+    pub tenant: TenantId,
     pub id: TicketId,
     pub service: ServiceId,
     pub code: &'a str,
@@ -90,12 +91,12 @@ pub struct IssuedTicket<'a> {
     pub created_at: DateTime<Utc>,
 }
 
-/// Inserts waiting tickets in one statement.
+/// Inserts waiting tickets (of any tenants) in one statement.
 pub async fn insert_tickets(
     conn: &mut PgConnection,
-    tenant: TenantId,
     tickets: &[IssuedTicket<'_>],
 ) -> Result<(), Error> {
+    let tenants: Vec<uuid::Uuid> = tickets.iter().map(|t| t.tenant.get()).collect();
     let ids: Vec<uuid::Uuid> = tickets.iter().map(|t| t.id.get()).collect();
     let services: Vec<uuid::Uuid> = tickets.iter().map(|t| t.service.get()).collect();
     let codes: Vec<&str> = tickets.iter().map(|t| t.code).collect();
@@ -106,12 +107,13 @@ pub async fn insert_tickets(
     sqlx::query!(
         "insert into tickets (id, tenant_id, service_id, code, service_day, status, priority,
                               customer_name, created_at)
-         select t.id, $1, t.service_id, t.code, t.service_day, 'waiting', t.priority,
+         select t.id, t.tenant_id, t.service_id, t.code, t.service_day, 'waiting', t.priority,
                 t.customer_name, t.created_at
-           from unnest($2::uuid[], $3::uuid[], $4::text[], $5::date[], $6::text[], $7::text[],
-                       $8::timestamptz[])
-                as t(id, service_id, code, service_day, priority, customer_name, created_at)",
-        tenant.get(),
+           from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::date[], $6::text[],
+                       $7::text[], $8::timestamptz[])
+                as t(tenant_id, id, service_id, code, service_day, priority, customer_name,
+                     created_at)",
+        &tenants,
         &ids,
         &services,
         &codes as &[&str],
@@ -292,59 +294,67 @@ fn one_row_each(items: usize, rows: usize) -> Result<(), Error> {
 
 /// One call-next from all services, for [`call_next_many`].
 pub struct CallNextAt {
+    pub tenant: TenantId,
     pub counter: CounterId,
     pub operator: UserId,
     pub now: DateTime<Utc>,
 }
 
-/// Call-next from all services at several distinct counters, in one round trip: each
-/// counter is locked and checked as in [`call_next_waiting`], and the free ones, in the
-/// order given, take the next waiting tickets in call order. Returns what each found, in
-/// the order given.
+/// Call-next from all services at several distinct counters, of any tenants, in one round
+/// trip: each counter is locked (in id order) and checked as in [`call_next_waiting`], and
+/// the free ones of each tenant, in the order given, take that tenant's next waiting
+/// tickets in call order. Returns what each found, in the order given.
 pub async fn call_next_many(
     conn: &mut PgConnection,
-    tenant: TenantId,
     calls: &[CallNextAt],
 ) -> Result<Vec<NextCall>, Error> {
+    let tenants: Vec<uuid::Uuid> = calls.iter().map(|c| c.tenant.get()).collect();
     let counters: Vec<uuid::Uuid> = calls.iter().map(|c| c.counter.get()).collect();
     let operators: Vec<uuid::Uuid> = calls.iter().map(|c| c.operator.get()).collect();
     let now: Vec<DateTime<Utc>> = calls.iter().map(|c| c.now).collect();
     let rows = sqlx::query!(
         r#"with req as (
-               select * from unnest($2::uuid[], $3::uuid[], $4::timestamptz[])
-                        with ordinality as r(counter_id, operator_id, at, ord)
+               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])
+                        with ordinality as r(tenant_id, counter_id, operator_id, at, ord)
            ),
            desk as (
                select c.id,
                       exists (select 1 from tickets a where a.counter_id = c.id
                               and a.status in ('called', 'serving')) as busy
-                 from counters c
-                where c.tenant_id = $1 and c.id in (select counter_id from req)
+                 from counters c join req r on r.counter_id = c.id and r.tenant_id = c.tenant_id
                 order by c.id
                   for update of c
            ),
            free as (
-               select r.counter_id, r.operator_id, r.at,
-                      row_number() over (order by r.ord) as n
+               select r.tenant_id, r.counter_id, r.operator_id, r.at,
+                      row_number() over (partition by r.tenant_id order by r.ord) as n
                  from req r join desk on desk.id = r.counter_id
                 where not desk.busy
            ),
+           wanted as (
+               select tenant_id, count(*) as calls from free group by tenant_id
+           ),
            waiting as (
-               select w.id, w.priority, w.created_at from tickets w
-                where w.tenant_id = $1 and w.status = 'waiting'
-                order by (w.priority = 'normal'), w.created_at, w.id
-                limit (select count(*) from free)
-                  for update of w skip locked
+               select w.id, w.tenant_id, w.priority, w.created_at
+                 from wanted cross join lateral (
+                      select t.id, t.tenant_id, t.priority, t.created_at from tickets t
+                       where t.tenant_id = wanted.tenant_id and t.status = 'waiting'
+                       order by (t.priority = 'normal'), t.created_at, t.id
+                       limit wanted.calls
+                         for update of t skip locked
+                 ) w
            ),
            next as (
-               select id, row_number() over (order by (priority = 'normal'), created_at, id) as n
+               select id, tenant_id,
+                      row_number() over (partition by tenant_id
+                                         order by (priority = 'normal'), created_at, id) as n
                  from waiting
            ),
            t as (
                update tickets set status = 'called', counter_id = free.counter_id,
                       operator_id = free.operator_id, called_at = free.at,
                       call_count = call_count + 1
-                 from free join next on next.n = free.n
+                 from free join next on next.tenant_id = free.tenant_id and next.n = free.n
                 where tickets.id = next.id
                returning tickets.*
            )
@@ -365,7 +375,7 @@ pub async fn call_next_many(
              left join counters c on c.id = t.counter_id
              left join users u on u.id = t.operator_id
             order by r.ord"#,
-        tenant.get(),
+        &tenants,
         &counters,
         &operators,
         &now
@@ -472,19 +482,21 @@ pub enum StatusChangeOutcome {
 /// A guarded status change: if the ticket's status is one of `from`, it moves to `to`
 /// (`serving` or a final status, stamping the matching time with `now`).
 pub struct StatusChange {
+    pub tenant: TenantId,
     pub id: TicketId,
     pub from: Vec<Status>,
     pub to: Status,
     pub now: DateTime<Utc>,
 }
 
-/// Locks the tickets and applies each guarded change, all in one round trip, and returns
-/// what each found, in the order given. The tickets must be distinct.
+/// Locks the tickets (of any tenants, in id order) and applies each guarded change, all in
+/// one round trip, and returns what each found, in the order given. The tickets must be
+/// distinct.
 pub async fn set_statuses_from(
     conn: &mut PgConnection,
-    tenant: TenantId,
     changes: &[StatusChange],
 ) -> Result<Vec<StatusChangeOutcome>, Error> {
+    let tenants: Vec<uuid::Uuid> = changes.iter().map(|c| c.tenant.get()).collect();
     let ids: Vec<uuid::Uuid> = changes.iter().map(|c| c.id.get()).collect();
     let to: Vec<&str> = changes.iter().map(|c| c.to.as_str()).collect();
     // One text per change: its allowed statuses, comma-separated (arrays of arrays must be
@@ -502,14 +514,15 @@ pub async fn set_statuses_from(
     let now: Vec<DateTime<Utc>> = changes.iter().map(|c| c.now).collect();
     let rows = sqlx::query!(
         r#"with v as (
-               select * from unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
-                        with ordinality as v(id, to_status, from_list, at, ord)
+               select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
+                                    $5::timestamptz[])
+                        with ordinality as v(tenant_id, id, to_status, from_list, at, ord)
            ),
            old as (
-               select tickets.id, tickets.status from tickets
-                where tickets.tenant_id = $1 and tickets.id in (select id from v)
+               select tickets.id, tickets.status
+                 from tickets join v on v.id = tickets.id and v.tenant_id = tickets.tenant_id
                 order by tickets.id
-                  for update
+                  for update of tickets
            ),
            t as (
                update tickets set status = v.to_status,
@@ -538,7 +551,7 @@ pub async fn set_statuses_from(
              left join counters c on c.id = t.counter_id
              left join users u on u.id = t.operator_id
             order by v.ord"#,
-        tenant.get(),
+        &tenants,
         &ids,
         &to as &[&str],
         &from,

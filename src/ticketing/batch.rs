@@ -1,14 +1,15 @@
-//! Ticket commands of one tenant applied together, in one transaction.
+//! Ticket commands, of one tenant or many, applied together in one transaction.
 //!
 //! Every change of a tenant appends to its log under the tenant's seq row lock, which
 //! serialises the tenant's writers. Applied one per transaction, each change paid for
-//! that lock, its counts and its event on its own. Here the commands of a batch run in the
-//! caller's transaction: the issues among them together ([`issuing`](super::issuing)),
-//! then the starts, finishes, no-shows and cancels together (one statement), then the
-//! call-nexts from all services (one statement), then the others one after another.
-//! [`record_changes`] appends all their events, in that order, with one seq update, one
-//! count update and one insert. The requests of a batch were in flight together, so any
-//! order among them is one they could have had.
+//! that lock, its counts, its event and its commit on its own. Here the commands of a
+//! batch run in the caller's transaction, whatever their tenants: the issues among them
+//! together ([`issuing`](super::issuing)), then the starts, finishes, no-shows and cancels
+//! together (one statement), then the call-nexts from all services (one statement), then
+//! the others one after another. [`record_changes`] appends all their events, each
+//! tenant's in that order, with one seq update, one count update and one insert for all
+//! tenants. The requests of a batch were in flight together, so any order among them is
+//! one they could have had.
 //!
 //! A command refused for its own reasons (a busy counter, a wrong transition, an unknown
 //! ticket) is refused before it writes anything, so it answers alone and the others go on.
@@ -71,8 +72,9 @@ impl Command {
     }
 }
 
-/// A command and the moment its request came in.
+/// A command, its tenant, and the moment its request came in.
 pub struct CommandAt<'a> {
+    pub tenant: &'a Tenant,
     pub command: &'a Command,
     pub now: DateTime<Utc>,
 }
@@ -96,7 +98,6 @@ pub enum Isolation {
 /// the answers of single commands, in the order given.
 pub async fn apply(
     conn: &mut PgConnection,
-    tenant: &Tenant,
     commands: &[CommandAt<'_>],
     paces: &PaceCache,
     isolation: Isolation,
@@ -111,6 +112,7 @@ pub async fn apply(
             Command::Issue(ticket) => Some((
                 i,
                 NewIssue {
+                    tenant: command_at.tenant,
                     ticket: ticket.clone(),
                     now: command_at.now,
                 },
@@ -120,7 +122,7 @@ pub async fn apply(
         .unzip();
     let mut pending: Vec<(usize, Pending)> = Vec::with_capacity(commands.len());
     if !issues.is_empty() {
-        let (refused, issued) = issue_batch(conn, tenant, &issues).await?;
+        let (refused, issued) = issue_batch(conn, &issues).await?;
         for (k, error) in refused {
             answers[issue_at[k]] = Some(Err(error));
         }
@@ -136,8 +138,8 @@ pub async fn apply(
             answers: &mut answers,
             pending: &mut pending,
         };
-        groups.status_changes(conn, tenant, commands).await?;
-        groups.call_nexts(conn, tenant, commands).await?;
+        groups.status_changes(conn, commands).await?;
+        groups.call_nexts(conn, commands).await?;
     }
 
     for (i, command_at) in commands.iter().enumerate() {
@@ -145,10 +147,10 @@ pub async fn apply(
             continue;
         }
         let prepared = match isolation {
-            Isolation::Shared => prepare(conn, tenant, command_at).await,
+            Isolation::Shared => prepare(conn, command_at).await,
             Isolation::PerCommand => {
                 let mut savepoint = conn.begin().await?;
-                let prepared = prepare(&mut savepoint, tenant, command_at).await;
+                let prepared = prepare(&mut savepoint, command_at).await;
                 match &prepared {
                     Err(error) if !error.fails_the_batch() => savepoint.rollback().await?,
                     _ => savepoint.commit().await?,
@@ -165,7 +167,7 @@ pub async fn apply(
     }
 
     let (order, pending): (Vec<usize>, Vec<Pending>) = pending.into_iter().unzip();
-    let changes = record_changes(conn, tenant, pending, paces).await?;
+    let changes = record_changes(conn, pending, paces).await?;
     for (i, change) in order.into_iter().zip(changes) {
         answers[i] = Some(Ok(Some(change)));
     }
@@ -201,7 +203,6 @@ impl GroupedOutcomes<'_> {
     async fn status_changes(
         &mut self,
         conn: &mut PgConnection,
-        tenant: &Tenant,
         commands: &[CommandAt<'_>],
     ) -> Result<(), Error> {
         let (at, acts): (Vec<usize>, Vec<StatusAct>) = commands
@@ -211,6 +212,7 @@ impl GroupedOutcomes<'_> {
                 Command::Act { ticket, action } if commands::is_status_change(*action) => Some((
                     i,
                     StatusAct {
+                        tenant: command_at.tenant.id,
                         id: *ticket,
                         action: *action,
                         now: command_at.now,
@@ -222,7 +224,7 @@ impl GroupedOutcomes<'_> {
         if acts.is_empty() {
             return Ok(());
         }
-        for (i, outcome) in at.into_iter().zip(set_statuses(conn, tenant, &acts).await?) {
+        for (i, outcome) in at.into_iter().zip(set_statuses(conn, &acts).await?) {
             self.record(i, outcome.map(Some))?;
         }
         Ok(())
@@ -234,7 +236,6 @@ impl GroupedOutcomes<'_> {
     async fn call_nexts(
         &mut self,
         conn: &mut PgConnection,
-        tenant: &Tenant,
         commands: &[CommandAt<'_>],
     ) -> Result<(), Error> {
         let mut counters = HashSet::new();
@@ -249,6 +250,7 @@ impl GroupedOutcomes<'_> {
                 } if counters.insert(*counter) => Some((
                     i,
                     CallNextAt {
+                        tenant: command_at.tenant.id,
                         counter: *counter,
                         operator: *operator,
                         now: command_at.now,
@@ -262,7 +264,7 @@ impl GroupedOutcomes<'_> {
         }
         for (i, outcome) in at
             .into_iter()
-            .zip(commands::call_next_many(conn, tenant, &calls).await?)
+            .zip(commands::call_next_many(conn, &calls).await?)
         {
             self.record(i, outcome)?;
         }
@@ -273,10 +275,9 @@ impl GroupedOutcomes<'_> {
 /// Runs a command other than an issue up to its pending change.
 async fn prepare(
     conn: &mut PgConnection,
-    tenant: &Tenant,
     command_at: &CommandAt<'_>,
 ) -> Result<Option<Pending>, Error> {
-    let now = command_at.now;
+    let (tenant, now) = (command_at.tenant, command_at.now);
     match command_at.command {
         Command::Issue(_) => Err(Error::unexpected(anyhow::anyhow!(
             "issues are applied together, not one by one"

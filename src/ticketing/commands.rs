@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -9,7 +11,7 @@ use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{CallNextAt, NextCall, StatusChange, StatusChangeOutcome, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
-use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
+use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{
     Action, EventAction, Priority, Status, ahead_from_counts, sources, transition, waiting_delta,
 };
@@ -27,6 +29,7 @@ pub struct Change {
 /// change left it, what happened, and when. [`record_changes`] appends the events.
 #[derive(Debug, Clone)]
 pub struct Pending {
+    pub tenant: TenantId,
     pub record: TicketRecord,
     pub action: EventAction,
     pub previous: Option<Status>,
@@ -68,27 +71,27 @@ pub async fn call_next(
         now,
     )
     .await?;
-    called(next, now)
+    called(next, tenant.id, now)
 }
 
-/// Call-nexts from all services at distinct counters, in one round trip. The outer error
-/// is the database's, and fails the batch (a counter another process called to at the same
-/// moment fails the statement too); the inner ones answer single calls, in the order given.
+/// Call-nexts from all services at distinct counters (of any tenants), in one round trip.
+/// The outer error is the database's, and fails the batch (a counter another process
+/// called to at the same moment fails the statement too); the inner ones answer single
+/// calls, in the order given.
 pub async fn call_next_many(
     conn: &mut PgConnection,
-    tenant: &Tenant,
     calls: &[CallNextAt],
 ) -> Result<Vec<Result<Option<Pending>, Error>>, Error> {
-    let found = db::tickets::call_next_many(conn, tenant.id, calls).await?;
+    let found = db::tickets::call_next_many(conn, calls).await?;
     Ok(found
         .into_iter()
         .zip(calls)
-        .map(|(next, call)| called(next, call.now))
+        .map(|(next, call)| called(next, call.tenant, call.now))
         .collect())
 }
 
 /// The answer to a call-next from what it found.
-fn called(next: NextCall, now: DateTime<Utc>) -> Result<Option<Pending>, Error> {
+fn called(next: NextCall, tenant: TenantId, now: DateTime<Utc>) -> Result<Option<Pending>, Error> {
     // Call-next takes waiting tickets only.
     let previous = Status::Waiting;
     transition(previous, Action::Call)?;
@@ -98,6 +101,7 @@ fn called(next: NextCall, now: DateTime<Utc>) -> Result<Option<Pending>, Error> 
         NextCall::UnknownService => Err(Error::NotFound(Entity::Service)),
         NextCall::NobodyWaiting => Ok(None),
         NextCall::Called(record) => Ok(Some(Pending {
+            tenant,
             record: *record,
             action: EventAction::Called,
             previous: Some(previous),
@@ -124,6 +128,7 @@ pub async fn call_ticket(
         return Err(Error::CounterBusy);
     }
     Ok(Pending {
+        tenant: tenant.id,
         record: db::tickets::mark_called(conn, ticket.id, counter.id, operator, now).await?,
         action: EventAction::Called,
         previous: Some(ticket.status),
@@ -141,7 +146,13 @@ pub async fn act(
     now: DateTime<Utc>,
 ) -> Result<Pending, Error> {
     if is_status_change(action) {
-        let mut answers = set_statuses(conn, tenant, &[StatusAct { id, action, now }]).await?;
+        let act = StatusAct {
+            tenant: tenant.id,
+            id,
+            action,
+            now,
+        };
+        let mut answers = set_statuses(conn, &[act]).await?;
         return answers
             .pop()
             .unwrap_or_else(|| Err(Error::unexpected(anyhow::anyhow!("a change got no answer"))));
@@ -160,6 +171,7 @@ pub async fn act(
         }
     };
     Ok(Pending {
+        tenant: tenant.id,
         record,
         action: action.event(),
         previous: Some(ticket.status),
@@ -179,16 +191,16 @@ pub fn is_status_change(action: Action) -> bool {
 
 /// A start, finish, no-show or cancel of one ticket.
 pub struct StatusAct {
+    pub tenant: TenantId,
     pub id: TicketId,
     pub action: Action,
     pub now: DateTime<Utc>,
 }
 
-/// Applies status changes to distinct tickets in one round trip. The outer error is the
-/// database's; the inner ones answer single changes, in the order given.
+/// Applies status changes to distinct tickets (of any tenants) in one round trip. The outer
+/// error is the database's; the inner ones answer single changes, in the order given.
 pub async fn set_statuses(
     conn: &mut PgConnection,
-    tenant: &Tenant,
     acts: &[StatusAct],
 ) -> Result<Vec<Result<Pending, Error>>, Error> {
     let mut changes = Vec::with_capacity(acts.len());
@@ -202,13 +214,14 @@ pub async fn set_statuses(
                 Error::unexpected(anyhow::anyhow!("{:?} is no status change", act.action))
             })?;
         changes.push(StatusChange {
+            tenant: act.tenant,
             id: act.id,
             from,
             to,
             now: act.now,
         });
     }
-    let found = db::tickets::set_statuses_from(conn, tenant.id, &changes).await?;
+    let found = db::tickets::set_statuses_from(conn, &changes).await?;
     Ok(found
         .into_iter()
         .zip(acts)
@@ -222,6 +235,7 @@ pub async fn set_statuses(
                 )))
             }
             StatusChangeOutcome::Changed { previous, record } => Ok(Pending {
+                tenant: act.tenant,
                 record: *record,
                 action: act.action.event(),
                 previous: Some(previous),
@@ -252,6 +266,7 @@ pub async fn transfer(
         return Err(Error::ServiceInactive);
     }
     Ok(Pending {
+        tenant: tenant.id,
         record: db::tickets::requeue(conn, id, target.id).await?,
         action: EventAction::Transferred,
         previous: Some(ticket.status),
@@ -259,41 +274,48 @@ pub async fn transfer(
     })
 }
 
-/// Appends the events of changes made in this transaction, in the order given, and returns
-/// them with the tickets as their events show them.
+/// Appends the events of changes made in this transaction, of any tenants, and returns
+/// them with the tickets as their events show them, in the order given. Each tenant's
+/// changes take its next seqs in the order given.
 ///
-/// Taking the seqs locks the tenant's sequence row until commit and serialises the
+/// Taking the seqs locks the tenants' sequence rows until commit and serialises each
 /// tenant's writers, so it comes last: the tickets are written (and locked) already, and the
-/// services' paces are read before. Under the lock: the waiting counts (moved by these
+/// services' paces are read before. Under the locks: the waiting counts (moved by these
 /// changes and read with every change of smaller seq, so each event describes the queue
-/// exactly at its seq), the events, and the commit: three round trips after the lock is
-/// taken, however many changes there are. The counts and places read once after all
-/// changes are walked back to each change's own seq.
+/// exactly at its seq), the events, and the commit: three round trips after the locks are
+/// taken, however many changes and tenants there are. The counts and places read once
+/// after all changes are walked back to each change's own seq.
 pub async fn record_changes(
     conn: &mut PgConnection,
-    tenant: &Tenant,
     pending: Vec<Pending>,
     paces: &PaceCache,
 ) -> Result<Vec<Change>, Error> {
-    let Some(latest) = pending.iter().map(|p| p.now).max() else {
-        return Ok(Vec::new());
-    };
-    let paces = paces.for_tenant(conn, tenant.id, latest).await?;
-    let mut moves = Vec::with_capacity(pending.len());
-    for p in &pending {
-        let status: Status = p.record.status.parse().map_err(Error::unexpected)?;
-        let priority: Priority = p.record.priority.parse().map_err(Error::unexpected)?;
-        moves.push(QueueMove {
-            ticket: p.record.id,
-            class: (p.record.service_id, priority),
-            place: (p.record.created_at, p.record.id.get()),
-            delta: waiting_delta(p.previous, status),
-            waiting: status == Status::Waiting,
-        });
+    let tenants = by_tenant(&pending);
+    let mut tenant_paces = Vec::with_capacity(tenants.len());
+    for (tenant, at) in &tenants {
+        let latest = at.iter().map(|&i| pending[i].now).max().unwrap_or_default();
+        tenant_paces.push(paces.for_tenant(conn, *tenant, latest).await?);
     }
+    let moves = pending
+        .iter()
+        .map(|p| {
+            let status: Status = p.record.status.parse().map_err(Error::unexpected)?;
+            let priority: Priority = p.record.priority.parse().map_err(Error::unexpected)?;
+            Ok(QueueMove {
+                ticket: p.record.id,
+                class: (p.record.service_id, priority),
+                place: (p.record.created_at, p.record.id.get()),
+                delta: waiting_delta(p.previous, status),
+                waiting: status == Status::Waiting,
+            })
+        })
+        .collect::<Result<Vec<TicketMove>, Error>>()?;
 
-    let count = pending.len();
-    let last_seq = db::events::take_seqs(conn, tenant.id, count as i64).await?;
+    let taken: Vec<(TenantId, i64)> = tenants
+        .iter()
+        .map(|(tenant, at)| (*tenant, at.len() as i64))
+        .collect();
+    let last_seqs = db::events::take_seqs(conn, &taken).await?;
     let waiting: Vec<WaitingPlace> = moves
         .iter()
         .filter(|m| m.waiting)
@@ -304,9 +326,10 @@ pub async fn record_changes(
             created_at: m.place.0,
         })
         .collect();
-    let (mut counts, behind_waiting) = db::queue::count_changes(
+    let tenant_ids: Vec<TenantId> = tenants.iter().map(|(tenant, _)| *tenant).collect();
+    let (counts, behind_waiting) = db::queue::count_changes(
         conn,
-        tenant.id,
+        &tenant_ids,
         QueueChanges {
             moved: &moved_per_service(&moves),
             waiting: &waiting,
@@ -324,34 +347,65 @@ pub async fn record_changes(
             }
         })
         .collect();
+    // Services belong to one tenant each, so the moves of other tenants never count.
     let behind = behind_at_own_seq(&moves, &behind_after);
 
-    // Walk back from the last seq, undoing each change in the counts after its event.
-    let mut changes = Vec::with_capacity(count);
-    for (k, p) in pending.into_iter().enumerate().rev() {
-        let m = &moves[k];
-        let change = change_at(
-            p.record,
-            ChangeAt {
-                seq: last_seq - (count - 1 - k) as i64,
-                action: p.action,
-                previous: p.previous,
-                counts: counts.clone(),
-                behind: behind[k],
-                paces: &paces,
-                now: p.now,
-            },
-        )?;
-        changes.push(change);
-        if let Some(service) = counts.iter_mut().find(|c| c.id == m.class.0) {
-            service.waiting = service.waiting.before(m.class.1, m.delta);
+    let event_tenants: Vec<TenantId> = pending.iter().map(|p| p.tenant).collect();
+    let mut changes: Vec<Option<Change>> = pending.iter().map(|_| None).collect();
+    let mut pending: Vec<Option<Pending>> = pending.into_iter().map(Some).collect();
+    for (((tenant, at), last_seq), paces) in tenants.iter().zip(last_seqs).zip(&tenant_paces) {
+        let mut counts: Vec<ServiceCount> = counts
+            .iter()
+            .filter(|(of, _)| of == tenant)
+            .map(|(_, count)| count.clone())
+            .collect();
+        // Walk back from the tenant's last seq, undoing each change in the counts after
+        // its event.
+        for (k, &i) in at.iter().enumerate().rev() {
+            let p = pending[i]
+                .take()
+                .ok_or_else(|| Error::unexpected(anyhow::anyhow!("a change listed twice")))?;
+            let m = &moves[i];
+            changes[i] = Some(change_at(
+                p.record,
+                ChangeAt {
+                    seq: last_seq - (at.len() - 1 - k) as i64,
+                    action: p.action,
+                    previous: p.previous,
+                    counts: counts.clone(),
+                    behind: behind[i],
+                    paces,
+                    now: p.now,
+                },
+            )?);
+            if let Some(service) = counts.iter_mut().find(|c| c.id == m.class.0) {
+                service.waiting = service.waiting.before(m.class.1, m.delta);
+            }
         }
     }
-    changes.reverse();
+    let changes = changes
+        .into_iter()
+        .collect::<Option<Vec<Change>>>()
+        .ok_or_else(|| Error::unexpected(anyhow::anyhow!("a change got no event")))?;
     let events: Vec<&EventRow> = changes.iter().map(|c| &c.event).collect();
     let tickets: Vec<uuid::Uuid> = moves.iter().map(|m| m.ticket.get()).collect();
-    db::events::insert_events(conn, tenant.id, &events, &tickets).await?;
+    db::events::insert_events(conn, &event_tenants, &events, &tickets).await?;
     Ok(changes)
+}
+
+/// The tenants of the changes, in order of their first change, each with the indexes of
+/// its changes in the order given.
+fn by_tenant(pending: &[Pending]) -> Vec<(TenantId, Vec<usize>)> {
+    let mut tenants: Vec<(TenantId, Vec<usize>)> = Vec::new();
+    let mut at_tenant: HashMap<TenantId, usize> = HashMap::new();
+    for (i, p) in pending.iter().enumerate() {
+        let k = *at_tenant.entry(p.tenant).or_insert_with(|| {
+            tenants.push((p.tenant, Vec::new()));
+            tenants.len() - 1
+        });
+        tenants[k].1.push(i);
+    }
+    tenants
 }
 
 /// Per service, how the changes moved its (normal, priority) waiting counts.

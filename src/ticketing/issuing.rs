@@ -1,4 +1,4 @@
-//! Issuing many tickets of one tenant in one transaction.
+//! Issuing many tickets, of one tenant or several, in one transaction.
 //!
 //! Kiosks are a tenant's busiest writers. Issued one by one, a ticket cost five statements
 //! before its event. Here a batch of tickets costs the same statements as one: their
@@ -11,9 +11,10 @@
 //! An issue with a `waiting_limit` (an anonymous one) is refused with `queue_full` when its
 //! service already has that many waiting tickets. The counts are the services' stored
 //! waiting counts, read with the services (no query of their own), plus the batch's issues
-//! queued before it. A process writes a tenant's batches one at a time, so within a process
-//! the limit holds exactly however many requests race. Batches of several processes can
-//! read the same count at once: together they may pass the limit by what each admitted.
+//! queued before it. A process has at most one batch of a tenant under way at a time
+//! (`changes::writer`), so within a process the limit holds exactly however many requests
+//! race. Batches of several processes can read the same count at once: together they may
+//! pass the limit by what each admitted.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -25,14 +26,15 @@ use crate::db::queue::ServiceCount;
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{IssuedTicket, NumberClaim, TicketRecord};
 use crate::domain::batch::{assign_numbers, number_claims};
-use crate::domain::ids::{ServiceCode, ServiceId, TicketId};
+use crate::domain::ids::{ServiceCode, ServiceId, TenantId, TicketId};
 use crate::domain::numbering::{service_day, ticket_code};
 use crate::domain::queue_limit::admit;
 use crate::domain::ticket::{EventAction, Status};
 use crate::ticketing::commands::{IssueTicket, Pending};
 
-/// One ticket to issue, at the time its request came in.
-pub struct NewIssue {
+/// One ticket to issue for a tenant, at the time its request came in.
+pub struct NewIssue<'a> {
+    pub tenant: &'a Tenant,
     pub ticket: IssueTicket,
     pub now: DateTime<Utc>,
 }
@@ -41,7 +43,7 @@ pub struct NewIssue {
 struct Accepted<'a> {
     /// Its place in the batch as given.
     index: usize,
-    issue: &'a NewIssue,
+    issue: &'a NewIssue<'a>,
     service: &'a ServiceCount,
     code: ServiceCode,
     id: TicketId,
@@ -53,16 +55,24 @@ struct Accepted<'a> {
 /// (unknown or inactive service, or a full queue), by index in `issues`.
 pub async fn issue_batch(
     conn: &mut PgConnection,
-    tenant: &Tenant,
-    issues: &[NewIssue],
+    issues: &[NewIssue<'_>],
 ) -> Result<(Vec<(usize, Error)>, Vec<(usize, Pending)>), Error> {
-    // Every service of the tenant (a handful), with its waiting counts.
-    let services = db::queue::waiting_counts(conn, tenant.id).await?;
+    // Every service of the tenants (a handful each), with its waiting counts.
+    let mut tenants: Vec<TenantId> = issues.iter().map(|issue| issue.tenant.id).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let services = db::queue::waiting_counts_of(conn, &tenants).await?;
+    let service_of = |issue: &NewIssue<'_>| {
+        services
+            .iter()
+            .find(|(tenant, s)| *tenant == issue.tenant.id && s.id == issue.ticket.service)
+            .map(|(_, service)| service)
+    };
 
     let mut refused = Vec::new();
     let mut accepted = Vec::with_capacity(issues.len());
     for (index, issue) in issues.iter().enumerate() {
-        match services.iter().find(|s| s.id == issue.ticket.service) {
+        match service_of(issue) {
             None => refused.push((index, Error::NotFound(Entity::Service))),
             Some(service) if !service.active => refused.push((index, Error::ServiceInactive)),
             Some(service) => accepted.push(Accepted {
@@ -80,8 +90,8 @@ pub async fn issue_batch(
         |service| {
             services
                 .iter()
-                .find(|s| s.id == service)
-                .map_or(0, |s| s.waiting.total())
+                .find(|(_, s)| s.id == service)
+                .map_or(0, |(_, s)| s.waiting.total())
         },
         &accepted
             .iter()
@@ -98,19 +108,24 @@ pub async fn issue_batch(
     if joining.is_empty() {
         return Ok((refused, Vec::new()));
     }
-    Ok((refused, write_tickets(conn, tenant, &mut joining).await?))
+    Ok((refused, write_tickets(conn, &mut joining).await?))
 }
 
-/// Numbers and inserts the accepted tickets, in queue order.
+/// Numbers and inserts the accepted tickets, in queue order (each service belongs to one
+/// tenant, so that is each tenant's queue order).
 async fn write_tickets(
     conn: &mut PgConnection,
-    tenant: &Tenant,
     accepted: &mut [Accepted<'_>],
 ) -> Result<Vec<(usize, Pending)>, Error> {
     accepted.sort_by_key(|a| (a.issue.now, a.id.get()));
     let days: Vec<(ServiceId, chrono::NaiveDate)> = accepted
         .iter()
-        .map(|a| (a.service.id, service_day(a.issue.now, tenant.timezone)))
+        .map(|a| {
+            (
+                a.service.id,
+                service_day(a.issue.now, a.issue.tenant.timezone),
+            )
+        })
         .collect();
     let claims = number_claims(&days);
     let claimed = db::tickets::claim_numbers(
@@ -137,6 +152,7 @@ async fn write_tickets(
         .zip(&days)
         .zip(&codes)
         .map(|((a, (_, day)), code)| IssuedTicket {
+            tenant: a.issue.tenant.id,
             id: a.id,
             service: a.service.id,
             code,
@@ -146,12 +162,13 @@ async fn write_tickets(
             created_at: a.issue.now,
         })
         .collect();
-    db::tickets::insert_tickets(conn, tenant.id, &tickets).await?;
+    db::tickets::insert_tickets(conn, &tickets).await?;
     Ok(accepted
         .iter()
         .zip(codes)
         .map(|(a, code)| {
             let pending = Pending {
+                tenant: a.issue.tenant.id,
                 record: new_record(a, code),
                 action: EventAction::Issued,
                 previous: None,

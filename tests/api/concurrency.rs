@@ -679,10 +679,14 @@ async fn apply_in_one_batch(
     let now = chrono::Utc::now();
     let commands_at: Vec<CommandAt> = commands
         .iter()
-        .map(|command| CommandAt { command, now })
+        .map(|command| CommandAt {
+            tenant: &tenant,
+            command,
+            now,
+        })
         .collect();
     let paces = nextup::ticketing::paces::PaceCache::default();
-    let answers = apply(&mut tx, &tenant, &commands_at, &paces, Isolation::Shared)
+    let answers = apply(&mut tx, &commands_at, &paces, Isolation::Shared)
         .await
         .expect("the batch as a whole succeeds");
     tx.commit().await.unwrap();

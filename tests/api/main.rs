@@ -13,6 +13,7 @@ mod concurrency;
 mod events;
 mod faults;
 mod faults_sqlstate;
+mod group_commit;
 mod idempotency;
 mod lifecycle;
 mod ops;
