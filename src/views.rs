@@ -74,9 +74,7 @@ impl OperatorTicket {
         ahead: Option<u32>,
         loads: &[ServiceLoad],
     ) -> Result<Self, db::Error> {
-        // The record is a row: a value it cannot read is the database's, not the client's.
-        let status: Status = record.status.parse().map_err(db::Error::unexpected)?;
-        let priority: Priority = record.priority.parse().map_err(db::Error::unexpected)?;
+        let status = record.status;
         let (ahead, estimated_wait_secs) = match (status, ahead) {
             (Status::Waiting, Some(ahead)) => {
                 let pace = loads
@@ -108,7 +106,7 @@ impl OperatorTicket {
                     name: record.service_name,
                 },
                 status,
-                priority,
+                priority: record.priority,
                 call_count: u32::try_from(record.call_count).map_err(db::Error::unexpected)?,
                 created_at: record.created_at,
                 called_at: record.called_at,
@@ -192,12 +190,12 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn record(status: &str) -> TicketRecord {
+    fn record(status: Status) -> TicketRecord {
         TicketRecord {
             id: TicketId::new(),
             code: "A001".into(),
-            status: status.into(),
-            priority: "normal".into(),
+            status,
+            priority: Priority::Normal,
             call_count: 1,
             customer_name: Some("Maria Souza".into()),
             created_at: Utc.with_ymd_and_hms(2026, 1, 2, 9, 0, 0).unwrap(),
@@ -216,7 +214,7 @@ mod tests {
 
     #[test]
     fn the_public_projection_has_no_personal_data() {
-        let ticket = OperatorTicket::from_record(record("called"), None, &[]).unwrap();
+        let ticket = OperatorTicket::from_record(record(Status::Called), None, &[]).unwrap();
         let public = ticket.project(Audience::Public).to_string();
         assert!(!public.contains("Maria"), "{public}");
         assert!(!public.contains("ana"), "{public}");
@@ -227,14 +225,14 @@ mod tests {
 
     #[test]
     fn ahead_and_estimate_exist_only_while_waiting() {
-        let waiting = OperatorTicket::from_record(record("waiting"), Some(2), &[]).unwrap();
+        let waiting = OperatorTicket::from_record(record(Status::Waiting), Some(2), &[]).unwrap();
         assert_eq!(waiting.public.ahead, Some(2));
         assert_eq!(waiting.public.estimated_wait_secs, Some(600));
         assert_eq!(
             waiting.public.counter, None,
             "a waiting ticket has no counter"
         );
-        let called = OperatorTicket::from_record(record("called"), Some(2), &[]).unwrap();
+        let called = OperatorTicket::from_record(record(Status::Called), Some(2), &[]).unwrap();
         assert_eq!(called.public.ahead, None);
         assert_eq!(called.public.estimated_wait_secs, None);
         assert_eq!(called.public.counter.unwrap().name, "Desk 1");
@@ -242,7 +240,7 @@ mod tests {
 
     #[test]
     fn operator_views_round_trip_through_the_event_log() {
-        let ticket = OperatorTicket::from_record(record("serving"), None, &[]).unwrap();
+        let ticket = OperatorTicket::from_record(record(Status::Serving), None, &[]).unwrap();
         let stored = serde_json::to_value(&ticket).unwrap();
         let back: OperatorTicket = serde_json::from_value(stored).unwrap();
         assert_eq!(back, ticket);

@@ -281,8 +281,8 @@ pub async fn record_changes(
     let paces = paces.for_tenant(conn, tenant.id, latest).await?;
     let mut moves = Vec::with_capacity(pending.len());
     for p in &pending {
-        let status: Status = p.record.status.parse().map_err(Error::unexpected)?;
-        let priority: Priority = p.record.priority.parse().map_err(Error::unexpected)?;
+        let status = p.record.status;
+        let priority = p.record.priority;
         moves.push(QueueMove {
             ticket: p.record.id,
             class: (p.record.service_id, priority),
@@ -392,12 +392,10 @@ pub struct ChangeAt<'a> {
 /// The ticket view and the event of a change: what the log stores, the caller gets and
 /// sessions are sent.
 pub fn change_at(record: TicketRecord, at: ChangeAt<'_>) -> Result<Change, Error> {
-    let status: Status = record.status.parse().map_err(Error::unexpected)?;
-    let priority: Priority = record.priority.parse().map_err(Error::unexpected)?;
-    let ahead = (status == Status::Waiting).then(|| {
+    let ahead = (record.status == Status::Waiting).then(|| {
         let service = at.counts.iter().find(|c| c.id == record.service_id);
         ahead_from_counts(
-            priority,
+            record.priority,
             service.map(|c| c.waiting).unwrap_or_default(),
             at.behind,
         )

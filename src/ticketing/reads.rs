@@ -8,7 +8,7 @@ use crate::db::Entity;
 use crate::db::queue::ServiceLoad;
 use crate::db::tenants::Tenant;
 use crate::domain::ids::TicketId;
-use crate::domain::ticket::{CallOrder, Priority, Status, ahead_in_service};
+use crate::domain::ticket::{CallOrder, Status, ahead_in_service};
 use crate::views::{Audience, OperatorTicket, ServiceSummary, service_summaries};
 
 /// One ticket with `ahead` and its estimate.
@@ -21,7 +21,7 @@ pub async fn load_ticket(
     let record = db::tickets::find_record(conn, tenant.id, id)
         .await?
         .ok_or(Error::NotFound(Entity::Ticket))?;
-    let (ahead, loads) = if record.status == Status::Waiting.as_str() {
+    let (ahead, loads) = if record.status == Status::Waiting {
         let ahead = db::tickets::count_ahead(conn, &record).await?;
         let loads = db::queue::service_loads(conn, tenant.id, now).await?;
         (Some(ahead), loads)
@@ -119,9 +119,9 @@ pub fn in_queue_order(
 ) -> Result<(Vec<OperatorTicket>, Vec<OperatorTicket>), Error> {
     let (mut waiting, called): (Vec<_>, Vec<_>) = records
         .into_iter()
-        .partition(|r| r.status == Status::Waiting.as_str());
+        .partition(|r| r.status == Status::Waiting);
     let order = |r: &db::tickets::TicketRecord| CallOrder {
-        priority: r.priority.parse().unwrap_or(Priority::Normal),
+        priority: r.priority,
         created_at: r.created_at,
         id: r.id,
     };

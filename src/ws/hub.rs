@@ -455,6 +455,7 @@ mod tests {
     use super::*;
     use crate::db::tickets::TicketRecord;
     use crate::domain::ids::{ServiceId, TicketId};
+    use crate::domain::ticket::{Priority, Status};
     use crate::views::OperatorTicket;
 
     /// Stands in for a session: records the seqs it is sent, and close codes as negatives.
@@ -499,8 +500,8 @@ mod tests {
         let record = TicketRecord {
             id: TicketId::new(),
             code: format!("A{seq:03}"),
-            status: "waiting".into(),
-            priority: "normal".into(),
+            status: Status::Waiting,
+            priority: Priority::Normal,
             call_count: 0,
             customer_name: Some("Private Name".into()),
             created_at: Utc::now(),
