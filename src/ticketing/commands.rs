@@ -14,13 +14,14 @@ use crate::domain::ticket::{
     Action, EventAction, Priority, Status, ahead_from_counts, sources, transition, waiting_delta,
 };
 use crate::ticketing::paces::{PaceCache, Paces};
-use crate::views::{OperatorTicket, service_summaries};
+use crate::views::{CommittedChange, OperatorTicket, service_summaries};
 
-/// A ticket change as committed: the ticket right after it, and its event.
+/// A ticket change as committed: the ticket right after it, and the change as the log
+/// stores it and the hubs send it.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub ticket: OperatorTicket,
-    pub event: EventRow,
+    pub event: CommittedChange,
 }
 
 /// A change written in the transaction whose event is not appended yet: the ticket as the
@@ -348,7 +349,7 @@ pub async fn record_changes(
         }
     }
     changes.reverse();
-    let events: Vec<&EventRow> = changes.iter().map(|c| &c.event).collect();
+    let events: Vec<EventRow> = changes.iter().map(|c| c.event.event_row()).collect();
     let tickets: Vec<uuid::Uuid> = moves.iter().map(|m| m.ticket.get()).collect();
     db::events::insert_events(conn, tenant.id, &events, &tickets).await?;
     Ok(changes)
@@ -402,13 +403,13 @@ pub fn change_at(record: TicketRecord, at: ChangeAt<'_>) -> Result<Change, Error
     });
     let loads = db::queue::with_paces(at.counts, at.paces);
     let ticket = OperatorTicket::from_record(record, ahead, &loads)?;
-    let event = EventRow {
+    let event = CommittedChange {
         seq: at.seq,
-        action: at.action.as_str().to_owned(),
-        previous_status: at.previous.map(|s| s.as_str().to_owned()),
-        ticket: serde_json::to_value(&ticket).map_err(Error::unexpected)?,
-        queue: serde_json::to_value(service_summaries(&loads)).map_err(Error::unexpected)?,
-        created_at: at.now,
+        action: at.action,
+        previous: at.previous,
+        ticket: ticket.clone(),
+        queue: service_summaries(&loads),
+        at: at.now,
     };
     Ok(Change { ticket, event })
 }

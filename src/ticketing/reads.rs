@@ -7,9 +7,9 @@ use crate::db;
 use crate::db::Entity;
 use crate::db::queue::ServiceLoad;
 use crate::db::tenants::Tenant;
-use crate::domain::ids::TicketId;
+use crate::domain::ids::{TenantId, TicketId};
 use crate::domain::ticket::{CallOrder, Status, ahead_in_service};
-use crate::views::{Audience, OperatorTicket, ServiceSummary, service_summaries};
+use crate::views::{Audience, CommittedChange, OperatorTicket, ServiceSummary, service_summaries};
 
 /// One ticket with `ahead` and its estimate.
 pub async fn load_ticket(
@@ -29,6 +29,21 @@ pub async fn load_ticket(
         (None, Vec::new())
     };
     Ok(OperatorTicket::from_record(record, ahead, &loads)?)
+}
+
+/// The changes with `after < seq <= up_to`, in seq order, read back from the log: what a
+/// client resuming after `after` is sent.
+pub async fn changes_after(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    after: i64,
+    up_to: i64,
+) -> Result<Vec<CommittedChange>, Error> {
+    let rows = db::events::list_events(conn, tenant, after, up_to, i64::MAX).await?;
+    Ok(rows
+        .into_iter()
+        .map(CommittedChange::try_from)
+        .collect::<Result<_, _>>()?)
 }
 
 /// The queue as of `seq`: read in one repeatable-read snapshot, so the tickets listed are
