@@ -1,7 +1,11 @@
 //! What a query function in `db/` can fail with. No HTTP here: `error.rs` maps each variant
 //! to a status and code.
 
+use std::str::FromStr;
+
 use sqlx::postgres::{PgDatabaseError, PgSeverity};
+
+use crate::domain::ticket::UnknownValue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,6 +40,14 @@ impl Error {
     pub fn is_connection_failure(&self) -> bool {
         matches!(self, Error::Database(err) if is_connection_failure(err))
     }
+}
+
+/// A value the database keeps as text (a status, a priority, an event's action), read into
+/// its type where its row is read. Only known values are written (the tickets table checks
+/// them too), so another one is a bug or a hand-edited row: `Unexpected`, never the
+/// client's doing.
+pub(super) fn stored<T: FromStr<Err = UnknownValue>>(raw: &str) -> Result<T, Error> {
+    raw.parse().map_err(Error::unexpected)
 }
 
 /// What a lookup did not find.

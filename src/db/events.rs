@@ -2,10 +2,13 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::Error;
+use super::error::stored;
 use crate::domain::ids::TenantId;
+use crate::domain::ticket::{EventAction, Status};
 
-/// An event as stored in the log.
-#[derive(Debug, Clone)]
+/// An event as stored in the log: the ticket and the queue as JSON, in the views it was
+/// committed with. `views::CommittedChange` is its typed form, and builds it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
     pub seq: i64,
     pub action: String,
@@ -13,6 +16,16 @@ pub struct EventRow {
     pub ticket: serde_json::Value,
     pub queue: serde_json::Value,
     pub created_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    pub fn event_action(&self) -> Result<EventAction, Error> {
+        stored(&self.action)
+    }
+
+    pub fn previous(&self) -> Result<Option<Status>, Error> {
+        self.previous_status.as_deref().map(stored).transpose()
+    }
 }
 
 pub async fn current_seq(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, Error> {
@@ -66,7 +79,7 @@ pub async fn take_seqs(
 pub async fn insert_events(
     conn: &mut PgConnection,
     tenants: &[TenantId],
-    events: &[&EventRow],
+    events: &[EventRow],
     ticket_ids: &[uuid::Uuid],
 ) -> Result<(), Error> {
     let tenants: Vec<uuid::Uuid> = tenants.iter().map(|t| t.get()).collect();

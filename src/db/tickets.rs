@@ -1,6 +1,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 
+use super::error::stored;
 use super::{Error, OnConstraint};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{Priority, Status};
@@ -10,8 +11,8 @@ use crate::domain::ticket::{Priority, Status};
 pub struct TicketRecord {
     pub id: TicketId,
     pub code: String,
-    pub status: String,
-    pub priority: String,
+    pub status: Status,
+    pub priority: Priority,
     pub call_count: i32,
     pub customer_name: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -25,6 +26,55 @@ pub struct TicketRecord {
     pub counter_name: Option<String>,
     pub operator_id: Option<UserId>,
     pub operator_username: Option<String>,
+}
+
+/// A [`TicketRecord`] as its queries return it, status and priority still text.
+#[derive(Debug)]
+struct TicketRow {
+    id: TicketId,
+    code: String,
+    status: String,
+    priority: String,
+    call_count: i32,
+    customer_name: Option<String>,
+    created_at: DateTime<Utc>,
+    called_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    service_id: ServiceId,
+    service_code: String,
+    service_name: String,
+    counter_id: Option<CounterId>,
+    counter_name: Option<String>,
+    operator_id: Option<UserId>,
+    operator_username: Option<String>,
+}
+
+/// Status and priority are read here, once: past `db/` they are typed.
+impl TryFrom<TicketRow> for TicketRecord {
+    type Error = Error;
+
+    fn try_from(row: TicketRow) -> Result<Self, Error> {
+        Ok(TicketRecord {
+            id: row.id,
+            code: row.code,
+            status: stored(&row.status)?,
+            priority: stored(&row.priority)?,
+            call_count: row.call_count,
+            customer_name: row.customer_name,
+            created_at: row.created_at,
+            called_at: row.called_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            service_id: row.service_id,
+            service_code: row.service_code,
+            service_name: row.service_name,
+            counter_id: row.counter_id,
+            counter_name: row.counter_name,
+            operator_id: row.operator_id,
+            operator_username: row.operator_username,
+        })
+    }
 }
 
 /// The fields of a locked ticket that transitions look at.
@@ -130,7 +180,7 @@ pub async fn insert_tickets(
 fn locked(id: TicketId, status: &str, service_id: ServiceId) -> Result<LockedTicket, Error> {
     Ok(LockedTicket {
         id,
-        status: status.parse().map_err(Error::unexpected)?,
+        status: stored(status)?,
         service_id,
     })
 }
@@ -154,11 +204,11 @@ pub async fn lock_ticket(
 }
 
 /// The changed ticket of a row whose ticket columns are all nullable (the change may not
-/// have happened): `None` when it did not.
+/// have happened): `Ok(None)` when it did not.
 macro_rules! changed_record {
     ($row:expr) => {
         (|| {
-            Some(TicketRecord {
+            Some(TicketRow {
                 id: $row.id?,
                 code: $row.code?,
                 status: $row.status?,
@@ -178,6 +228,8 @@ macro_rules! changed_record {
                 operator_username: $row.operator_username,
             })
         })()
+        .map(TicketRecord::try_from)
+        .transpose()
     };
 }
 
@@ -274,7 +326,7 @@ pub async fn call_next_waiting(
     if row.unknown {
         return Ok(NextCall::UnknownService);
     }
-    let called = changed_record!(row);
+    let called = changed_record!(row)?;
     Ok(match called {
         Some(record) => NextCall::Called(Box::new(record)),
         None => NextCall::NobodyWaiting,
@@ -384,21 +436,20 @@ pub async fn call_next_many(
     .await
     .on_constraint("tickets_counter_active_key", Error::CounterBusy)?;
     one_row_each(calls.len(), rows.len())?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|row| {
             if !row.found {
-                return NextCall::NoCounter;
+                return Ok(NextCall::NoCounter);
             }
             if row.busy {
-                return NextCall::CounterBusy;
+                return Ok(NextCall::CounterBusy);
             }
-            match changed_record!(row) {
+            Ok(match changed_record!(row)? {
                 Some(record) => NextCall::Called(Box::new(record)),
                 None => NextCall::NobodyWaiting,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Calls the ticket to a counter and returns it as changed. The partial unique index on
@@ -411,7 +462,7 @@ pub async fn mark_called(
     now: DateTime<Utc>,
 ) -> Result<TicketRecord, Error> {
     sqlx::query_as!(
-        TicketRecord,
+        TicketRow,
         r#"with t as (
                update tickets set status = 'called', counter_id = $2, operator_id = $3,
                       called_at = $4, call_count = call_count + 1
@@ -435,7 +486,8 @@ pub async fn mark_called(
     )
     .fetch_one(conn)
     .await
-    .on_constraint("tickets_counter_active_key", Error::CounterBusy)
+    .on_constraint("tickets_counter_active_key", Error::CounterBusy)?
+    .try_into()
 }
 
 /// Calls the ticket again and returns it as changed.
@@ -444,8 +496,8 @@ pub async fn mark_recalled(
     id: TicketId,
     now: DateTime<Utc>,
 ) -> Result<TicketRecord, Error> {
-    Ok(sqlx::query_as!(
-        TicketRecord,
+    sqlx::query_as!(
+        TicketRow,
         r#"with t as (
                update tickets set called_at = $2, call_count = call_count + 1 where id = $1
                returning *
@@ -464,7 +516,8 @@ pub async fn mark_recalled(
         now
     )
     .fetch_one(conn)
-    .await?)
+    .await?
+    .try_into()
 }
 
 /// What a guarded status change ([`StatusChange`]) found.
@@ -565,8 +618,8 @@ pub async fn set_statuses_from(
             let Some(previous) = row.previous else {
                 return Ok(StatusChangeOutcome::Missing);
             };
-            let previous: Status = previous.parse().map_err(Error::unexpected)?;
-            let changed = changed_record!(row);
+            let previous: Status = stored(&previous)?;
+            let changed = changed_record!(row)?;
             Ok(match changed {
                 Some(record) => StatusChangeOutcome::Changed {
                     previous,
@@ -585,8 +638,8 @@ pub async fn requeue(
     id: TicketId,
     service: ServiceId,
 ) -> Result<TicketRecord, Error> {
-    Ok(sqlx::query_as!(
-        TicketRecord,
+    sqlx::query_as!(
+        TicketRow,
         r#"with t as (
                update tickets set status = 'waiting', service_id = $2, counter_id = null,
                       operator_id = null, call_count = 0, called_at = null, started_at = null,
@@ -608,7 +661,8 @@ pub async fn requeue(
         service.get()
     )
     .fetch_one(conn)
-    .await?)
+    .await?
+    .try_into()
 }
 
 pub async fn find_record(
@@ -616,8 +670,8 @@ pub async fn find_record(
     tenant: TenantId,
     id: TicketId,
 ) -> Result<Option<TicketRecord>, Error> {
-    Ok(sqlx::query_as!(
-        TicketRecord,
+    sqlx::query_as!(
+        TicketRow,
         r#"select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
                   t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
                   s.id as "service_id: ServiceId", s.code as service_code,
@@ -633,7 +687,9 @@ pub async fn find_record(
         id.get()
     )
     .fetch_optional(conn)
-    .await?)
+    .await?
+    .map(TicketRecord::try_from)
+    .transpose()
 }
 
 /// Tickets of the tenant in the given statuses (and service), oldest first; with a
@@ -646,8 +702,8 @@ pub async fn list_records(
     limit: Option<i64>,
 ) -> Result<Vec<TicketRecord>, Error> {
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let mut records = sqlx::query_as!(
-        TicketRecord,
+    let mut rows = sqlx::query_as!(
+        TicketRow,
         r#"select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
                   t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
                   s.id as "service_id: ServiceId", s.code as service_code,
@@ -669,8 +725,8 @@ pub async fn list_records(
     )
     .fetch_all(conn)
     .await?;
-    records.reverse();
-    Ok(records)
+    rows.reverse();
+    rows.into_iter().map(TicketRecord::try_from).collect()
 }
 
 /// How many waiting tickets of the service call-next would call before this one.
@@ -680,11 +736,58 @@ pub async fn count_ahead(conn: &mut PgConnection, ticket: &TicketRecord) -> Resu
            where service_id = $1 and status = 'waiting'
              and ((priority = 'normal'), created_at, id) < (($2 = 'normal'), $3, $4)"#,
         ticket.service_id.get(),
-        ticket.priority,
+        ticket.priority.as_str(),
         ticket.created_at,
         ticket.id.get()
     )
     .fetch_one(conn)
     .await?;
     u32::try_from(ahead).map_err(Error::unexpected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str, priority: &str) -> TicketRow {
+        TicketRow {
+            id: TicketId::new(),
+            code: "A001".into(),
+            status: status.into(),
+            priority: priority.into(),
+            call_count: 0,
+            customer_name: None,
+            created_at: Utc::now(),
+            called_at: None,
+            started_at: None,
+            finished_at: None,
+            service_id: ServiceId::new(),
+            service_code: "A".into(),
+            service_name: "General".into(),
+            counter_id: None,
+            counter_name: None,
+            operator_id: None,
+            operator_username: None,
+        }
+    }
+
+    #[test]
+    fn stored_statuses_and_priorities_are_read_into_their_types() {
+        let record = TicketRecord::try_from(row("no_show", "priority")).unwrap();
+        assert_eq!(record.status, Status::NoShow);
+        assert_eq!(record.priority, Priority::Priority);
+    }
+
+    #[test]
+    fn an_unknown_stored_status_or_priority_is_an_unexpected_error() {
+        for (status, priority) in [("lost", "normal"), ("waiting", "urgent"), ("", "")] {
+            let read = TicketRecord::try_from(row(status, priority));
+            assert!(
+                matches!(read, Err(Error::Unexpected(_))),
+                "{status:?}/{priority:?} gave {read:?}"
+            );
+        }
+        let locked = locked(TicketId::new(), "Waiting", ServiceId::new());
+        assert!(matches!(locked, Err(Error::Unexpected(_))), "{locked:?}");
+    }
 }

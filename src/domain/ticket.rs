@@ -186,6 +186,18 @@ pub enum EventAction {
 }
 
 impl EventAction {
+    pub const ALL: [EventAction; 9] = [
+        EventAction::Issued,
+        EventAction::Called,
+        EventAction::Recalled,
+        EventAction::Started,
+        EventAction::Finished,
+        EventAction::NoShow,
+        EventAction::Cancelled,
+        EventAction::Transferred,
+        EventAction::Reactivated,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventAction::Issued => "issued",
@@ -198,6 +210,19 @@ impl EventAction {
             EventAction::Transferred => "transferred",
             EventAction::Reactivated => "reactivated",
         }
+    }
+}
+
+impl FromStr for EventAction {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventAction::ALL
+            .into_iter()
+            .find(|action| action.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                what: "event action",
+                value: s.to_owned(),
+            })
     }
 }
 
@@ -409,8 +434,13 @@ mod tests {
                 action.event().as_str()
             );
         }
+        for action in EventAction::ALL {
+            assert_eq!(action.as_str().parse::<EventAction>().unwrap(), action);
+            assert_eq!(serde_json::to_value(action).unwrap(), action.as_str());
+        }
         assert_eq!(Action::from_path_name("no_show"), None);
         assert!("urgent".parse::<Priority>().is_err());
+        assert!("lost".parse::<EventAction>().is_err());
     }
 
     #[test]

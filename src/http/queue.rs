@@ -9,7 +9,8 @@ use crate::db;
 use crate::domain::replay::replay_from;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::views::{Audience, event_messages};
+use crate::ticketing::reads;
+use crate::views::Audience;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/tenants").route(web::get().to(list_tenants)))
@@ -127,11 +128,22 @@ async fn list_events(
     if replay_from(Some(since), current, oldest_kept).is_none() {
         return Err(ApiError::SinceUnavailable { since, current });
     }
-    let rows = db::events::list_events(&mut tx, tenant.id, since, current, i64::MAX).await?;
+    let changes = reads::changes_after(&mut tx, tenant.id, since, current).await?;
     tx.commit().await?;
-    let mut events = Vec::with_capacity(rows.len() * 2);
-    for row in &rows {
-        events.extend(event_messages(row, audience)?);
+    // The messages exactly as the WebSocket sends them.
+    let mut body = format!(r#"{{"seq":{current},"events":["#);
+    for (i, message) in changes
+        .iter()
+        .flat_map(|c| c.messages(audience))
+        .enumerate()
+    {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&message);
     }
-    Ok(HttpResponse::Ok().json(json!({ "seq": current, "events": events })))
+    body.push_str("]}");
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body))
 }

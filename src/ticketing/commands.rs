@@ -16,13 +16,14 @@ use crate::domain::ticket::{
     Action, EventAction, Priority, Status, ahead_from_counts, sources, transition, waiting_delta,
 };
 use crate::ticketing::paces::{PaceCache, Paces};
-use crate::views::{OperatorTicket, service_summaries};
+use crate::views::{CommittedChange, OperatorTicket, service_summaries};
 
-/// A ticket change as committed: the ticket right after it, and its event.
+/// A ticket change as committed: the ticket right after it, and the change as the log
+/// stores it and the hubs send it.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub ticket: OperatorTicket,
-    pub event: EventRow,
+    pub event: CommittedChange,
 }
 
 /// A change written in the transaction whose event is not appended yet: the ticket as the
@@ -296,20 +297,16 @@ pub async fn record_changes(
         let latest = at.iter().map(|&i| pending[i].now).max().unwrap_or_default();
         tenant_paces.push(paces.for_tenant(conn, *tenant, latest).await?);
     }
-    let moves = pending
+    let moves: Vec<TicketMove> = pending
         .iter()
-        .map(|p| {
-            let status: Status = p.record.status.parse().map_err(Error::unexpected)?;
-            let priority: Priority = p.record.priority.parse().map_err(Error::unexpected)?;
-            Ok(QueueMove {
-                ticket: p.record.id,
-                class: (p.record.service_id, priority),
-                place: (p.record.created_at, p.record.id.get()),
-                delta: waiting_delta(p.previous, status),
-                waiting: status == Status::Waiting,
-            })
+        .map(|p| QueueMove {
+            ticket: p.record.id,
+            class: (p.record.service_id, p.record.priority),
+            place: (p.record.created_at, p.record.id.get()),
+            delta: waiting_delta(p.previous, p.record.status),
+            waiting: p.record.status == Status::Waiting,
         })
-        .collect::<Result<Vec<TicketMove>, Error>>()?;
+        .collect();
 
     let taken: Vec<(TenantId, i64)> = tenants
         .iter()
@@ -387,7 +384,7 @@ pub async fn record_changes(
         .into_iter()
         .collect::<Option<Vec<Change>>>()
         .ok_or_else(|| Error::unexpected(anyhow::anyhow!("a change got no event")))?;
-    let events: Vec<&EventRow> = changes.iter().map(|c| &c.event).collect();
+    let events: Vec<EventRow> = changes.iter().map(|c| c.event.event_row()).collect();
     let tickets: Vec<uuid::Uuid> = moves.iter().map(|m| m.ticket.get()).collect();
     db::events::insert_events(conn, &event_tenants, &events, &tickets).await?;
     Ok(changes)
@@ -446,25 +443,23 @@ pub struct ChangeAt<'a> {
 /// The ticket view and the event of a change: what the log stores, the caller gets and
 /// sessions are sent.
 pub fn change_at(record: TicketRecord, at: ChangeAt<'_>) -> Result<Change, Error> {
-    let status: Status = record.status.parse().map_err(Error::unexpected)?;
-    let priority: Priority = record.priority.parse().map_err(Error::unexpected)?;
-    let ahead = (status == Status::Waiting).then(|| {
+    let ahead = (record.status == Status::Waiting).then(|| {
         let service = at.counts.iter().find(|c| c.id == record.service_id);
         ahead_from_counts(
-            priority,
+            record.priority,
             service.map(|c| c.waiting).unwrap_or_default(),
             at.behind,
         )
     });
     let loads = db::queue::with_paces(at.counts, at.paces);
     let ticket = OperatorTicket::from_record(record, ahead, &loads)?;
-    let event = EventRow {
+    let event = CommittedChange {
         seq: at.seq,
-        action: at.action.as_str().to_owned(),
-        previous_status: at.previous.map(|s| s.as_str().to_owned()),
-        ticket: serde_json::to_value(&ticket).map_err(Error::unexpected)?,
-        queue: serde_json::to_value(service_summaries(&loads)).map_err(Error::unexpected)?,
-        created_at: at.now,
+        action: at.action,
+        previous: at.previous,
+        ticket: ticket.clone(),
+        queue: service_summaries(&loads),
+        at: at.now,
     };
     Ok(Change { ticket, event })
 }

@@ -184,8 +184,8 @@ fn new_record(accepted: &Accepted<'_>, code: String) -> TicketRecord {
     TicketRecord {
         id: accepted.id,
         code,
-        status: Status::Waiting.as_str().to_owned(),
-        priority: accepted.issue.ticket.priority.as_str().to_owned(),
+        status: Status::Waiting,
+        priority: accepted.issue.ticket.priority,
         call_count: 0,
         customer_name: accepted.issue.ticket.customer_name.clone(),
         created_at: accepted.issue.now,

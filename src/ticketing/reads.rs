@@ -7,9 +7,9 @@ use crate::db;
 use crate::db::Entity;
 use crate::db::queue::ServiceLoad;
 use crate::db::tenants::Tenant;
-use crate::domain::ids::TicketId;
-use crate::domain::ticket::{CallOrder, Priority, Status, ahead_in_service};
-use crate::views::{Audience, OperatorTicket, ServiceSummary, service_summaries};
+use crate::domain::ids::{TenantId, TicketId};
+use crate::domain::ticket::{CallOrder, Status, ahead_in_service};
+use crate::views::{Audience, CommittedChange, OperatorTicket, ServiceSummary, service_summaries};
 
 /// One ticket with `ahead` and its estimate.
 pub async fn load_ticket(
@@ -21,7 +21,7 @@ pub async fn load_ticket(
     let record = db::tickets::find_record(conn, tenant.id, id)
         .await?
         .ok_or(Error::NotFound(Entity::Ticket))?;
-    let (ahead, loads) = if record.status == Status::Waiting.as_str() {
+    let (ahead, loads) = if record.status == Status::Waiting {
         let ahead = db::tickets::count_ahead(conn, &record).await?;
         let loads = db::queue::service_loads(conn, tenant.id, now).await?;
         (Some(ahead), loads)
@@ -29,6 +29,21 @@ pub async fn load_ticket(
         (None, Vec::new())
     };
     Ok(OperatorTicket::from_record(record, ahead, &loads)?)
+}
+
+/// The changes with `after < seq <= up_to`, in seq order, read back from the log: what a
+/// client resuming after `after` is sent.
+pub async fn changes_after(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    after: i64,
+    up_to: i64,
+) -> Result<Vec<CommittedChange>, Error> {
+    let rows = db::events::list_events(conn, tenant, after, up_to, i64::MAX).await?;
+    Ok(rows
+        .into_iter()
+        .map(CommittedChange::try_from)
+        .collect::<Result<_, _>>()?)
 }
 
 /// The queue as of `seq`: read in one repeatable-read snapshot, so the tickets listed are
@@ -119,9 +134,9 @@ pub fn in_queue_order(
 ) -> Result<(Vec<OperatorTicket>, Vec<OperatorTicket>), Error> {
     let (mut waiting, called): (Vec<_>, Vec<_>) = records
         .into_iter()
-        .partition(|r| r.status == Status::Waiting.as_str());
+        .partition(|r| r.status == Status::Waiting);
     let order = |r: &db::tickets::TicketRecord| CallOrder {
-        priority: r.priority.parse().unwrap_or(Priority::Normal),
+        priority: r.priority,
         created_at: r.created_at,
         id: r.id,
     };

@@ -4,7 +4,7 @@
 //! Every insert into the event log fires `NOTIFY nextup_events, '<tenant>:<seq>'` (a trigger;
 //! PostgreSQL delivers it at commit, in commit order). The listener hands `(tenant, seq)`
 //! to the tenant's hub as a doorbell; a hub missing events asks the [`LogReader`] to read
-//! them from the log. Notifications sent while the listener is disconnected are lost, so
+//! them from the log, which gives each back as the change that was committed. Notifications sent while the listener is disconnected are lost, so
 //! after every (re)connection all hubs catch up from the log.
 
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -19,8 +19,10 @@ use sqlx::postgres::PgListener;
 use super::latest::LatestSeqs;
 use super::messages::Fetched;
 use super::registry::RegistryInner;
+use crate::db::events::EventRow;
 use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
+use crate::views::CommittedChange;
 
 pub const CHANNEL: &str = "nextup_events";
 /// A quiet listener connection is checked this often (a half-open TCP link never errors).
@@ -79,14 +81,12 @@ impl Handler<ReadLog> for LogReader {
         ctx.spawn(
             async move {
                 let fetched = match read.await {
-                    Ok(rows) => Fetched {
-                        complete: (rows.len() as i64) < READ_LIMIT,
-                        events: Some(rows.into_iter().map(Arc::new).collect()),
-                    },
+                    Ok(rows) => read_back(msg.tenant, rows),
                     Err(e) => {
                         log::warn!("reading the event log for tenant {}: {e}", msg.tenant);
                         Fetched {
-                            events: None,
+                            changes: None,
+                            unreadable: Vec::new(),
                             complete: false,
                         }
                     }
@@ -95,6 +95,28 @@ impl Handler<ReadLog> for LogReader {
             }
             .into_actor(self),
         );
+    }
+}
+
+/// The changes a page of the log holds, each read back into the change that was committed.
+fn read_back(tenant: TenantId, rows: Vec<EventRow>) -> Fetched {
+    let complete = (rows.len() as i64) < READ_LIMIT;
+    let mut changes = Vec::with_capacity(rows.len());
+    let mut unreadable = Vec::new();
+    for row in rows {
+        let seq = row.seq;
+        match CommittedChange::try_from(row) {
+            Ok(change) => changes.push(Arc::new(change)),
+            Err(e) => {
+                log::error!("event {seq} of tenant {tenant} cannot be read back: {e}");
+                unreadable.push(seq);
+            }
+        }
+    }
+    Fetched {
+        changes: Some(changes),
+        unreadable,
+        complete,
     }
 }
 

@@ -8,6 +8,8 @@
 //!   read the log. The hub itself never touches the database.
 //! - Each event is encoded once per audience, and the bytes are shared by every session.
 //!   Totem sessions get the public projection only.
+//! - An event the log holds but cannot give back as a change (a hand-edited row) is passed
+//!   over, as no session could be sent it; the feed logs it.
 //! - A session whose mailbox is full (its client does not read) is dropped from the
 //!   fan-out at once and told to close with 1013; it resumes with `since`.
 //! - The last [`RECENT_EVENTS`] events of the last [`RECENT_WINDOW`] are kept, so a session
@@ -23,11 +25,9 @@ use actix::prelude::*;
 use super::close::Close;
 use super::feed::{LogReader, ReadLog};
 use super::messages::*;
-use crate::db::events::EventRow;
 use crate::domain::ids::TenantId;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::views::{Audience, event_messages};
+use crate::views::{Audience, CommittedChange};
 
 /// How long a missing seq may be awaited from its request before reading the log.
 pub const GAP_WAIT: Duration = Duration::from_millis(100);
@@ -44,43 +44,51 @@ struct Member {
     recipient: Recipient<ToSession>,
 }
 
-/// A delivered event, encoded for an audience the first time a session of it needs the
-/// event: a tenant with no operator session never encodes the operator view, and a hub
+/// A delivered change, encoded for an audience the first time a session of it needs the
+/// change: a tenant with no operator session never encodes the operator view, and a hub
 /// with no session encodes nothing.
 struct Encoded {
     seq: i64,
     committed_at: chrono::DateTime<chrono::Utc>,
-    event: Arc<EventRow>,
+    change: Arc<CommittedChange>,
     public: Option<EventFrames>,
     operator: Option<EventFrames>,
 }
 
 impl Encoded {
-    fn new(event: Arc<EventRow>) -> Self {
+    fn new(change: Arc<CommittedChange>) -> Self {
         Self {
-            seq: event.seq,
-            committed_at: event.created_at,
-            event,
+            seq: change.seq,
+            committed_at: change.at,
+            change,
             public: None,
             operator: None,
         }
     }
 
-    fn for_audience(&mut self, audience: Audience) -> Result<EventFrames, ApiError> {
+    fn for_audience(&mut self, audience: Audience) -> EventFrames {
+        let encoded = match audience {
+            Audience::Public => &self.public,
+            Audience::Operator => &self.operator,
+        };
+        if let Some(frames) = encoded {
+            return frames.clone();
+        }
+        // The queue_update is the same in both projections.
+        let queue_update = match (&self.public, &self.operator) {
+            (Some(other), _) | (_, Some(other)) => other.frames[1].clone(),
+            (None, None) => self.change.queue_update().into(),
+        };
+        let frames = EventFrames {
+            seq: self.seq,
+            frames: [self.change.ticket_update(audience).into(), queue_update],
+        };
         let slot = match audience {
             Audience::Public => &mut self.public,
             Audience::Operator => &mut self.operator,
         };
-        if let Some(frames) = slot {
-            return Ok(frames.clone());
-        }
-        let [update, queue] = event_messages(&self.event, audience)?;
-        let frames = EventFrames {
-            seq: self.seq,
-            frames: [update.to_string().into(), queue.to_string().into()],
-        };
         *slot = Some(frames.clone());
-        Ok(frames)
+        frames
     }
 }
 
@@ -93,7 +101,9 @@ pub struct Hub {
     delivered: Option<i64>,
     /// Highest seq known to be committed.
     known: i64,
-    parked: BTreeMap<i64, Arc<EventRow>>,
+    /// Changes not yet delivered, by seq; `None` for one the log holds but cannot give
+    /// back, which is passed over.
+    parked: BTreeMap<i64, Option<Arc<CommittedChange>>>,
     recent: VecDeque<Encoded>,
     log: Addr<LogReader>,
     gap_timer: Option<SpawnHandle>,
@@ -125,22 +135,22 @@ impl Hub {
         }
     }
 
-    fn accept(&mut self, event: Arc<EventRow>, ctx: &mut Context<Self>) {
-        self.known = self.known.max(event.seq);
+    fn accept(&mut self, change: Arc<CommittedChange>, ctx: &mut Context<Self>) {
+        self.known = self.known.max(change.seq);
         match self.delivered {
-            Some(delivered) if event.seq <= delivered => return,
+            Some(delivered) if change.seq <= delivered => return,
             None if self.parked.len() >= RECENT_EVENTS => {
                 // No session has set a baseline yet; keep only the newest events.
                 self.parked.pop_first();
             }
             _ => {}
         }
-        self.parked.insert(event.seq, event);
+        self.parked.insert(change.seq, Some(change));
         self.deliver_ready();
         self.watch_gap(ctx);
     }
 
-    /// Sends every parked event that follows `delivered` without a gap.
+    /// Sends every parked change that follows `delivered` without a gap.
     fn deliver_ready(&mut self) {
         let Some(mut delivered) = self.delivered else {
             return;
@@ -154,8 +164,9 @@ impl Hub {
             if seq != delivered + 1 {
                 break;
             }
-            let event = entry.remove();
-            self.broadcast(Encoded::new(event));
+            if let Some(change) = entry.remove() {
+                self.broadcast(Encoded::new(change));
+            }
             delivered = seq;
         }
         self.delivered = Some(delivered);
@@ -164,17 +175,7 @@ impl Hub {
     fn broadcast(&mut self, mut encoded: Encoded) {
         let mut dropped = Vec::new();
         for (id, member) in &self.sessions {
-            let frames = match encoded.for_audience(member.audience) {
-                Ok(frames) => frames,
-                Err(e) => {
-                    log::error!(
-                        "cannot encode event {} of tenant {}: {e}",
-                        encoded.seq,
-                        self.tenant
-                    );
-                    return;
-                }
-            };
+            let frames = encoded.for_audience(member.audience);
             if let Err(e) = member.recipient.try_send(ToSession::Event(frames)) {
                 dropped.push((*id, matches!(e, SendError::Full(_))));
             }
@@ -310,15 +311,8 @@ impl Handler<Connect> for Hub {
                 .is_some_and(|oldest| oldest.seq <= msg.after + 1);
             if covered {
                 for event in self.recent.iter_mut().filter(|e| e.seq > msg.after) {
-                    let sent = event
-                        .for_audience(msg.audience)
-                        .map_err(|e| log::error!("cannot encode event {}: {e}", event.seq))
-                        .and_then(|frames| {
-                            msg.recipient
-                                .try_send(ToSession::Event(frames))
-                                .map_err(|_| ())
-                        });
-                    if sent.is_err() {
+                    let frames = event.for_audience(msg.audience);
+                    if msg.recipient.try_send(ToSession::Event(frames)).is_err() {
                         msg.recipient.do_send(ToSession::Close(Close::TooFarBehind));
                         return;
                     }
@@ -395,7 +389,7 @@ impl Handler<Fetched> for Hub {
 
     fn handle(&mut self, msg: Fetched, ctx: &mut Context<Self>) {
         self.reading_log = false;
-        let Some(events) = msg.events else {
+        let Some(changes) = msg.changes else {
             // The database is unreachable: try again later, without hammering it.
             self.gap_timer = Some(ctx.run_later(LOG_RETRY, |hub, ctx| {
                 hub.gap_timer = None;
@@ -403,9 +397,13 @@ impl Handler<Fetched> for Hub {
             }));
             return;
         };
-        for event in events {
-            self.known = self.known.max(event.seq);
-            self.parked.insert(event.seq, event);
+        for change in changes {
+            self.known = self.known.max(change.seq);
+            self.parked.insert(change.seq, Some(change));
+        }
+        for seq in msg.unreadable {
+            self.known = self.known.max(seq);
+            self.parked.entry(seq).or_insert(None);
         }
         self.deliver_ready();
         if msg.complete {
@@ -455,6 +453,7 @@ mod tests {
     use super::*;
     use crate::db::tickets::TicketRecord;
     use crate::domain::ids::{ServiceId, TicketId};
+    use crate::domain::ticket::{EventAction, Priority, Status};
     use crate::views::OperatorTicket;
 
     /// Stands in for a session: records the seqs it is sent, and close codes as negatives.
@@ -491,16 +490,16 @@ mod tests {
         }
     }
 
-    fn event(seq: i64) -> Arc<EventRow> {
+    fn event(seq: i64) -> Arc<CommittedChange> {
         event_at(seq, Utc::now())
     }
 
-    fn event_at(seq: i64, committed_at: chrono::DateTime<Utc>) -> Arc<EventRow> {
+    fn event_at(seq: i64, committed_at: chrono::DateTime<Utc>) -> Arc<CommittedChange> {
         let record = TicketRecord {
             id: TicketId::new(),
             code: format!("A{seq:03}"),
-            status: "waiting".into(),
-            priority: "normal".into(),
+            status: Status::Waiting,
+            priority: Priority::Normal,
             call_count: 0,
             customer_name: Some("Private Name".into()),
             created_at: Utc::now(),
@@ -516,13 +515,13 @@ mod tests {
             operator_username: None,
         };
         let ticket = OperatorTicket::from_record(record, Some(0), &[]).unwrap();
-        Arc::new(EventRow {
+        Arc::new(CommittedChange {
             seq,
-            action: "issued".into(),
-            previous_status: None,
-            ticket: serde_json::to_value(ticket).unwrap(),
-            queue: serde_json::json!([]),
-            created_at: committed_at,
+            action: EventAction::Issued,
+            previous: None,
+            ticket,
+            queue: Vec::new(),
+            at: committed_at,
         })
     }
 
@@ -649,6 +648,20 @@ mod tests {
         // in the session); here the collector shows what the hub sent.
         assert_eq!(ahead.seen(), [2, 3, 4]);
         assert_eq!(hub.send(SessionCount).await.unwrap(), (2, 0));
+    }
+
+    #[actix_web::test]
+    async fn an_event_the_log_cannot_give_back_is_passed_over_not_waited_for() {
+        let hub = hub();
+        let seen = join(&hub, Audience::Operator, 0).await;
+        hub.do_send(Publish(event(3)));
+        hub.do_send(Fetched {
+            changes: Some(vec![event(2)]),
+            unreadable: vec![1],
+            complete: true,
+        });
+        settle(&hub, &[&seen]).await;
+        assert_eq!(seen.seen(), [2, 3]);
     }
 
     #[actix_web::test]

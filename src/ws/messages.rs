@@ -9,8 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::close::Close;
-use crate::db::events::EventRow;
-use crate::views::Audience;
+use crate::views::{Audience, CommittedChange};
 
 pub type SessionId = Uuid;
 
@@ -48,10 +47,10 @@ pub struct Disconnect {
     pub session: SessionId,
 }
 
-/// A committed event, from the request that made it or read back from the log.
+/// A committed change, from the request that made it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Publish(pub Arc<EventRow>);
+pub struct Publish(pub Arc<CommittedChange>);
 
 /// The database says event `seq` of the hub's tenant was committed, by a request of this
 /// process (which also hands the event over) or of another one.
@@ -67,12 +66,15 @@ pub struct Committed {
 #[rtype(result = "()")]
 pub struct CatchUp;
 
-/// Events read from the log at the hub's request: `None` if the read failed; `complete`
+/// Changes read from the log at the hub's request: `None` if the read failed; `complete`
 /// when the log had nothing more up to the requested bound.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Fetched {
-    pub events: Option<Vec<Arc<EventRow>>>,
+    pub changes: Option<Vec<Arc<CommittedChange>>>,
+    /// Seqs of the events read whose rows cannot be read back into a change: no session
+    /// can be sent them, so the hub passes over them.
+    pub unreadable: Vec<i64>,
     pub complete: bool,
 }
 

@@ -31,7 +31,8 @@ use crate::error::ApiError;
 use crate::http::connection::ConnectionSocket;
 use crate::http::rate_limit::client_address;
 use crate::state::AppState;
-use crate::views::{Audience, event_messages};
+use crate::ticketing::reads;
+use crate::views::Audience;
 
 /// Largest frame a client may send; clients send tiny JSON messages.
 pub const MAX_CLIENT_FRAME_BYTES: usize = 4096;
@@ -135,11 +136,9 @@ async fn start_session(
     )];
     match replay_from(since, seq, oldest) {
         Some(since) => {
-            let events = db::events::list_events(&mut tx, tenant.id, since, seq, i64::MAX).await?;
-            for event in &events {
-                for message in event_messages(event, audience)? {
-                    initial.push(message.to_string().into());
-                }
+            let changes = reads::changes_after(&mut tx, tenant.id, since, seq).await?;
+            for change in &changes {
+                initial.extend(change.messages(audience).map(ByteString::from));
             }
         }
         None => {

@@ -14,9 +14,9 @@ use super::hub::Hub;
 use super::latest::LatestSeqs;
 use super::messages::{CatchUp, CloseAll, Committed, Publish, SessionCount};
 use crate::db;
-use crate::db::events::EventRow;
 use crate::domain::ids::TenantId;
 use crate::metrics::Metrics;
+use crate::views::CommittedChange;
 
 #[derive(Clone)]
 pub struct HubRegistry(Arc<RegistryInner>);
@@ -68,11 +68,11 @@ impl HubRegistry {
             .clone()
     }
 
-    /// Hands a committed event to its tenant's hub, if this process has one. Never waits.
-    pub fn publish(&self, tenant: TenantId, event: Arc<EventRow>) {
-        self.0.latest.committed(tenant, event.seq);
+    /// Hands a committed change to its tenant's hub, if this process has one. Never waits.
+    pub fn publish(&self, tenant: TenantId, change: Arc<CommittedChange>) {
+        self.0.latest.committed(tenant, change.seq);
         if let Some(hub) = self.0.get(tenant) {
-            hub.do_send(Publish(event));
+            hub.do_send(Publish(change));
         }
     }
 

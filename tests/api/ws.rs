@@ -622,3 +622,87 @@ async fn raw_totem_frames_never_contain_personal_data() {
         "{all}"
     );
 }
+
+/// The raw `ticket_update` and `queue_update` frames a client received, in order.
+fn change_frames(client: &WsClient) -> Vec<String> {
+    client
+        .raw
+        .iter()
+        .filter(|raw| {
+            let message: Value = serde_json::from_str(raw).unwrap();
+            message["type"] == "ticket_update" || message["type"] == "queue_update"
+        })
+        .cloned()
+        .collect()
+}
+
+#[actix_web::test]
+async fn replayed_and_other_process_frames_are_the_live_ones_byte_for_byte() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_sibling().await;
+    let site = a.site("clinic", 2, 1).await;
+    // Live on the process that commits the changes, and on one that reads them from the log.
+    let mut live = Vec::new();
+    for app in [&a, &b] {
+        for path in [totem(&site), operator(&site, &site.operator)] {
+            let mut client = WsClient::connect(app, &path).await;
+            client.start().await;
+            live.push(client);
+        }
+    }
+    b.wait_for_listener().await;
+
+    let named = a
+        .post(
+            &format!("/api/v1/tenants/{}/tickets", site.slug),
+            Some(&site.operator),
+            json!({ "service_id": site.services[0], "customer_name": "Joana Lima",
+                    "priority": "priority" }),
+        )
+        .await
+        .expect(201);
+    let other = a.issue(&site, 1).await;
+    a.call_next(&site, 0).await.expect(200);
+    for action in ["recall", "start", "finish"] {
+        a.act(&site, &named, action).await.expect(200);
+    }
+    a.act(&site, &other, "cancel").await.expect(200);
+    a.act(&site, &other, "reactivate").await.expect(200);
+    let count = 8;
+    for client in &mut live {
+        changes(client, count).await;
+    }
+    let [a_totem, a_operator, b_totem, b_operator] = [0, 1, 2, 3].map(|i| change_frames(&live[i]));
+    assert_eq!(a_totem.len(), 2 * count);
+    assert!(a_operator.concat().contains("Joana Lima"));
+    assert_eq!(b_totem, a_totem, "totem frames read from the log");
+    assert_eq!(b_operator, a_operator, "operator frames read from the log");
+
+    for (path, expected) in [
+        (format!("{}?since=0", totem(&site)), &a_totem),
+        (
+            format!("{}&since=0", operator(&site, &site.operator)),
+            &a_operator,
+        ),
+    ] {
+        let mut again = WsClient::connect(&b, &path).await;
+        assert_eq!(again.next().await["type"], "hello");
+        changes(&mut again, count).await;
+        assert_eq!(&change_frames(&again), expected, "replayed on {path}");
+    }
+
+    let log_path = format!("/api/v1/tenants/{}/events?since=0", site.slug);
+    for (token, expected) in [
+        (None, &a_totem),
+        (Some(site.operator.as_str()), &a_operator),
+    ] {
+        let log = a.get(&log_path, token).await;
+        assert!(
+            log.raw.contains(&expected.join(",")),
+            "GET …/events lists the frames as sent: {}",
+            log.raw
+        );
+        let listed = log.expect(200)["events"].as_array().unwrap().len();
+        assert_eq!(listed, 2 * count);
+    }
+}
