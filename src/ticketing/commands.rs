@@ -9,9 +9,10 @@ use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{CallNextAt, NextCall, StatusChange, StatusChangeOutcome, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
+use crate::domain::call_order::{CallOrder, ahead_from_counts};
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{
-    Action, EventAction, Priority, Status, ahead_from_counts, sources, transition, waiting_delta,
+    Action, EventAction, Priority, Status, sources, transition, waiting_delta,
 };
 use crate::ticketing::paces::{PaceCache, Paces};
 use crate::views::{OperatorTicket, service_summaries};
@@ -286,7 +287,7 @@ pub async fn record_changes(
         moves.push(QueueMove {
             ticket: p.record.id,
             class: (p.record.service_id, priority),
-            place: (p.record.created_at, p.record.id.get()),
+            place: CallOrder::new(priority, p.record.created_at, p.record.id),
             delta: waiting_delta(p.previous, status),
             waiting: status == Status::Waiting,
         });
@@ -301,7 +302,7 @@ pub async fn record_changes(
             ticket: m.ticket.get(),
             service: m.class.0,
             priority: m.class.1,
-            created_at: m.place.0,
+            created_at: m.place.created_at,
         })
         .collect();
     let (mut counts, behind_waiting) = db::queue::count_changes(
@@ -374,7 +375,7 @@ fn moved_per_service(moves: &[TicketMove]) -> Vec<(ServiceId, i32, i32)> {
     moved
 }
 
-type TicketMove = QueueMove<TicketId, (ServiceId, Priority), (DateTime<Utc>, uuid::Uuid)>;
+type TicketMove = QueueMove<TicketId, (ServiceId, Priority), CallOrder<TicketId>>;
 
 /// Where a change lands in the tenant's log: its seq, and the waiting counts right after it.
 pub struct ChangeAt<'a> {

@@ -7,8 +7,9 @@ use crate::db;
 use crate::db::Entity;
 use crate::db::queue::ServiceLoad;
 use crate::db::tenants::Tenant;
+use crate::domain::call_order::{CallOrder, ahead_in_service};
 use crate::domain::ids::TicketId;
-use crate::domain::ticket::{CallOrder, Priority, Status, ahead_in_service};
+use crate::domain::ticket::{Priority, Status};
 use crate::views::{Audience, OperatorTicket, ServiceSummary, service_summaries};
 
 /// One ticket with `ahead` and its estimate.
@@ -120,10 +121,12 @@ pub fn in_queue_order(
     let (mut waiting, called): (Vec<_>, Vec<_>) = records
         .into_iter()
         .partition(|r| r.status == Status::Waiting.as_str());
-    let order = |r: &db::tickets::TicketRecord| CallOrder {
-        priority: r.priority.parse().unwrap_or(Priority::Normal),
-        created_at: r.created_at,
-        id: r.id,
+    let order = |r: &db::tickets::TicketRecord| {
+        CallOrder::new(
+            r.priority.parse().unwrap_or(Priority::Normal),
+            r.created_at,
+            r.id,
+        )
     };
     waiting.sort_by_key(order);
     let aheads = ahead_in_service(waiting.iter().map(|r| r.service_id));
