@@ -44,7 +44,9 @@ impl Status {
         }
     }
 
-    /// A ticket in this status occupies its counter.
+    /// A ticket in this status occupies its counter: the counter is busy (contract §2). SQL
+    /// states the same rule once, as the function `holds_counter(status)` behind the view
+    /// `busy_counters` and the unique index `tickets_counter_active_key`.
     pub fn holds_counter(self) -> bool {
         matches!(self, Status::Called | Status::Serving)
     }
