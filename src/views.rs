@@ -11,6 +11,7 @@ use crate::db;
 use crate::db::events::EventRow;
 use crate::db::queue::ServiceLoad;
 use crate::db::tickets::TicketRecord;
+use crate::domain::call_order::CallOrder;
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{Priority, Status};
 use crate::error::ApiError;
@@ -58,6 +59,19 @@ pub struct OperatorTicket {
     pub operator: Option<OperatorRef>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// While waiting, the ticket's place in the call order as a string (see
+    /// [`CallOrder::sort_key`]): consoles keep their waiting list in order by it without
+    /// knowing the rule. `None` otherwise, and in events logged before it existed.
+    #[serde(default)]
+    pub call_order_key: Option<String>,
+}
+
+impl PublicTicket {
+    /// The sort key of a waiting ticket (see [`OperatorTicket::call_order_key`]).
+    fn call_order_key(&self) -> Option<String> {
+        (self.status == Status::Waiting)
+            .then(|| CallOrder::new(self.priority, self.created_at, self.id).sort_key())
+    }
 }
 
 /// Which projection a caller is entitled to.
@@ -98,24 +112,26 @@ impl OperatorTicket {
             (Some(id), Some(username)) => Some(OperatorRef { id, username }),
             _ => None,
         };
-        Ok(OperatorTicket {
-            public: PublicTicket {
-                id: record.id,
-                code: record.code,
-                service: ServiceRef {
-                    id: record.service_id,
-                    code: record.service_code,
-                    name: record.service_name,
-                },
-                status,
-                priority,
-                call_count: u32::try_from(record.call_count).map_err(db::Error::unexpected)?,
-                created_at: record.created_at,
-                called_at: record.called_at,
-                counter,
-                ahead,
-                estimated_wait_secs,
+        let public = PublicTicket {
+            id: record.id,
+            code: record.code,
+            service: ServiceRef {
+                id: record.service_id,
+                code: record.service_code,
+                name: record.service_name,
             },
+            status,
+            priority,
+            call_count: u32::try_from(record.call_count).map_err(db::Error::unexpected)?,
+            created_at: record.created_at,
+            called_at: record.called_at,
+            counter,
+            ahead,
+            estimated_wait_secs,
+        };
+        Ok(OperatorTicket {
+            call_order_key: public.call_order_key(),
+            public,
             customer_name: record.customer_name,
             operator,
             started_at: record.started_at,
@@ -165,8 +181,10 @@ pub fn event_messages(
     event: &EventRow,
     audience: Audience,
 ) -> Result<[serde_json::Value; 2], ApiError> {
-    let ticket: OperatorTicket =
+    let mut ticket: OperatorTicket =
         serde_json::from_value(event.ticket.clone()).map_err(ApiError::internal)?;
+    // Events logged before the key existed do not carry it.
+    ticket.call_order_key = ticket.public.call_order_key();
     let ts = event.created_at;
     let ticket_update = serde_json::json!({
         "type": "ticket_update",
@@ -191,6 +209,7 @@ pub fn event_messages(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use serde_json::Value;
 
     fn record(status: &str) -> TicketRecord {
         TicketRecord {
@@ -238,6 +257,44 @@ mod tests {
         assert_eq!(called.public.ahead, None);
         assert_eq!(called.public.estimated_wait_secs, None);
         assert_eq!(called.public.counter.unwrap().name, "Desk 1");
+    }
+
+    #[test]
+    fn only_operators_get_the_sort_key_and_only_while_waiting() {
+        let waiting = OperatorTicket::from_record(record("waiting"), Some(0), &[]).unwrap();
+        let key = waiting.project(Audience::Operator)["call_order_key"].clone();
+        assert!(key.as_str().is_some_and(|k| !k.is_empty()), "{key}");
+        assert!(
+            waiting
+                .project(Audience::Public)
+                .get("call_order_key")
+                .is_none()
+        );
+        let called = OperatorTicket::from_record(record("called"), None, &[]).unwrap();
+        assert_eq!(
+            called.project(Audience::Operator)["call_order_key"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn events_logged_without_a_sort_key_get_one() {
+        let ticket = OperatorTicket::from_record(record("waiting"), Some(0), &[]).unwrap();
+        let mut logged = serde_json::to_value(&ticket).unwrap();
+        logged.as_object_mut().unwrap().remove("call_order_key");
+        let event = EventRow {
+            seq: 1,
+            action: "issued".into(),
+            previous_status: None,
+            ticket: logged,
+            queue: serde_json::json!([]),
+            created_at: ticket.public.created_at,
+        };
+        let [update, _] = event_messages(&event, Audience::Operator).unwrap();
+        assert_eq!(
+            update["data"]["ticket"]["call_order_key"].as_str(),
+            ticket.call_order_key.as_deref()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the function `call_place` (migration `20261207061600_call_order_and_busy_counter_once`),
 //! which every query and the waiting indexes use; the integration test
 //! `call_order::the_database_and_the_domain_agree_on_the_call_order` holds the two together.
+//! Pages do not know the rule: operator tickets carry [`CallOrder::sort_key`].
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
 
+use super::ids::TicketId;
 use super::ticket::{Priority, WaitingCounts};
 
 /// The rank of a priority class: every waiting ticket of a lower rank is called before any
@@ -57,6 +59,23 @@ impl<Id: Ord> PartialOrd for CallOrder<Id> {
     }
 }
 
+impl CallOrder<TicketId> {
+    /// The place as a string whose plain (code unit by code unit) order is the call order,
+    /// so that a page can keep a list in call order without knowing the rule. Fixed width:
+    /// the class rank, the issue time as offset-binary seconds and nanoseconds, and the id,
+    /// all in lowercase hex.
+    pub fn sort_key(&self) -> String {
+        // Offset binary: flipping the sign bit makes the order of the bits that of the number.
+        let secs = self.created_at.timestamp() as u64 ^ (1 << 63);
+        let nanos = self.created_at.timestamp_subsec_nanos();
+        format!(
+            "{:x}{secs:016x}{nanos:08x}{}",
+            class_rank(self.priority),
+            self.id.get().simple()
+        )
+    }
+}
+
 /// For tickets listed in call order, how many tickets of the same service come before each:
 /// the `ahead` of contract §3.
 pub fn ahead_in_service<S: Eq + Hash>(
@@ -95,6 +114,8 @@ pub fn ahead_from_counts(priority: Priority, counts: WaitingCounts, behind_in_cl
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use proptest::prelude::*;
+    use uuid::Uuid;
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
@@ -156,5 +177,33 @@ mod tests {
             vec![0, 0, 1, 2, 1, 0]
         );
         assert!(ahead_in_service(Vec::<&str>::new()).is_empty());
+    }
+
+    #[test]
+    fn sort_keys_have_one_width() {
+        let early = CallOrder::new(Priority::Normal, at(-1_700_000_000), TicketId::new());
+        let late = CallOrder::new(Priority::Priority, at(1 << 40), TicketId::new());
+        assert_eq!(early.sort_key().len(), late.sort_key().len());
+        assert!(late.sort_key() < early.sort_key(), "priority first");
+    }
+
+    fn place() -> impl Strategy<Value = CallOrder<TicketId>> {
+        let priority = prop_oneof![Just(Priority::Normal), Just(Priority::Priority)];
+        // Few distinct instants and ids, so ties on the first fields are common.
+        let secs = prop_oneof![Just(-70_000_000_000i64), -3i64..3, Just(90_000_000_000)];
+        let nanos = prop_oneof![Just(0u32), Just(999_999_999), 0u32..1_000_000_000];
+        let id = prop_oneof![Just(0u128), Just(u128::MAX), 0u128..4, any::<u128>()];
+        (priority, secs, nanos, id).prop_map(|(priority, secs, nanos, id)| {
+            let created_at = Utc.timestamp_opt(secs, nanos).unwrap();
+            CallOrder::new(priority, created_at, TicketId::from(Uuid::from_u128(id)))
+        })
+    }
+
+    proptest! {
+        /// Pages compare sort keys as strings: that must give the call order itself.
+        #[test]
+        fn sort_keys_compare_as_their_places_do(a in place(), b in place()) {
+            prop_assert_eq!(a.sort_key().cmp(&b.sort_key()), a.cmp(&b));
+        }
     }
 }

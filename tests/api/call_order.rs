@@ -101,7 +101,7 @@ async fn the_database_and_the_domain_agree_on_the_call_order() {
     .unwrap();
     assert_eq!(sql_ids, expected_ids, "call_place orders as CallOrder does");
 
-    // The snapshot lists them in that order.
+    // The snapshot lists them in that order, and their sort keys sort the same way.
     let queue = app
         .get(
             &format!("/api/v1/tenants/{}/queue", site.slug),
@@ -116,6 +116,15 @@ async fn the_database_and_the_domain_agree_on_the_call_order() {
         .map(id_of)
         .collect();
     assert_eq!(listed, expected_ids);
+    let mut by_key: Vec<(String, Uuid)> = queue["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["call_order_key"].as_str().unwrap().to_owned(), id_of(t)))
+        .collect();
+    by_key.sort();
+    let by_key: Vec<Uuid> = by_key.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(by_key, expected_ids, "sort keys give the call order");
 
     // `ahead` of each ticket, as counted by SQL (`count_ahead`).
     for (id, ahead) in &expected {
