@@ -12,6 +12,7 @@ use crate::db;
 use crate::db::events::EventRow;
 use crate::db::queue::ServiceLoad;
 use crate::db::tickets::TicketRecord;
+use crate::domain::call_order::CallOrder;
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{EventAction, Priority, Status};
 
@@ -58,6 +59,19 @@ pub struct OperatorTicket {
     pub operator: Option<OperatorRef>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// While waiting, the ticket's place in the call order as a string (see
+    /// [`CallOrder::sort_key`]): consoles keep their waiting list in order by it without
+    /// knowing the rule. `None` otherwise, and in events logged before it existed.
+    #[serde(default)]
+    pub call_order_key: Option<String>,
+}
+
+impl PublicTicket {
+    /// The sort key of a waiting ticket (see [`OperatorTicket::call_order_key`]).
+    fn call_order_key(&self) -> Option<String> {
+        (self.status == Status::Waiting)
+            .then(|| CallOrder::new(self.priority, self.created_at, self.id).sort_key())
+    }
 }
 
 /// Which projection a caller is entitled to.
@@ -96,24 +110,26 @@ impl OperatorTicket {
             (Some(id), Some(username)) => Some(OperatorRef { id, username }),
             _ => None,
         };
-        Ok(OperatorTicket {
-            public: PublicTicket {
-                id: record.id,
-                code: record.code,
-                service: ServiceRef {
-                    id: record.service_id,
-                    code: record.service_code,
-                    name: record.service_name,
-                },
-                status,
-                priority: record.priority,
-                call_count: u32::try_from(record.call_count).map_err(db::Error::unexpected)?,
-                created_at: record.created_at,
-                called_at: record.called_at,
-                counter,
-                ahead,
-                estimated_wait_secs,
+        let public = PublicTicket {
+            id: record.id,
+            code: record.code,
+            service: ServiceRef {
+                id: record.service_id,
+                code: record.service_code,
+                name: record.service_name,
             },
+            status,
+            priority: record.priority,
+            call_count: u32::try_from(record.call_count).map_err(db::Error::unexpected)?,
+            created_at: record.created_at,
+            called_at: record.called_at,
+            counter,
+            ahead,
+            estimated_wait_secs,
+        };
+        Ok(OperatorTicket {
+            call_order_key: public.call_order_key(),
+            public,
             customer_name: record.customer_name,
             operator,
             started_at: record.started_at,
@@ -257,11 +273,17 @@ impl TryFrom<EventRow> for CommittedChange {
     type Error = db::Error;
 
     fn try_from(row: EventRow) -> Result<Self, db::Error> {
+        let action = row.event_action()?;
+        let previous = row.previous()?;
+        let mut ticket: OperatorTicket =
+            serde_json::from_value(row.ticket).map_err(db::Error::unexpected)?;
+        // Events logged before the key existed do not carry it.
+        ticket.call_order_key = ticket.public.call_order_key();
         Ok(CommittedChange {
             seq: row.seq,
-            action: row.event_action()?,
-            previous: row.previous()?,
-            ticket: serde_json::from_value(row.ticket).map_err(db::Error::unexpected)?,
+            action,
+            previous,
+            ticket,
             queue: serde_json::from_value(row.queue).map_err(db::Error::unexpected)?,
             at: row.created_at,
         })
@@ -458,6 +480,42 @@ mod tests {
             let operator = change.messages(Audience::Operator).concat();
             assert!(operator.contains("Maria Souza"), "{operator}");
         }
+    }
+
+    #[test]
+    fn only_operators_get_the_sort_key_and_only_while_waiting() {
+        let waiting = OperatorTicket::from_record(record(Status::Waiting), Some(0), &[]).unwrap();
+        let key = waiting.project(Audience::Operator)["call_order_key"].clone();
+        assert!(key.as_str().is_some_and(|k| !k.is_empty()), "{key}");
+        assert!(
+            waiting
+                .project(Audience::Public)
+                .get("call_order_key")
+                .is_none()
+        );
+        let called = OperatorTicket::from_record(record(Status::Called), None, &[]).unwrap();
+        assert_eq!(
+            called.project(Audience::Operator)["call_order_key"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn events_logged_without_a_sort_key_get_one() {
+        let ticket = OperatorTicket::from_record(record(Status::Waiting), Some(0), &[]).unwrap();
+        let mut logged = serde_json::to_value(&ticket).unwrap();
+        logged.as_object_mut().unwrap().remove("call_order_key");
+        let event = EventRow {
+            seq: 1,
+            action: "issued".into(),
+            previous_status: None,
+            ticket: logged,
+            queue: serde_json::json!([]),
+            created_at: ticket.public.created_at,
+        };
+        let read_back = CommittedChange::try_from(event).unwrap();
+        assert_eq!(read_back.ticket.call_order_key, ticket.call_order_key);
+        assert!(ticket.call_order_key.is_some());
     }
 
     #[test]

@@ -64,8 +64,7 @@ pub async fn lock_counter(
     sqlx::query_as!(
         LockedCounter,
         r#"select c.id as "id: CounterId",
-                  exists (select 1 from tickets t where t.counter_id = c.id
-                          and t.status in ('called', 'serving')) as "busy!"
+                  exists (select 1 from busy_counters b where b.counter_id = c.id) as "busy!"
              from counters c
             where c.tenant_id = $1 and c.id = $2
               for update of c"#,

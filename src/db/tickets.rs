@@ -249,7 +249,7 @@ pub enum NextCall {
 /// Call-next in one round trip: locks the counter (so calls to one counter are serialised)
 /// and, unless it holds a called or serving ticket or a service asked for is unknown, calls
 /// the ticket to call next among the waiting tickets of the given services (all when
-/// `None`): priority first, then oldest. The checks come in that order.
+/// `None`): the first by `call_place`, the call order. The checks come in that order.
 /// Rows locked by a concurrent call are skipped, so two operators never take the same
 /// ticket.
 ///
@@ -269,8 +269,7 @@ pub async fn call_next_waiting(
     let row = sqlx::query!(
         r#"with desk as (
                select c.id,
-                      exists (select 1 from tickets a where a.counter_id = c.id
-                              and a.status in ('called', 'serving')) as busy,
+                      exists (select 1 from busy_counters b where b.counter_id = c.id) as busy,
                       exists (select 1 from unnest($2::uuid[]) wanted(id)
                                where not exists (select 1 from services s
                                                   where s.tenant_id = $1
@@ -283,7 +282,7 @@ pub async fn call_next_waiting(
                select w.id from tickets w, desk
                 where not desk.busy and not desk.unknown and w.tenant_id = $1 and w.status = 'waiting'
                   and ($2::uuid[] is null or w.service_id = any($2))
-                order by (w.priority = 'normal'), w.created_at, w.id
+                order by call_place(w.priority, w.created_at, w.id)
                 limit 1
                   for update of w skip locked
            ),
@@ -371,8 +370,7 @@ pub async fn call_next_many(
            ),
            desk as (
                select c.id,
-                      exists (select 1 from tickets a where a.counter_id = c.id
-                              and a.status in ('called', 'serving')) as busy
+                      exists (select 1 from busy_counters b where b.counter_id = c.id) as busy
                  from counters c join req r on r.counter_id = c.id and r.tenant_id = c.tenant_id
                 order by c.id
                   for update of c
@@ -391,7 +389,7 @@ pub async fn call_next_many(
                  from wanted cross join lateral (
                       select t.id, t.tenant_id, t.priority, t.created_at from tickets t
                        where t.tenant_id = wanted.tenant_id and t.status = 'waiting'
-                       order by (t.priority = 'normal'), t.created_at, t.id
+                       order by call_place(t.priority, t.created_at, t.id)
                        limit wanted.calls
                          for update of t skip locked
                  ) w
@@ -399,7 +397,7 @@ pub async fn call_next_many(
            next as (
                select id, tenant_id,
                       row_number() over (partition by tenant_id
-                                         order by (priority = 'normal'), created_at, id) as n
+                                         order by call_place(priority, created_at, id)) as n
                  from waiting
            ),
            t as (
@@ -734,7 +732,7 @@ pub async fn count_ahead(conn: &mut PgConnection, ticket: &TicketRecord) -> Resu
     let ahead = sqlx::query_scalar!(
         r#"select count(*) as "ahead!" from tickets
            where service_id = $1 and status = 'waiting'
-             and ((priority = 'normal'), created_at, id) < (($2 = 'normal'), $3, $4)"#,
+             and call_place(priority, created_at, id) < call_place($2, $3, $4)"#,
         ticket.service_id.get(),
         ticket.priority.as_str(),
         ticket.created_at,

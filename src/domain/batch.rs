@@ -45,7 +45,7 @@ pub struct QueueMove<T, C, P> {
     pub ticket: T,
     /// The queue the ticket is in after the change: its service and priority.
     pub class: C,
-    /// Its place in that queue: earlier places are called first.
+    /// Its place in that queue (a `call_order::CallOrder`): earlier places are called first.
     pub place: P,
     /// How the change moved the class's waiting count: +1, -1 or 0.
     pub delta: i32,

@@ -2,6 +2,7 @@
 //! inputs (the clock is always passed in), so it is unit-tested in place.
 
 pub mod batch;
+pub mod call_order;
 pub mod estimate;
 pub mod ids;
 pub mod numbering;

@@ -12,11 +12,10 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::test_runner::Config;
 
+use super::call_order::{CallOrder, ahead_in_service};
 use super::ids::ServiceCode;
 use super::numbering::{service_day, ticket_code};
-use super::ticket::{
-    Action, CallOrder, Priority, Status, TransitionError, ahead_in_service, transition,
-};
+use super::ticket::{Action, Priority, Status, TransitionError, transition};
 
 fn config(cases: u32) -> Config {
     Config {

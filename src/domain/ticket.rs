@@ -5,16 +5,11 @@
 //! issue time and so its place). `transition` is the only place that decides which moves
 //! are legal; the database layer applies the side effects (timestamps, counter, operator).
 //!
-//! Call order: among waiting tickets, `priority` ones first, then the oldest issue time,
-//! then the id as a stable tie-break. The SQL of call-next orders by the same key.
+//! The call order of waiting tickets is stated in `domain::call_order`.
 
-use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::Hash;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,7 +44,9 @@ impl Status {
         }
     }
 
-    /// A ticket in this status occupies its counter.
+    /// A ticket in this status occupies its counter: the counter is busy (contract §2). SQL
+    /// states the same rule once, as the function `holds_counter(status)` behind the view
+    /// `busy_counters` and the unique index `tickets_counter_active_key`.
     pub fn holds_counter(self) -> bool {
         matches!(self, Status::Called | Status::Serving)
     }
@@ -90,6 +87,8 @@ pub enum Priority {
 }
 
 impl Priority {
+    pub const ALL: [Priority; 2] = [Priority::Normal, Priority::Priority];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Normal => "normal",
@@ -259,50 +258,6 @@ pub fn sources(action: Action) -> Vec<Status> {
         .collect()
 }
 
-/// The key call-next sorts waiting tickets by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallOrder<Id> {
-    pub priority: Priority,
-    pub created_at: DateTime<Utc>,
-    pub id: Id,
-}
-
-impl<Id: Ord> Ord for CallOrder<Id> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        let rank = |p: Priority| match p {
-            Priority::Priority => 0,
-            Priority::Normal => 1,
-        };
-        rank(self.priority)
-            .cmp(&rank(other.priority))
-            .then(self.created_at.cmp(&other.created_at))
-            .then(self.id.cmp(&other.id))
-    }
-}
-
-impl<Id: Ord> PartialOrd for CallOrder<Id> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// For tickets listed in call order, how many tickets of the same service come before each:
-/// the `ahead` of contract §3.
-pub fn ahead_in_service<S: Eq + Hash>(
-    services_in_call_order: impl IntoIterator<Item = S>,
-) -> Vec<u32> {
-    let mut seen: HashMap<S, u32> = HashMap::new();
-    services_in_call_order
-        .into_iter()
-        .map(|service| {
-            let count = seen.entry(service).or_insert(0);
-            let ahead = *count;
-            *count += 1;
-            ahead
-        })
-        .collect()
-}
-
 /// How a change moves its service's count of waiting tickets: +1 when the ticket starts
 /// waiting, -1 when it stops. A ticket changes service only by transfer, which starts from
 /// called or serving, so the count of its current service is the only one that moves.
@@ -345,25 +300,9 @@ impl WaitingCounts {
     }
 }
 
-/// `ahead` of a waiting ticket from its service's counts (which include the ticket) and the
-/// number of tickets of its class queued *behind* it: every priority ticket is ahead of a
-/// normal one, and within a class the earlier ones are. Counting those behind is cheap for
-/// the common case, a ticket just issued, which has none.
-pub fn ahead_from_counts(priority: Priority, counts: WaitingCounts, behind_in_class: u32) -> u32 {
-    let ahead_in_class = counts
-        .of(priority)
-        .saturating_sub(1)
-        .saturating_sub(behind_in_class);
-    match priority {
-        Priority::Normal => counts.priority + ahead_in_class,
-        Priority::Priority => ahead_in_class,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     use Action as A;
     use Status as S;
@@ -444,26 +383,6 @@ mod tests {
     }
 
     #[test]
-    fn call_order_puts_priority_first_then_oldest_then_id() {
-        let t = |secs: i64| Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
-        let order = |priority, secs, id| CallOrder {
-            priority,
-            created_at: t(secs),
-            id,
-        };
-        let mut tickets = [
-            order(Priority::Normal, 1, 1),
-            order(Priority::Priority, 9, 2),
-            order(Priority::Normal, 0, 3),
-            order(Priority::Priority, 5, 4),
-            order(Priority::Normal, 0, 0),
-        ];
-        tickets.sort();
-        let ids: Vec<_> = tickets.iter().map(|o| o.id).collect();
-        assert_eq!(ids, vec![4, 2, 0, 3, 1]);
-    }
-
-    #[test]
     fn only_starting_or_stopping_to_wait_moves_the_waiting_count() {
         assert_eq!(waiting_delta(None, S::Waiting), 1, "issue");
         assert_eq!(waiting_delta(Some(S::Waiting), S::Called), -1, "call");
@@ -473,49 +392,6 @@ mod tests {
         assert_eq!(waiting_delta(Some(S::Called), S::Called), 0, "recall");
         assert_eq!(waiting_delta(Some(S::Called), S::Serving), 0, "start");
         assert_eq!(waiting_delta(Some(S::Serving), S::Done), 0, "finish");
-    }
-
-    #[test]
-    fn ahead_from_counts_matches_counting_the_queue() {
-        // A service's queue in call order: (priority, behind in class) for each ticket.
-        let queue = [
-            Priority::Priority,
-            Priority::Priority,
-            Priority::Normal,
-            Priority::Normal,
-            Priority::Normal,
-        ];
-        let counts = WaitingCounts {
-            normal: 3,
-            priority: 2,
-        };
-        let aheads: Vec<u32> = queue
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| {
-                let behind = queue[i + 1..].iter().filter(|&&q| q == p).count() as u32;
-                ahead_from_counts(p, counts, behind)
-            })
-            .collect();
-        assert_eq!(
-            aheads,
-            [0, 1, 2, 3, 4],
-            "each ticket has everyone before it ahead"
-        );
-        assert_eq!(
-            ahead_from_counts(Priority::Normal, WaitingCounts::default(), 0),
-            0,
-            "inconsistent counts never underflow"
-        );
-    }
-
-    #[test]
-    fn ahead_counts_only_earlier_tickets_of_the_same_service() {
-        assert_eq!(
-            ahead_in_service(["A", "B", "A", "A", "B", "C"]),
-            vec![0, 0, 1, 2, 1, 0]
-        );
-        assert!(ahead_in_service(Vec::<&str>::new()).is_empty());
     }
 
     #[test]

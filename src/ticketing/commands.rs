@@ -11,9 +11,10 @@ use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{CallNextAt, NextCall, StatusChange, StatusChangeOutcome, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
+use crate::domain::call_order::{CallOrder, ahead_from_counts};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{
-    Action, EventAction, Priority, Status, ahead_from_counts, sources, transition, waiting_delta,
+    Action, EventAction, Priority, Status, sources, transition, waiting_delta,
 };
 use crate::ticketing::paces::{PaceCache, Paces};
 use crate::views::{CommittedChange, OperatorTicket, service_summaries};
@@ -302,7 +303,7 @@ pub async fn record_changes(
         .map(|p| QueueMove {
             ticket: p.record.id,
             class: (p.record.service_id, p.record.priority),
-            place: (p.record.created_at, p.record.id.get()),
+            place: CallOrder::new(p.record.priority, p.record.created_at, p.record.id),
             delta: waiting_delta(p.previous, p.record.status),
             waiting: p.record.status == Status::Waiting,
         })
@@ -320,7 +321,7 @@ pub async fn record_changes(
             ticket: m.ticket.get(),
             service: m.class.0,
             priority: m.class.1,
-            created_at: m.place.0,
+            created_at: m.place.created_at,
         })
         .collect();
     let tenant_ids: Vec<TenantId> = tenants.iter().map(|(tenant, _)| *tenant).collect();
@@ -425,7 +426,7 @@ fn moved_per_service(moves: &[TicketMove]) -> Vec<(ServiceId, i32, i32)> {
     moved
 }
 
-type TicketMove = QueueMove<TicketId, (ServiceId, Priority), (DateTime<Utc>, uuid::Uuid)>;
+type TicketMove = QueueMove<TicketId, (ServiceId, Priority), CallOrder<TicketId>>;
 
 /// Where a change lands in the tenant's log: its seq, and the waiting counts right after it.
 pub struct ChangeAt<'a> {

@@ -7,8 +7,9 @@ use crate::db;
 use crate::db::Entity;
 use crate::db::queue::ServiceLoad;
 use crate::db::tenants::Tenant;
+use crate::domain::call_order::{CallOrder, ahead_in_service};
 use crate::domain::ids::{TenantId, TicketId};
-use crate::domain::ticket::{CallOrder, Status, ahead_in_service};
+use crate::domain::ticket::Status;
 use crate::views::{Audience, CommittedChange, OperatorTicket, ServiceSummary, service_summaries};
 
 /// One ticket with `ahead` and its estimate.
@@ -135,11 +136,7 @@ pub fn in_queue_order(
     let (mut waiting, called): (Vec<_>, Vec<_>) = records
         .into_iter()
         .partition(|r| r.status == Status::Waiting);
-    let order = |r: &db::tickets::TicketRecord| CallOrder {
-        priority: r.priority,
-        created_at: r.created_at,
-        id: r.id,
-    };
+    let order = |r: &db::tickets::TicketRecord| CallOrder::new(r.priority, r.created_at, r.id);
     waiting.sort_by_key(order);
     let aheads = ahead_in_service(waiting.iter().map(|r| r.service_id));
     let waiting = waiting

@@ -275,6 +275,7 @@ mod tests {
             operator: None,
             started_at: None,
             finished_at: None,
+            call_order_key: None,
         };
         QueueSnapshot {
             tenant_slug: "clinic".into(),

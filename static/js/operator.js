@@ -7,7 +7,8 @@
 //
 // The queue is a map of the active tickets by id, filled from each snapshot and updated by each
 // ticket_update (and by the answers to our own actions, so that the console reacts at once even
-// while the live connection is down). The waiting list and the current ticket are derived from it.
+// while the live connection is down). The waiting list and the current ticket are derived from it;
+// the waiting list is ordered by the key the server puts in each waiting ticket.
 
 import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
 import { t, translatePage, onLanguageChange, renderLanguageSwitcher, currentLanguage } from './i18n.js';
@@ -413,14 +414,20 @@ function currentTicket() {
   return found;
 }
 
-/** Waiting tickets in call order: priority first, then the oldest, then the id. */
+/**
+ * Waiting tickets in call order. Only the server knows that order: every waiting operator
+ * ticket carries `call_order_key`, a string whose plain order is the call order, so a ticket
+ * that arrives live takes its place among those of the snapshot. A ticket without one (an
+ * answer saved before keys existed, replayed for its Idempotency-Key) goes last.
+ */
 function waitingTickets() {
-  const rank = (ticket) => (ticket.priority === 'priority' ? 0 : 1);
+  const keyOf = (ticket) => ticket.call_order_key;
   return [...tickets.values()]
     .filter((ticket) => ticket.status === 'waiting')
-    .sort((a, b) => rank(a) - rank(b)
-      || Date.parse(a.created_at) - Date.parse(b.created_at)
-      || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    .sort((a, b) => {
+      if (!keyOf(a) || !keyOf(b)) return Boolean(keyOf(b)) - Boolean(keyOf(a));
+      return keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0;
+    });
 }
 
 function isMine(serviceId) {

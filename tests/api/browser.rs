@@ -537,6 +537,49 @@ async fn the_console_explains_a_busy_counter_and_recovers_after_finishing() {
     );
 }
 
+/// The codes of the console's waiting list, top to bottom, as one string.
+const WAITING_CODES: &str = "[...document.querySelectorAll('[data-testid=waiting-list] [data-code]')]\
+     .map((row) => row.dataset.code).join(',')";
+
+#[actix_web::test]
+async fn the_console_lists_waiting_tickets_in_call_order_and_places_live_ones() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 2, 1).await;
+    app.issue(&site, 0).await; // A001
+    app.issue_priority(&site, 1).await; // B001: later, but priority
+    let browser = launch().await;
+    let console = operator_console(&app.base, &browser, &site, 0).await;
+    let shows = |codes: &str| format!("{WAITING_CODES} === '{codes}'");
+    console
+        .wait_for(&shows("B001,A001"), WAIT, "the snapshot in call order")
+        .await;
+
+    // Live: a later priority ticket goes above the earlier normal one, a normal one last.
+    app.issue(&site, 1).await; // B002
+    app.issue_priority(&site, 0).await; // A002
+    console
+        .wait_for(
+            &shows("B001,A002,A001,B002"),
+            WAIT,
+            "live tickets in call order",
+        )
+        .await;
+
+    // A ticket called, cancelled and reactivated regains its place at the top, though it
+    // arrives last.
+    let first = app.call_next(&site, 0).await.expect(200);
+    assert_eq!(first["code"], "B001");
+    app.act(&site, &first, "cancel").await.expect(200);
+    console
+        .wait_for(&shows("A002,A001,B002"), WAIT, "B001 gone")
+        .await;
+    app.act(&site, &first, "reactivate").await.expect(200);
+    console
+        .wait_for(&shows("B001,A002,A001,B002"), WAIT, "B001 back at the top")
+        .await;
+    console.screenshot("operator-console-call-order").await;
+}
+
 #[actix_web::test]
 async fn the_start_page_lists_the_tenants() {
     let app = TestApp::spawn().await;

@@ -16,9 +16,10 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+use nextup::domain::call_order::{CallOrder, ahead_in_service};
 use nextup::domain::ids::ServiceCode;
 use nextup::domain::numbering::{service_day, ticket_code};
-use nextup::domain::ticket::{Action, CallOrder, Priority, Status, ahead_in_service, transition};
+use nextup::domain::ticket::{Action, Priority, Status, transition};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value, json};
