@@ -44,7 +44,7 @@ async fn create(pool: &PgPool) -> anyhow::Result<bool> {
     let name = DisplayName::parse("name", "Demo Clinic")?;
     let tenant = match db::tenants::insert_tenant(&mut tx, &slug, &name, chrono_tz::UTC).await {
         // Another process seeded it at the same moment.
-        Err(db::Error::SlugTaken) => return Ok(false),
+        Err(db::Error::Conflict(db::Conflict::SlugTaken)) => return Ok(false),
         other => other.context("creating the demo tenant")?,
     };
     for (code, name) in SERVICES {

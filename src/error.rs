@@ -66,16 +66,8 @@ pub enum ApiError {
     NotFound(Resource),
     #[error("{0}")]
     InvalidTransition(#[from] TransitionError),
-    #[error("this counter already has a called or serving ticket; finish it first")]
-    CounterBusy,
-    #[error("a tenant with this slug already exists")]
-    SlugTaken,
-    #[error("this tenant already has a service with this code")]
-    ServiceCodeTaken,
-    #[error("this tenant already has a counter with this name")]
-    CounterNameTaken,
-    #[error("this tenant already has a user with this username")]
-    UsernameTaken,
+    #[error(transparent)]
+    Conflict(#[from] db::Conflict),
     #[error("the service is not active")]
     ServiceInactive,
     #[error("{0}")]
@@ -168,11 +160,16 @@ impl ApiError {
             NotFound(Resource::Ticket) => (StatusCode::NOT_FOUND, "ticket_not_found"),
             NotFound(Resource::Route) => (StatusCode::NOT_FOUND, "not_found"),
             InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
-            CounterBusy => (StatusCode::CONFLICT, "counter_busy"),
-            SlugTaken => (StatusCode::CONFLICT, "slug_taken"),
-            ServiceCodeTaken => (StatusCode::CONFLICT, "service_code_taken"),
-            CounterNameTaken => (StatusCode::CONFLICT, "counter_name_taken"),
-            UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
+            Conflict(conflict) => (
+                StatusCode::CONFLICT,
+                match conflict {
+                    db::Conflict::CounterBusy => "counter_busy",
+                    db::Conflict::SlugTaken => "slug_taken",
+                    db::Conflict::ServiceCodeTaken => "service_code_taken",
+                    db::Conflict::CounterNameTaken => "counter_name_taken",
+                    db::Conflict::UsernameTaken => "username_taken",
+                },
+            ),
             ServiceInactive => (StatusCode::UNPROCESSABLE_ENTITY, "service_inactive"),
             QueueFull(_) => (StatusCode::CONFLICT, "queue_full"),
             SameService => (StatusCode::UNPROCESSABLE_ENTITY, "same_service"),
@@ -225,11 +222,7 @@ impl From<db::Error> for ApiError {
         match err {
             db::Error::Database(err) => ApiError::from(err),
             db::Error::NotFound(entity) => ApiError::NotFound(entity.into()),
-            db::Error::SlugTaken => ApiError::SlugTaken,
-            db::Error::ServiceCodeTaken => ApiError::ServiceCodeTaken,
-            db::Error::CounterNameTaken => ApiError::CounterNameTaken,
-            db::Error::UsernameTaken => ApiError::UsernameTaken,
-            db::Error::CounterBusy => ApiError::CounterBusy,
+            db::Error::Conflict(conflict) => ApiError::Conflict(conflict),
             db::Error::Unexpected(cause) => ApiError::Internal(cause),
         }
     }
@@ -240,7 +233,6 @@ impl From<ticketing::Error> for ApiError {
         match err {
             ticketing::Error::InvalidTransition(err) => ApiError::InvalidTransition(err),
             ticketing::Error::NotFound(entity) => ApiError::NotFound(entity.into()),
-            ticketing::Error::CounterBusy => ApiError::CounterBusy,
             ticketing::Error::ServiceInactive => ApiError::ServiceInactive,
             ticketing::Error::SameService => ApiError::SameService,
             ticketing::Error::QueueFull(err) => ApiError::QueueFull(err),

@@ -1,7 +1,7 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::{Entity, Error, OnConstraint};
+use super::{Conflict, Entity, Error, OnConstraint};
 use crate::domain::ids::{CounterId, DisplayName, TenantId};
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,10 @@ pub async fn insert_counter(
     )
     .execute(conn)
     .await
-    .on_constraint("counters_tenant_name_key", Error::CounterNameTaken)?;
+    .on_constraint(
+        "counters_tenant_name_key",
+        Conflict::CounterNameTaken.into(),
+    )?;
     Ok(Counter {
         id,
         name: name.as_str().to_owned(),

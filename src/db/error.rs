@@ -14,17 +14,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("{0} not found")]
     NotFound(Entity),
-    #[error("a tenant with this slug already exists")]
-    SlugTaken,
-    #[error("this tenant already has a service with this code")]
-    ServiceCodeTaken,
-    #[error("this tenant already has a counter with this name")]
-    CounterNameTaken,
-    #[error("this tenant already has a user with this username")]
-    UsernameTaken,
-    /// The counter already has a called or serving ticket (`tickets_counter_active_key`).
-    #[error("this counter already has a called or serving ticket; finish it first")]
-    CounterBusy,
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
     /// A row or result the code cannot read (a stored value out of range, a row missing
     /// from a result): a bug or a hand-edited database, never the client's doing.
     #[error(transparent)]
@@ -48,6 +39,23 @@ impl Error {
 /// client's doing.
 pub(super) fn stored<T: FromStr<Err = UnknownValue>>(raw: &str) -> Result<T, Error> {
     raw.parse().map_err(Error::unexpected)
+}
+
+/// A write refused because of what is there already (a unique constraint, or the check
+/// made before it). Each message is written here once; `error.rs` gives each its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error("a tenant with this slug already exists")]
+    SlugTaken,
+    #[error("this tenant already has a service with this code")]
+    ServiceCodeTaken,
+    #[error("this tenant already has a counter with this name")]
+    CounterNameTaken,
+    #[error("this tenant already has a user with this username")]
+    UsernameTaken,
+    /// The counter already has a called or serving ticket (`tickets_counter_active_key`).
+    #[error("this counter already has a called or serving ticket; finish it first")]
+    CounterBusy,
 }
 
 /// What a lookup did not find.

@@ -12,7 +12,7 @@ pub mod tenants;
 pub mod tickets;
 pub mod users;
 
-pub use error::{Entity, Error, OnConstraint, is_connection_failure};
+pub use error::{Conflict, Entity, Error, OnConstraint, is_connection_failure};
 
 use std::time::Duration;
 

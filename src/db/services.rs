@@ -1,7 +1,7 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::{Entity, Error, OnConstraint};
+use super::{Conflict, Entity, Error, OnConstraint};
 use crate::domain::ids::{DisplayName, ServiceCode, ServiceId, TenantId};
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,7 +28,10 @@ pub async fn insert_service(
     )
     .execute(conn)
     .await
-    .on_constraint("services_tenant_code_key", Error::ServiceCodeTaken)?;
+    .on_constraint(
+        "services_tenant_code_key",
+        Conflict::ServiceCodeTaken.into(),
+    )?;
     Ok(Service {
         id,
         code: code.as_str().to_owned(),

@@ -1,7 +1,7 @@
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 
-use super::{Entity, Error, OnConstraint};
+use super::{Conflict, Entity, Error, OnConstraint};
 use crate::domain::ids::{DisplayName, Slug, TenantId};
 use crate::domain::numbering::parse_timezone;
 
@@ -55,7 +55,7 @@ pub async fn insert_tenant(
     )
     .execute(&mut *conn)
     .await
-    .on_constraint("tenants_slug_key", Error::SlugTaken)?;
+    .on_constraint("tenants_slug_key", Conflict::SlugTaken.into())?;
     sqlx::query!(
         "insert into event_sequences (tenant_id) values ($1)",
         id.get()

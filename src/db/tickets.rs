@@ -2,7 +2,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 
 use super::error::stored;
-use super::{Error, OnConstraint};
+use super::{Conflict, Error, OnConstraint};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{Priority, Status};
 
@@ -315,7 +315,7 @@ pub async fn call_next_waiting(
     )
     .fetch_optional(conn)
     .await
-    .on_constraint("tickets_counter_active_key", Error::CounterBusy)?;
+    .on_constraint("tickets_counter_active_key", Conflict::CounterBusy.into())?;
     let Some(row) = row else {
         return Ok(NextCall::NoCounter);
     };
@@ -432,7 +432,7 @@ pub async fn call_next_many(
     )
     .fetch_all(conn)
     .await
-    .on_constraint("tickets_counter_active_key", Error::CounterBusy)?;
+    .on_constraint("tickets_counter_active_key", Conflict::CounterBusy.into())?;
     one_row_each(calls.len(), rows.len())?;
     rows.into_iter()
         .map(|row| {
@@ -484,7 +484,7 @@ pub async fn mark_called(
     )
     .fetch_one(conn)
     .await
-    .on_constraint("tickets_counter_active_key", Error::CounterBusy)?
+    .on_constraint("tickets_counter_active_key", Conflict::CounterBusy.into())?
     .try_into()
 }
 

@@ -1,6 +1,6 @@
 use sqlx::PgConnection;
 
-use super::Error;
+use super::{Conflict, Error};
 use crate::domain::ids::{TenantId, UserId, Username, fold_username};
 use crate::domain::role::Role;
 
@@ -44,7 +44,7 @@ pub async fn insert_user(
                 Some("users_tenant_username_folded_key" | "users_tenant_username_key")
             ) =>
         {
-            Error::UsernameTaken
+            Conflict::UsernameTaken.into()
         }
         _ => Error::Database(err),
     })?;

@@ -99,7 +99,7 @@ fn called(next: NextCall, tenant: TenantId, now: DateTime<Utc>) -> Result<Option
     transition(previous, Action::Call)?;
     match next {
         NextCall::NoCounter => Err(Error::NotFound(Entity::Counter)),
-        NextCall::CounterBusy => Err(Error::CounterBusy),
+        NextCall::CounterBusy => Err(db::Conflict::CounterBusy.into()),
         NextCall::UnknownService => Err(Error::NotFound(Entity::Service)),
         NextCall::NobodyWaiting => Ok(None),
         NextCall::Called(record) => Ok(Some(Pending {
@@ -127,7 +127,7 @@ pub async fn call_ticket(
         .ok_or(Error::NotFound(Entity::Ticket))?;
     transition(ticket.status, Action::Call)?;
     if counter.busy {
-        return Err(Error::CounterBusy);
+        return Err(db::Conflict::CounterBusy.into());
     }
     Ok(Pending {
         tenant: tenant.id,

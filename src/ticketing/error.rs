@@ -11,8 +11,6 @@ pub enum Error {
     InvalidTransition(#[from] TransitionError),
     #[error("{0} not found")]
     NotFound(Entity),
-    #[error("this counter already has a called or serving ticket; finish it first")]
-    CounterBusy,
     #[error("the service is not active")]
     ServiceInactive,
     #[error("the ticket is already in this service")]
@@ -32,6 +30,12 @@ pub enum Error {
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         Error::Db(db::Error::Database(err))
+    }
+}
+
+impl From<db::Conflict> for Error {
+    fn from(conflict: db::Conflict) -> Self {
+        Error::Db(conflict.into())
     }
 }
 
@@ -62,8 +66,7 @@ mod tests {
         assert!(Error::unexpected(anyhow::anyhow!("a bug")).fails_the_batch());
         assert!(Error::Db(db::Error::unexpected(anyhow::anyhow!("a bad row"))).fails_the_batch());
         for refusal in [
-            Error::CounterBusy,
-            Error::Db(db::Error::CounterBusy),
+            Error::from(db::Conflict::CounterBusy),
             Error::NotFound(Entity::Ticket),
             Error::Db(db::Error::NotFound(Entity::Service)),
             Error::ServiceInactive,

@@ -437,7 +437,12 @@ async fn the_upgrade_keeps_users_whose_names_collide_once_folded() {
     )
     .await;
     assert!(
-        matches!(taken, Err(nextup::db::Error::UsernameTaken)),
+        matches!(
+            taken,
+            Err(nextup::db::Error::Conflict(
+                nextup::db::Conflict::UsernameTaken
+            ))
+        ),
         "{:?}",
         taken.map(|u| u.username)
     );
