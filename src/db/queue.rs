@@ -191,10 +191,10 @@ pub async fn count_changes(
            behind as (
                select array_agg((select count(*) from tickets t
                                   where t.service_id = n.service_id and t.status = 'waiting'
-                                    and call_place(t.priority, t.created_at, t.id)
-                                        > call_place(n.priority, n.created_at, n.id)
-                                    and call_place(t.priority, t.created_at, t.id)
-                                        <= call_class_end(n.priority))
+                                    and (call_key(t.priority, t.created_at), t.id)
+                                        > (call_key(n.priority, n.created_at), n.id)
+                                    and call_key(t.priority, t.created_at)
+                                        < call_class_end(n.priority))
                                 order by n.ord) as counts
                  from unnest($5::uuid[], $6::uuid[], $7::text[], $8::timestamptz[])
                       with ordinality as n(id, service_id, priority, created_at, ord)

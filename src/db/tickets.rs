@@ -249,7 +249,7 @@ pub enum NextCall {
 /// Call-next in one round trip: locks the counter (so calls to one counter are serialised)
 /// and, unless it holds a called or serving ticket or a service asked for is unknown, calls
 /// the ticket to call next among the waiting tickets of the given services (all when
-/// `None`): the first by `call_place`, the call order. The checks come in that order.
+/// `None`): the first by `call_key` and id, the call order. The checks come in that order.
 /// Rows locked by a concurrent call are skipped, so two operators never take the same
 /// ticket.
 ///
@@ -282,7 +282,7 @@ pub async fn call_next_waiting(
                select w.id from tickets w, desk
                 where not desk.busy and not desk.unknown and w.tenant_id = $1 and w.status = 'waiting'
                   and ($2::uuid[] is null or w.service_id = any($2))
-                order by call_place(w.priority, w.created_at, w.id)
+                order by call_key(w.priority, w.created_at), w.id
                 limit 1
                   for update of w skip locked
            ),
@@ -389,7 +389,7 @@ pub async fn call_next_many(
                  from wanted cross join lateral (
                       select t.id, t.tenant_id, t.priority, t.created_at from tickets t
                        where t.tenant_id = wanted.tenant_id and t.status = 'waiting'
-                       order by call_place(t.priority, t.created_at, t.id)
+                       order by call_key(t.priority, t.created_at), t.id
                        limit wanted.calls
                          for update of t skip locked
                  ) w
@@ -397,7 +397,7 @@ pub async fn call_next_many(
            next as (
                select id, tenant_id,
                       row_number() over (partition by tenant_id
-                                         order by call_place(priority, created_at, id)) as n
+                                         order by call_key(priority, created_at), id) as n
                  from waiting
            ),
            t as (
@@ -732,7 +732,7 @@ pub async fn count_ahead(conn: &mut PgConnection, ticket: &TicketRecord) -> Resu
     let ahead = sqlx::query_scalar!(
         r#"select count(*) as "ahead!" from tickets
            where service_id = $1 and status = 'waiting'
-             and call_place(priority, created_at, id) < call_place($2, $3, $4)"#,
+             and (call_key(priority, created_at), id) < (call_key($2, $3), $4)"#,
         ticket.service_id.get(),
         ticket.priority.as_str(),
         ticket.created_at,

@@ -3,8 +3,8 @@
 //!
 //! This module is the one statement of that rule in Rust: whatever orders or counts waiting
 //! tickets goes through [`CallOrder`] or the functions here. SQL states it once as well, as
-//! the function `call_place` (migration `20261207061600_call_order_and_busy_counter_once`),
-//! which every query and the waiting indexes use; the integration test
+//! the function `call_key` (migration `20261207061600_call_order_and_busy_counter_once`),
+//! which every query and the waiting indexes use with the id as the tie-break; the integration test
 //! `call_order::the_database_and_the_domain_agree_on_the_call_order` holds the two together.
 //! Pages do not know the rule: operator tickets carry [`CallOrder::sort_key`].
 

@@ -1,5 +1,5 @@
 //! The call order and the busy-counter rule are each written once in SQL and once in Rust
-//! (`call_place` / `domain::call_order`, `holds_counter` / `Status::holds_counter`): these
+//! (`call_key` / `domain::call_order`, `holds_counter` / `Status::holds_counter`): these
 //! tests hold the two statements of each rule together on a real database.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -91,15 +91,15 @@ async fn the_database_and_the_domain_agree_on_the_call_order() {
         "the mix has ties that only the id breaks"
     );
 
-    // SQL orders by `call_place`.
+    // SQL orders by `call_key`, then the id.
     let sql_ids: Vec<Uuid> = sqlx::query_scalar(
         "select id from tickets where status = 'waiting'
-          order by call_place(priority, created_at, id)",
+          order by call_key(priority, created_at), id",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    assert_eq!(sql_ids, expected_ids, "call_place orders as CallOrder does");
+    assert_eq!(sql_ids, expected_ids, "call_key orders as CallOrder does");
 
     // The snapshot lists them in that order, and their sort keys sort the same way.
     let queue = app
