@@ -298,23 +298,15 @@ mod tests {
 
     fn record(status: Status) -> TicketRecord {
         TicketRecord {
-            id: TicketId::new(),
-            code: "A001".into(),
             status,
-            priority: Priority::Normal,
             call_count: 1,
             customer_name: Some("Maria Souza".into()),
             created_at: Utc.with_ymd_and_hms(2026, 1, 2, 9, 0, 0).unwrap(),
-            called_at: None,
-            started_at: None,
-            finished_at: None,
-            service_id: ServiceId::new(),
-            service_code: "A".into(),
-            service_name: "General".into(),
             counter_id: Some(CounterId::new()),
             counter_name: Some("Desk 1".into()),
             operator_id: Some(UserId::new()),
             operator_username: Some("ana".into()),
+            ..TicketRecord::sample()
         }
     }
 

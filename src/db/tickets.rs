@@ -77,6 +77,32 @@ impl TryFrom<TicketRow> for TicketRecord {
     }
 }
 
+#[cfg(test)]
+impl TicketRecord {
+    /// A waiting normal ticket `A001` of service `A`, for tests to adjust.
+    pub fn sample() -> Self {
+        TicketRecord {
+            id: TicketId::new(),
+            code: "A001".into(),
+            status: Status::Waiting,
+            priority: Priority::Normal,
+            call_count: 0,
+            customer_name: None,
+            created_at: Utc::now(),
+            called_at: None,
+            started_at: None,
+            finished_at: None,
+            service_id: ServiceId::new(),
+            service_code: "A".into(),
+            service_name: "General".into(),
+            counter_id: None,
+            counter_name: None,
+            operator_id: None,
+            operator_username: None,
+        }
+    }
+}
+
 /// The fields of a locked ticket that transitions look at.
 #[derive(Debug, Clone)]
 pub struct LockedTicket {
@@ -747,25 +773,27 @@ pub async fn count_ahead(conn: &mut PgConnection, ticket: &TicketRecord) -> Resu
 mod tests {
     use super::*;
 
+    /// The sample ticket as its row comes from the database, with these stored values.
     fn row(status: &str, priority: &str) -> TicketRow {
+        let r = TicketRecord::sample();
         TicketRow {
-            id: TicketId::new(),
-            code: "A001".into(),
             status: status.into(),
             priority: priority.into(),
-            call_count: 0,
-            customer_name: None,
-            created_at: Utc::now(),
-            called_at: None,
-            started_at: None,
-            finished_at: None,
-            service_id: ServiceId::new(),
-            service_code: "A".into(),
-            service_name: "General".into(),
-            counter_id: None,
-            counter_name: None,
-            operator_id: None,
-            operator_username: None,
+            id: r.id,
+            code: r.code,
+            call_count: r.call_count,
+            customer_name: r.customer_name,
+            created_at: r.created_at,
+            called_at: r.called_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            service_id: r.service_id,
+            service_code: r.service_code,
+            service_name: r.service_name,
+            counter_id: r.counter_id,
+            counter_name: r.counter_name,
+            operator_id: r.operator_id,
+            operator_username: r.operator_username,
         }
     }
 

@@ -452,8 +452,7 @@ mod tests {
 
     use super::*;
     use crate::db::tickets::TicketRecord;
-    use crate::domain::ids::{ServiceId, TicketId};
-    use crate::domain::ticket::{EventAction, Priority, Status};
+    use crate::domain::ticket::EventAction;
     use crate::views::OperatorTicket;
 
     /// Stands in for a session: records the seqs it is sent, and close codes as negatives.
@@ -496,23 +495,9 @@ mod tests {
 
     fn event_at(seq: i64, committed_at: chrono::DateTime<Utc>) -> Arc<CommittedChange> {
         let record = TicketRecord {
-            id: TicketId::new(),
             code: format!("A{seq:03}"),
-            status: Status::Waiting,
-            priority: Priority::Normal,
-            call_count: 0,
             customer_name: Some("Private Name".into()),
-            created_at: Utc::now(),
-            called_at: None,
-            started_at: None,
-            finished_at: None,
-            service_id: ServiceId::new(),
-            service_code: "A".into(),
-            service_name: "General".into(),
-            counter_id: None,
-            counter_name: None,
-            operator_id: None,
-            operator_username: None,
+            ..TicketRecord::sample()
         };
         let ticket = OperatorTicket::from_record(record, Some(0), &[]).unwrap();
         Arc::new(CommittedChange {
