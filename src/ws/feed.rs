@@ -4,8 +4,9 @@
 //! Every insert into the event log fires `NOTIFY nextup_events, '<tenant>:<seq>'` (a trigger;
 //! PostgreSQL delivers it at commit, in commit order). The listener hands `(tenant, seq)`
 //! to the tenant's hub as a doorbell; a hub missing events asks the [`LogReader`] to read
-//! them from the log, which gives each back as the change that was committed. Notifications sent while the listener is disconnected are lost, so
-//! after every (re)connection all hubs catch up from the log.
+//! them from the log, which gives each back as the change that was committed.
+//! Notifications sent while the listener is disconnected are lost, so after every
+//! (re)connection all hubs catch up from the log.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Weak};
