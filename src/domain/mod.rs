@@ -2,6 +2,7 @@
 //! inputs (the clock is always passed in), so it is unit-tested in place.
 
 pub mod batch;
+pub mod business_day;
 pub mod call_order;
 pub mod estimate;
 pub mod ids;
@@ -11,4 +12,5 @@ mod properties;
 pub mod queue_limit;
 pub mod replay;
 pub mod role;
+pub mod settings;
 pub mod ticket;

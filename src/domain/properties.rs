@@ -53,7 +53,10 @@ fn occupies_desk(status: Status) -> bool {
 }
 
 fn is_terminal(status: Status) -> bool {
-    matches!(status, Status::Done | Status::NoShow | Status::Cancelled)
+    matches!(
+        status,
+        Status::Done | Status::NoShow | Status::Cancelled | Status::Expired
+    )
 }
 
 fn action() -> impl Strategy<Value = Action> {

@@ -21,16 +21,19 @@ pub enum Status {
     Done,
     NoShow,
     Cancelled,
+    /// The day closed while the ticket was waiting or called (contract §8). Final.
+    Expired,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Waiting,
         Status::Called,
         Status::Serving,
         Status::Done,
         Status::NoShow,
         Status::Cancelled,
+        Status::Expired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Status {
             Status::Done => "done",
             Status::NoShow => "no_show",
             Status::Cancelled => "cancelled",
+            Status::Expired => "expired",
         }
     }
 
@@ -182,10 +186,11 @@ pub enum EventAction {
     Cancelled,
     Transferred,
     Reactivated,
+    Expired,
 }
 
 impl EventAction {
-    pub const ALL: [EventAction; 9] = [
+    pub const ALL: [EventAction; 10] = [
         EventAction::Issued,
         EventAction::Called,
         EventAction::Recalled,
@@ -195,6 +200,7 @@ impl EventAction {
         EventAction::Cancelled,
         EventAction::Transferred,
         EventAction::Reactivated,
+        EventAction::Expired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -208,6 +214,7 @@ impl EventAction {
             EventAction::Cancelled => "cancelled",
             EventAction::Transferred => "transferred",
             EventAction::Reactivated => "reactivated",
+            EventAction::Expired => "expired",
         }
     }
 }
@@ -248,6 +255,16 @@ pub fn transition(from: Status, action: Action) -> Result<Status, TransitionErro
         _ => return Err(TransitionError { from, action }),
     };
     Ok(to)
+}
+
+/// What closing the day does to a ticket in status `from` (contract §8): a waiting or
+/// called ticket expires, a ticket being served is finished, the others stay as they are.
+pub fn close_day_change(from: Status) -> Option<(Status, EventAction)> {
+    match from {
+        Status::Waiting | Status::Called => Some((Status::Expired, EventAction::Expired)),
+        Status::Serving => Some((Status::Done, EventAction::Finished)),
+        Status::Done | Status::NoShow | Status::Cancelled | Status::Expired => None,
+    }
 }
 
 /// The statuses `action` applies to.
@@ -339,7 +356,29 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 48);
+        assert_eq!(checked, 56);
+    }
+
+    #[test]
+    fn closing_the_day_expires_the_queue_and_finishes_service() {
+        for from in Status::ALL {
+            let expected = match from {
+                S::Waiting | S::Called => Some((S::Expired, EventAction::Expired)),
+                S::Serving => Some((S::Done, EventAction::Finished)),
+                _ => None,
+            };
+            assert_eq!(close_day_change(from), expected, "{from}");
+        }
+    }
+
+    #[test]
+    fn expired_tickets_accept_no_action() {
+        for action in Action::ALL {
+            assert!(
+                transition(S::Expired, action).is_err(),
+                "expired + {action:?}"
+            );
+        }
     }
 
     #[test]

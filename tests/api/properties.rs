@@ -262,7 +262,7 @@ impl Model {
                 ticket.desk = None;
                 ticket.call_count = 0;
             }
-            Status::NoShow | Status::Cancelled => ticket.desk = None,
+            Status::NoShow | Status::Cancelled | Status::Expired => ticket.desk = None,
             Status::Called | Status::Serving | Status::Done => {}
         }
         if matches!(action, Action::Call | Action::Recall) {
