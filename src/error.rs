@@ -74,6 +74,8 @@ pub enum ApiError {
     QueueFull(#[from] QueueFull),
     #[error("the ticket is already in this service")]
     SameService,
+    #[error("{0}")]
+    Closed(String),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
@@ -173,6 +175,7 @@ impl ApiError {
             ServiceInactive => (StatusCode::UNPROCESSABLE_ENTITY, "service_inactive"),
             QueueFull(_) => (StatusCode::CONFLICT, "queue_full"),
             SameService => (StatusCode::UNPROCESSABLE_ENTITY, "same_service"),
+            Closed(_) => (StatusCode::CONFLICT, "closed"),
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             RequestInProgress => (StatusCode::CONFLICT, "request_in_progress"),
             SinceUnavailable { .. } => (StatusCode::GONE, "since_unavailable"),
@@ -235,6 +238,7 @@ impl From<ticketing::Error> for ApiError {
             ticketing::Error::NotFound(entity) => ApiError::NotFound(entity.into()),
             ticketing::Error::ServiceInactive => ApiError::ServiceInactive,
             ticketing::Error::SameService => ApiError::SameService,
+            err @ ticketing::Error::Closed { .. } => ApiError::Closed(err.to_string()),
             ticketing::Error::QueueFull(err) => ApiError::QueueFull(err),
             err @ ticketing::Error::NoServicesNamed => ApiError::Invalid(err.to_string()),
             ticketing::Error::Db(err) => ApiError::from(err),

@@ -1,9 +1,15 @@
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 
 use super::{Conflict, Entity, Error, OnConstraint};
+use crate::domain::business_day::{BusinessDay, OpeningHours};
 use crate::domain::ids::{DisplayName, Slug, TenantId};
 use crate::domain::numbering::parse_timezone;
+use crate::domain::settings::Settings;
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -11,6 +17,17 @@ pub struct Tenant {
     pub slug: String,
     pub name: String,
     pub timezone: Tz,
+    pub settings: Settings,
+}
+
+impl Tenant {
+    /// When this tenant is open and when its day closes.
+    pub fn business_day(&self) -> BusinessDay<'_> {
+        BusinessDay {
+            tz: self.timezone,
+            hours: self.settings.opening_hours.as_ref(),
+        }
+    }
 }
 
 struct TenantRow {
@@ -18,22 +35,37 @@ struct TenantRow {
     slug: String,
     name: String,
     timezone: String,
+    opening_hours: Option<serde_json::Value>,
+    max_calls: Option<i32>,
+    priority_ratio: Option<i32>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
     type Error = Error;
     fn try_from(row: TenantRow) -> Result<Self, Error> {
-        let timezone = parse_timezone(&row.timezone).map_err(|e| {
-            Error::unexpected(anyhow::anyhow!(
-                "tenant {} has a bad time zone: {e}",
-                row.slug
-            ))
-        })?;
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            Error::unexpected(anyhow::anyhow!("tenant {} has a bad {what}: {e}", row.slug))
+        };
+        let timezone = parse_timezone(&row.timezone).map_err(|e| bad("time zone", &e))?;
+        let opening_hours = row
+            .opening_hours
+            .as_ref()
+            .map(OpeningHours::from_json)
+            .transpose()
+            .map_err(|e| bad("opening_hours", &e))?;
+        // The table's checks keep both at 1 or more.
+        let positive = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
+        let settings = Settings {
+            opening_hours,
+            max_calls: positive(row.max_calls),
+            priority_ratio: positive(row.priority_ratio),
+        };
         Ok(Tenant {
             id: row.id,
             slug: row.slug,
             name: row.name,
             timezone,
+            settings,
         })
     }
 }
@@ -67,6 +99,7 @@ pub async fn insert_tenant(
         slug: slug.as_str().to_owned(),
         name: name.as_str().to_owned(),
         timezone,
+        settings: Settings::default(),
     })
 }
 
@@ -86,7 +119,8 @@ async fn find_tenant_by_slug(
 ) -> Result<Option<Tenant>, Error> {
     let row = sqlx::query_as!(
         TenantRow,
-        r#"select id as "id: TenantId", slug, name, timezone from tenants where slug = $1"#,
+        r#"select id as "id: TenantId", slug, name, timezone, opening_hours, max_calls, priority_ratio
+           from tenants where slug = $1"#,
         slug.as_str()
     )
     .fetch_optional(conn)
@@ -104,30 +138,74 @@ pub async fn get_tenant(conn: &mut PgConnection, slug: &str) -> Result<Tenant, E
 pub async fn list_tenants(conn: &mut PgConnection) -> Result<Vec<Tenant>, Error> {
     let rows = sqlx::query_as!(
         TenantRow,
-        r#"select id as "id: TenantId", slug, name, timezone from tenants order by slug"#
+        r#"select id as "id: TenantId", slug, name, timezone, opening_hours, max_calls, priority_ratio
+           from tenants order by slug"#
     )
     .fetch_all(conn)
     .await?;
     rows.into_iter().map(Tenant::try_from).collect()
 }
 
-/// Tenants by slug, remembered by this process once read: a tenant never changes after it
-/// is created (neither the API nor the CLI updates or deletes one), and the hot paths
-/// (issuing, the WebSocket handshake, polls) would otherwise read it on every request.
+/// The tenant, its row locked until the transaction ends: a settings change reads and
+/// writes the settings under this lock, so two changes at once do not lose one another.
+pub async fn lock_tenant(conn: &mut PgConnection, tenant: TenantId) -> Result<Tenant, Error> {
+    let row = sqlx::query_as!(
+        TenantRow,
+        r#"select id as "id: TenantId", slug, name, timezone, opening_hours, max_calls, priority_ratio
+           from tenants where id = $1 for update"#,
+        tenant.get()
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(Error::NotFound(Entity::Tenant))?;
+    Tenant::try_from(row)
+}
+
+/// Stores the tenant's time zone and settings (already validated).
+pub async fn update_settings(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    timezone: Tz,
+    settings: &Settings,
+) -> Result<(), Error> {
+    let as_i32 = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    sqlx::query!(
+        "update tenants set timezone = $2, opening_hours = $3, max_calls = $4, priority_ratio = $5
+         where id = $1",
+        tenant.get(),
+        timezone.name(),
+        settings.opening_hours.as_ref().map(OpeningHours::to_json),
+        as_i32(settings.max_calls),
+        as_i32(settings.priority_ratio),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How long a process trusts the tenant it read: a change of settings made by another
+/// process sharing the database is seen within this time.
+pub const TENANT_FRESHNESS: Duration = Duration::from_secs(1);
+
+/// Tenants by slug, remembered by this process for [`TENANT_FRESHNESS`]: the hot paths
+/// (issuing, the WebSocket handshake, polls) would otherwise read the tenant on every
+/// request. A tenant's id, slug and name never change; its time zone and settings do
+/// (`PATCH …/settings`), and the process that changes them remembers the new ones at once.
 /// Unknown slugs are not remembered, so a tenant created later is found at once.
 #[derive(Default)]
 pub struct KnownTenants {
-    by_slug: std::sync::RwLock<std::collections::HashMap<String, Tenant>>,
+    by_slug: RwLock<HashMap<String, (Tenant, Instant)>>,
 }
 
 impl KnownTenants {
-    /// The tenant, if this process has read it already.
+    /// The tenant, if this process has read it recently.
     pub fn known(&self, slug: &str) -> Option<Tenant> {
         self.by_slug
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .get(slug)
-            .cloned()
+            .filter(|(_, read_at)| read_at.elapsed() < TENANT_FRESHNESS)
+            .map(|(tenant, _)| tenant.clone())
     }
 
     pub async fn get(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, Error> {
@@ -135,10 +213,15 @@ impl KnownTenants {
             return Ok(tenant);
         }
         let tenant = get_tenant(conn, slug).await?;
+        self.remember(&tenant);
+        Ok(tenant)
+    }
+
+    /// Remembers the tenant as just read or changed.
+    pub fn remember(&self, tenant: &Tenant) {
         self.by_slug
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(tenant.slug.clone(), tenant.clone());
-        Ok(tenant)
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.slug.clone(), (tenant.clone(), Instant::now()));
     }
 }

@@ -11,6 +11,7 @@ pub mod pages;
 pub mod queue;
 pub mod rate_limit;
 pub mod services;
+pub mod settings;
 pub mod tickets;
 pub mod users;
 
@@ -26,6 +27,7 @@ use crate::error::{ApiError, parse_json_body};
 pub fn configure_api(cfg: &mut web::ServiceConfig) {
     login::configure(cfg);
     services::configure(cfg);
+    settings::configure(cfg);
     counters::configure(cfg);
     users::configure(cfg);
     queue::configure(cfg);

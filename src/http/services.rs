@@ -24,19 +24,26 @@ fn service_json(service: &db::services::Service) -> serde_json::Value {
     json!({ "id": service.id, "code": service.code, "name": service.name, "active": service.active })
 }
 
-/// Public: the active services, for a kiosk to offer.
+/// Public: the active services, for a kiosk to offer, and whether the tenant is open now
+/// (contract §8): `opens_at` is the start of its next opening range while it is closed.
 async fn list_services(
     state: Data<AppState>,
     slug: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let tenant = state.tenants.get(&mut conn, &slug).await?;
     let services = db::services::list_services(&mut conn, tenant.id, true).await?;
     let services: Vec<_> = services
         .iter()
         .map(|s| json!({ "id": s.id, "code": s.code, "name": s.name }))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "services": services })))
+    let now = state.clock.now();
+    let day = tenant.business_day();
+    Ok(HttpResponse::Ok().json(json!({
+        "services": services,
+        "open": day.is_open(now),
+        "opens_at": day.opens_at(now),
+    })))
 }
 
 #[derive(Deserialize)]

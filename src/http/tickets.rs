@@ -90,6 +90,7 @@ async fn issue_ticket(
             Audience::Operator => None,
             Audience::Public => Some(state.config.public_queue_limit),
         },
+        only_while_open: audience == Audience::Public,
     });
     change(&state, &req, &slug, &body, audience, command).await
 }

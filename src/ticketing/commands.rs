@@ -46,6 +46,9 @@ pub struct IssueTicket {
     /// Refused (`queue_full`) when its service already has this many waiting tickets;
     /// `None` for no limit (an operator's issue).
     pub waiting_limit: Option<u32>,
+    /// Refused (`closed`) while the tenant is closed (a public issue); an operator may
+    /// issue at any time.
+    pub only_while_open: bool,
 }
 
 /// Calls the next waiting ticket of `services` (all services when `None`) to the counter;

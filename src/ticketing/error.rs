@@ -1,6 +1,8 @@
 //! What a ticket command can be refused with, or fail with. No HTTP here: `error.rs` maps
 //! each variant to a status and code.
 
+use chrono::{DateTime, Utc};
+
 use crate::db::{self, Entity};
 use crate::domain::queue_limit::QueueFull;
 use crate::domain::ticket::TransitionError;
@@ -17,6 +19,9 @@ pub enum Error {
     SameService,
     #[error("{0}")]
     QueueFull(#[from] QueueFull),
+    /// A public issue while the tenant is closed (contract §8).
+    #[error("{}", closed_message(*.opens_at))]
+    Closed { opens_at: Option<DateTime<Utc>> },
     #[error("service_ids must list at least one service (omit it to call from all)")]
     NoServicesNamed,
     #[error(transparent)]
@@ -36,6 +41,13 @@ impl From<sqlx::Error> for Error {
 impl From<db::Conflict> for Error {
     fn from(conflict: db::Conflict) -> Self {
         Error::Db(conflict.into())
+    }
+}
+
+fn closed_message(opens_at: Option<DateTime<Utc>>) -> String {
+    match opens_at {
+        Some(at) => format!("closed: tickets are issued again from {}", at.to_rfc3339()),
+        None => "closed: this site has no opening hours ahead".to_owned(),
     }
 }
 
@@ -72,6 +84,7 @@ mod tests {
             Error::ServiceInactive,
             Error::SameService,
             Error::NoServicesNamed,
+            Error::Closed { opens_at: None },
         ] {
             assert!(!refusal.fails_the_batch(), "{refusal:?}");
         }

@@ -72,6 +72,12 @@ pub async fn issue_batch(
     let mut refused = Vec::new();
     let mut accepted = Vec::with_capacity(issues.len());
     for (index, issue) in issues.iter().enumerate() {
+        let day = issue.tenant.business_day();
+        if issue.ticket.only_while_open && !day.is_open(issue.now) {
+            let opens_at = day.opens_at(issue.now);
+            refused.push((index, Error::Closed { opens_at }));
+            continue;
+        }
         match service_of(issue) {
             None => refused.push((index, Error::NotFound(Entity::Service))),
             Some(service) if !service.active => refused.push((index, Error::ServiceInactive)),

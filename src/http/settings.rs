@@ -1,0 +1,52 @@
+//! A tenant's settings (contract §8): time zone, opening hours, recall limit, fair ratio.
+
+use actix_web::HttpResponse;
+use actix_web::web::{self, Data, Path};
+use serde_json::Value;
+
+use super::JsonBody;
+use crate::auth::extract::AdminAuth;
+use crate::db;
+use crate::domain::settings::{SettingsPatch, settings_json};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/tenants/{slug}/settings")
+            .route(web::get().to(get_settings))
+            .route(web::patch().to(update_settings)),
+    );
+}
+
+/// Admins: the settings, as one flat object.
+async fn get_settings(
+    state: Data<AppState>,
+    slug: Path<String>,
+    _auth: AdminAuth,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    Ok(HttpResponse::Ok().json(settings_json(tenant.timezone, &tenant.settings)))
+}
+
+/// Admins: changes the fields given and answers the whole settings. This process uses
+/// the new settings at once; the others within `TENANT_FRESHNESS`.
+async fn update_settings(
+    state: Data<AppState>,
+    slug: Path<String>,
+    _auth: AdminAuth,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let patch = SettingsPatch::from_json(&body).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let mut tenant = db::tenants::lock_tenant(&mut tx, tenant.id).await?;
+    let (timezone, settings) = patch.apply(tenant.timezone, &tenant.settings);
+    db::tenants::update_settings(&mut tx, tenant.id, timezone, &settings).await?;
+    tx.commit().await?;
+    tenant.timezone = timezone;
+    tenant.settings = settings;
+    state.tenants.remember(&tenant);
+    Ok(HttpResponse::Ok().json(settings_json(tenant.timezone, &tenant.settings)))
+}
