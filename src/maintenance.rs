@@ -1,4 +1,5 @@
-//! Background upkeep of the database: event-log retention and expired idempotency keys.
+//! Background upkeep of the database: event-log retention, expired idempotency keys and
+//! the record of automatic day closes older than the retention (and two days).
 //!
 //! Every process runs it; deletes by age are idempotent, so several processes pruning at
 //! once only share the work.
@@ -64,6 +65,7 @@ pub async fn prune_once(
         while db::idempotency::prune_expired_keys(&mut conn, PRUNE_BATCH).await?
             == PRUNE_BATCH as u64
         {}
+        db::day_closes::prune(&mut conn, horizon.min(clock.now() - TimeDelta::days(2))).await?;
         Ok(events)
     }
     .await;

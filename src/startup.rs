@@ -13,7 +13,7 @@ use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::auth::token::TokenKeys;
-use crate::changes::ChangeWriter;
+use crate::changes::{self, ChangeWriter};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::tenants::KnownTenants;
@@ -80,8 +80,21 @@ impl Application {
         ));
         actix_web::rt::spawn(maintenance::trim_allocator_forever());
         let paces = Arc::new(PaceCache::default());
+        let changes = Arc::new(ChangeWriter::start(
+            &pool,
+            paces.clone(),
+            metrics.clone(),
+            hubs.clone(),
+        ));
+        let tenants = Arc::new(KnownTenants::default());
+        actix_web::rt::spawn(changes::close_days_forever(
+            pool.clone(),
+            clock.clone(),
+            changes.clone(),
+            tenants.clone(),
+        ));
         let state = web::Data::new(AppState {
-            changes: ChangeWriter::start(&pool, paces.clone(), metrics.clone(), hubs.clone()),
+            changes,
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
             limits: RateLimits::new(&config),
@@ -95,7 +108,7 @@ impl Application {
             snapshots: ws::snapshots::SnapshotCache::new(metrics.snapshot_builds.clone()),
             metrics,
             paces,
-            tenants: KnownTenants::default(),
+            tenants,
         });
         let server = HttpServer::new(move || {
             App::new()

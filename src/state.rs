@@ -25,9 +25,9 @@ pub struct AppState {
     pub hubs: HubRegistry,
     pub metrics: Arc<Metrics>,
     pub paces: Arc<PaceCache>,
-    pub tenants: KnownTenants,
+    pub tenants: Arc<KnownTenants>,
     /// Queue snapshots, read once per tenant and seq and shared.
     pub snapshots: SnapshotCache,
     /// Every ticket change goes through its tenant's batches.
-    pub changes: ChangeWriter,
+    pub changes: Arc<ChangeWriter>,
 }

@@ -518,3 +518,12 @@ mod tests {
         assert_eq!(back, ticket);
     }
 }
+
+/// The answer to closing the day (contract §8): tickets expired and finished, and the
+/// tenant's seq after the close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayClosedAnswer {
+    pub expired: usize,
+    pub finished: usize,
+    pub seq: i64,
+}

@@ -113,13 +113,17 @@ struct Answer {
 /// that found nobody waiting.
 fn answer_of(request: &ChangeRequest, outcome: &CommandOutcome) -> Answer {
     match outcome {
-        Some(change) => Answer {
+        CommandOutcome::Changed(change) => Answer {
             status: change_status(&request.command),
             body: Some(change.ticket.project(request.audience)),
         },
-        None => Answer {
+        CommandOutcome::NothingToCall => Answer {
             status: StatusCode::NO_CONTENT,
             body: None,
+        },
+        CommandOutcome::DayClosed(closed) => Answer {
+            status: StatusCode::OK,
+            body: serde_json::to_value(closed.answer()).ok(),
         },
     }
 }

@@ -6,9 +6,12 @@
 //! - `idempotency` claims a request's `Idempotency-Key` in the batch's transaction, replays
 //!   the answer stored for it, and stores the new answer with the change.
 //!
+//! - `day_closer` closes each tenant's day by itself, through the writer.
+//!
 //! `http/` reads the request (body, `Idempotency-Key` header), builds a [`ChangeRequest`]
 //! and maps the [`ChangeOutcome`] to a response.
 
+mod day_closer;
 pub mod idempotency;
 mod publish;
 mod writer;
@@ -18,11 +21,12 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 
+pub use day_closer::{CLOSE_TICK, close_days_forever};
 pub use writer::{ChangeWriter, LANES, MAX_BATCH};
 
 use crate::db::idempotency::{RequestFingerprint, SavedResponse};
 use crate::ticketing::batch::Command;
-use crate::views::{Audience, OperatorTicket};
+use crate::views::{Audience, DayClosedAnswer, OperatorTicket};
 
 /// How long before its handler's deadline a request's batch gives up, so that the
 /// handler always learns the outcome: a request answered 503 must not commit afterwards.
@@ -51,6 +55,8 @@ pub enum ChangeOutcome {
     Changed(Box<OperatorTicket>),
     /// A call-next that found nobody waiting.
     NothingToCall,
+    /// The day closed: its changes' events handed to the hubs.
+    DayClosed(DayClosedAnswer),
     /// The answer stored for the key, to send again.
     Replayed(SavedResponse),
 }

@@ -54,7 +54,7 @@ use crate::db::{self, CancelSafe};
 use crate::domain::ids::TenantId;
 use crate::error::{ApiError, report_database_unavailable};
 use crate::metrics::Metrics;
-use crate::ticketing::batch::{self, CommandAt, Isolation};
+use crate::ticketing::batch::{self, ClosedDay, CommandAt, CommandOutcome, Isolation};
 use crate::ticketing::commands::Change;
 use crate::ticketing::paces::PaceCache;
 use crate::ticketing::{self, Error};
@@ -70,6 +70,7 @@ pub const SLOW_BATCH: Duration = Duration::from_millis(100);
 /// What the writer thread sends back for one request (its event not yet published).
 pub(super) enum BatchOutcome {
     Changed(Box<Change>),
+    DayClosed(ClosedDay),
     /// A call-next that found nobody waiting.
     NothingToCall,
     /// The answer stored for the key, to send again.
@@ -229,6 +230,13 @@ impl ChangeWriter {
                 let Change { ticket, event } = *change;
                 publish_committed(&self.hubs, tenant.id, event);
                 ChangeOutcome::Changed(Box::new(ticket))
+            }
+            BatchOutcome::DayClosed(closed) => {
+                let answer = closed.answer();
+                for change in closed.changes {
+                    publish_committed(&self.hubs, tenant.id, change.event);
+                }
+                ChangeOutcome::DayClosed(answer)
             }
             BatchOutcome::NothingToCall => ChangeOutcome::NothingToCall,
             BatchOutcome::Replayed(stored) => ChangeOutcome::Replayed(stored),
@@ -527,8 +535,9 @@ impl Committer {
                 to_store.push((tenant.id, key.key.as_str(), answer));
             }
             results[i] = Some(outcome.map(|outcome| match outcome {
-                Some(change) => BatchOutcome::Changed(Box::new(change)),
-                None => BatchOutcome::NothingToCall,
+                CommandOutcome::Changed(change) => BatchOutcome::Changed(change),
+                CommandOutcome::NothingToCall => BatchOutcome::NothingToCall,
+                CommandOutcome::DayClosed(closed) => BatchOutcome::DayClosed(closed),
             }));
         }
         db::idempotency::save_responses(&mut tx, &to_store).await?;
@@ -559,6 +568,10 @@ fn next_batch(
 ) -> Vec<QueuedRequest> {
     let mut batch = Vec::new();
     let mut named = HashSet::new();
+    // Tenants with a request in the batch, and those whose request may change any of
+    // their tickets (a close of the day): such a request is alone of its tenant.
+    let mut tenants = HashSet::new();
+    let mut whole_tenant = HashSet::new();
     let mut put_off = VecDeque::new();
     while let Some(request) = queued.pop_front() {
         if request.reply.is_closed() {
@@ -568,13 +581,25 @@ fn next_batch(
             let _gone = request.reply.send(Err(ApiError::DatabaseUnavailable));
             continue;
         }
-        if batch.len() == MAX_BATCH || under_way.contains(&request.tenant.id) {
+        let tenant = request.tenant.id;
+        let command = &request.request.command;
+        if batch.len() == MAX_BATCH
+            || under_way.contains(&tenant)
+            || whole_tenant.contains(&tenant)
+            || (command.changes_the_whole_tenant() && tenants.contains(&tenant))
+        {
             put_off.push_back(request);
             continue;
         }
-        match request.request.command.ticket() {
+        match command.ticket() {
             Some(ticket) if !named.insert(ticket) => put_off.push_back(request),
-            _ => batch.push(request),
+            _ => {
+                tenants.insert(tenant);
+                if command.changes_the_whole_tenant() {
+                    whole_tenant.insert(tenant);
+                }
+                batch.push(request);
+            }
         }
     }
     *queued = put_off;

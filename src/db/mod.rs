@@ -2,6 +2,7 @@
 //! whether they run alone or inside its transaction.
 
 pub mod counters;
+pub mod day_closes;
 mod error;
 pub mod events;
 pub mod idempotency;

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
@@ -191,37 +192,83 @@ pub const TENANT_FRESHNESS: Duration = Duration::from_secs(1);
 /// (issuing, the WebSocket handshake, polls) would otherwise read the tenant on every
 /// request. A tenant's id, slug and name never change; its time zone and settings do
 /// (`PATCH …/settings`), and the process that changes them remembers the new ones at once.
+/// When a tenant's entry is stale, one request reads it again while the others go on with
+/// the entry they have (a wave of handshakes must not all queue for the database).
 /// Unknown slugs are not remembered, so a tenant created later is found at once.
 #[derive(Default)]
 pub struct KnownTenants {
-    by_slug: RwLock<HashMap<String, (Tenant, Instant)>>,
+    by_slug: RwLock<HashMap<String, KnownTenant>>,
+    /// Settings changes made by this process, for readers that keep tenants of their own
+    /// (the day closer) to read them again.
+    settings_changes: AtomicU64,
+}
+
+struct KnownTenant {
+    tenant: Tenant,
+    read_at: Instant,
+    /// When a request set out to read the stale entry again, if one has.
+    refresh_started: Mutex<Option<Instant>>,
 }
 
 impl KnownTenants {
-    /// The tenant, if this process has read it recently.
+    /// The tenant, if this process has read it recently, or if it is being read again
+    /// (by another request); `None` tells the caller to read it.
     pub fn known(&self, slug: &str) -> Option<Tenant> {
-        self.by_slug
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(slug)
-            .filter(|(_, read_at)| read_at.elapsed() < TENANT_FRESHNESS)
-            .map(|(tenant, _)| tenant.clone())
+        let by_slug = self.by_slug.read().unwrap_or_else(PoisonError::into_inner);
+        let known = by_slug.get(slug)?;
+        if known.read_at.elapsed() < TENANT_FRESHNESS {
+            return Some(known.tenant.clone());
+        }
+        let mut started = known
+            .refresh_started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *started {
+            // A read that has not answered within the freshness time may have failed.
+            Some(at) if at.elapsed() < TENANT_FRESHNESS => Some(known.tenant.clone()),
+            _ => {
+                *started = Some(Instant::now());
+                None
+            }
+        }
     }
 
+    /// The tenant: as known, or read (see [`KnownTenants::read`]).
     pub async fn get(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, Error> {
-        if let Some(tenant) = self.known(slug) {
-            return Ok(tenant);
+        match self.known(slug) {
+            Some(tenant) => Ok(tenant),
+            None => self.read(conn, slug).await,
         }
+    }
+
+    /// Reads the tenant and remembers it: for a caller that [`KnownTenants::known`] told to.
+    pub async fn read(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, Error> {
         let tenant = get_tenant(conn, slug).await?;
         self.remember(&tenant);
         Ok(tenant)
     }
 
+    /// Remembers the tenant whose settings this process just changed.
+    pub fn settings_changed(&self, tenant: &Tenant) {
+        self.remember(tenant);
+        self.settings_changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many settings changes this process has made.
+    pub fn settings_changes(&self) -> u64 {
+        self.settings_changes.load(Ordering::Acquire)
+    }
+
     /// Remembers the tenant as just read or changed.
     pub fn remember(&self, tenant: &Tenant) {
+        let known = KnownTenant {
+            tenant: tenant.clone(),
+            read_at: Instant::now(),
+            refresh_started: Mutex::new(None),
+        };
         self.by_slug
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(tenant.slug.clone(), (tenant.clone(), Instant::now()));
+            .insert(tenant.slug.clone(), known);
     }
 }

@@ -689,6 +689,73 @@ pub async fn requeue(
     .try_into()
 }
 
+/// A ticket changed by closing the day: its status before, and the ticket after.
+pub struct ClosedTicket {
+    pub previous: Status,
+    pub record: TicketRecord,
+}
+
+/// Closes a tenant's day: every ticket issued before `before` whose status is a source of
+/// `moves` gets that move's target, ended at `now`. Returns them in issue order, locked.
+pub async fn close_tickets(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    before: DateTime<Utc>,
+    moves: &[(Status, Status)],
+    now: DateTime<Utc>,
+) -> Result<Vec<ClosedTicket>, Error> {
+    let from: Vec<&str> = moves.iter().map(|(from, _)| from.as_str()).collect();
+    let to: Vec<&str> = moves.iter().map(|(_, to)| to.as_str()).collect();
+    let rows = sqlx::query!(
+        r#"with m as (
+               select * from unnest($3::text[], $4::text[]) as m(from_status, to_status)
+           ),
+           old as (
+               select t.id, t.status from tickets t join m on m.from_status = t.status
+                where t.tenant_id = $1 and t.created_at < $2
+                order by t.id
+                  for update of t
+           ),
+           t as (
+               update tickets set status = m.to_status, finished_at = $5
+                 from old join m on m.from_status = old.status
+                where tickets.id = old.id
+               returning tickets.*
+           )
+           select old.status as "previous!",
+                  t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
+                  t.priority as "priority?", t.call_count as "call_count?",
+                  t.customer_name, t.created_at as "created_at?", t.called_at,
+                  t.started_at, t.finished_at,
+                  s.id as "service_id?: ServiceId", s.code as "service_code?",
+                  s.name as "service_name?",
+                  c.id as "counter_id?: CounterId", c.name as "counter_name?",
+                  u.id as "operator_id?: UserId", u.username as "operator_username?"
+             from t
+             join old on old.id = t.id
+             left join services s on s.id = t.service_id
+             left join counters c on c.id = t.counter_id
+             left join users u on u.id = t.operator_id
+            order by t.created_at, t.id"#,
+        tenant.get(),
+        before,
+        &from as &[&str],
+        &to as &[&str],
+        now
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let previous: Status = stored(&row.previous)?;
+            let record = changed_record!(row)?.ok_or_else(|| {
+                Error::unexpected(anyhow::anyhow!("a closed ticket came back without its row"))
+            })?;
+            Ok(ClosedTicket { previous, record })
+        })
+        .collect()
+}
+
 pub async fn find_record(
     conn: &mut PgConnection,
     tenant: TenantId,

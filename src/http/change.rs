@@ -33,7 +33,7 @@ pub(super) async fn change(
         None => {
             state
                 .tenants
-                .get(&mut *state.db.acquire().await?, slug)
+                .read(&mut *state.db.acquire().await?, slug)
                 .await?
         }
     };
@@ -50,6 +50,7 @@ pub(super) async fn change(
             Ok(HttpResponse::build(status).json(ticket.project(audience)))
         }
         ChangeOutcome::NothingToCall => Ok(HttpResponse::NoContent().finish()),
+        ChangeOutcome::DayClosed(answer) => Ok(HttpResponse::Ok().json(answer)),
         ChangeOutcome::Replayed(stored) => idempotency::replay(stored),
     }
 }

@@ -3,6 +3,7 @@
 pub mod change;
 pub mod connection;
 pub mod counters;
+pub mod day;
 pub mod deadline;
 pub mod idempotency;
 pub mod login;
@@ -29,6 +30,7 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
     services::configure(cfg);
     settings::configure(cfg);
     counters::configure(cfg);
+    day::configure(cfg);
     users::configure(cfg);
     queue::configure(cfg);
     tickets::configure(cfg);

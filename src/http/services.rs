@@ -43,6 +43,8 @@ async fn list_services(
         "services": services,
         "open": day.is_open(now),
         "opens_at": day.opens_at(now),
+        // Beyond the contract: kiosks show `opens_at` in the site's own time.
+        "timezone": tenant.timezone.name(),
     })))
 }
 

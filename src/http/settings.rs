@@ -47,6 +47,6 @@ async fn update_settings(
     tx.commit().await?;
     tenant.timezone = timezone;
     tenant.settings = settings;
-    state.tenants.remember(&tenant);
+    state.tenants.settings_changed(&tenant);
     Ok(HttpResponse::Ok().json(settings_json(tenant.timezone, &tenant.settings)))
 }

@@ -25,14 +25,16 @@ use sqlx::{Acquire, PgConnection};
 
 use super::Error;
 use super::commands::{
-    self, Change, IssueTicket, Pending, StatusAct, record_changes, set_statuses,
+    self, Change, DayClose, IssueTicket, Pending, StatusAct, record_changes, set_statuses,
 };
 use super::issuing::{NewIssue, issue_batch};
 use super::paces::PaceCache;
+use crate::db;
 use crate::db::tenants::Tenant;
 use crate::db::tickets::CallNextAt;
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
-use crate::domain::ticket::Action;
+use crate::domain::ticket::{Action, EventAction};
+use crate::views::DayClosedAnswer;
 
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -58,6 +60,9 @@ pub enum Command {
         ticket: TicketId,
         service: ServiceId,
     },
+    /// Close the tenant's day (contract §8). It changes many tickets of its tenant, so a
+    /// batch holds no other command of that tenant beside it (`changes::writer`).
+    CloseDay(DayClose),
 }
 
 impl Command {
@@ -67,8 +72,13 @@ impl Command {
             Command::Call { ticket, .. }
             | Command::Act { ticket, .. }
             | Command::Transfer { ticket, .. } => Some(*ticket),
-            Command::Issue(_) | Command::CallNext { .. } => None,
+            Command::Issue(_) | Command::CallNext { .. } | Command::CloseDay(_) => None,
         }
+    }
+
+    /// Whether the command may change any ticket of its tenant.
+    pub fn changes_the_whole_tenant(&self) -> bool {
+        matches!(self, Command::CloseDay(_))
     }
 }
 
@@ -79,8 +89,49 @@ pub struct CommandAt<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// What a command did: its change, or `None` for a call-next that found nobody waiting.
-pub type CommandOutcome = Option<Change>;
+/// What a command did.
+#[derive(Debug, Clone)]
+pub enum CommandOutcome {
+    Changed(Box<Change>),
+    /// A call-next that found nobody waiting.
+    NothingToCall,
+    DayClosed(ClosedDay),
+}
+
+/// A close of the day: its changes in seq order, and the tenant's seq after them.
+#[derive(Debug, Clone)]
+pub struct ClosedDay {
+    pub changes: Vec<Change>,
+    pub seq: i64,
+}
+
+impl ClosedDay {
+    /// Tickets that expired (were waiting or called).
+    pub fn expired(&self) -> usize {
+        self.count(EventAction::Expired)
+    }
+
+    /// Tickets being served that were finished.
+    pub fn finished(&self) -> usize {
+        self.count(EventAction::Finished)
+    }
+
+    /// The answer to `POST …/day/close`.
+    pub fn answer(&self) -> DayClosedAnswer {
+        DayClosedAnswer {
+            expired: self.expired(),
+            finished: self.finished(),
+            seq: self.seq,
+        }
+    }
+
+    fn count(&self, action: EventAction) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| c.event.action == action)
+            .count()
+    }
+}
 
 /// Whether each command runs in a savepoint of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,24 +210,60 @@ pub async fn apply(
             }
         };
         match prepared {
-            Ok(Some(p)) => pending.push((i, p)),
-            Ok(None) => answers[i] = Some(Ok(None)),
+            Ok(Prepared::Changes(changes)) => pending.extend(changes.into_iter().map(|p| (i, p))),
+            Ok(Prepared::NothingToCall) => answers[i] = Some(Ok(CommandOutcome::NothingToCall)),
             Err(error) if error.fails_the_batch() => return Err(error),
             Err(error) => answers[i] = Some(Err(error)),
         }
     }
 
     let (order, pending): (Vec<usize>, Vec<Pending>) = pending.into_iter().unzip();
-    let changes = record_changes(conn, pending, paces).await?;
-    for (i, change) in order.into_iter().zip(changes) {
-        answers[i] = Some(Ok(Some(change)));
-    }
-    answers
+    let mut changes: Vec<Vec<Change>> = commands.iter().map(|_| Vec::new()).collect();
+    for (i, change) in order
         .into_iter()
-        .map(|answer| {
-            answer.ok_or_else(|| Error::unexpected(anyhow::anyhow!("a command got no answer")))
-        })
-        .collect()
+        .zip(record_changes(conn, pending, paces).await?)
+    {
+        changes[i].push(change);
+    }
+    let mut outcomes = Vec::with_capacity(commands.len());
+    for ((answer, mut changes), command_at) in answers.into_iter().zip(changes).zip(commands) {
+        let outcome = match (answer, command_at.command) {
+            (Some(answer), _) => answer,
+            (None, Command::CloseDay(_)) => {
+                let seq = match changes.last() {
+                    Some(last) => last.event.seq,
+                    None => db::events::current_seq(conn, command_at.tenant.id).await?,
+                };
+                Ok(CommandOutcome::DayClosed(ClosedDay { changes, seq }))
+            }
+            (None, _) => match (changes.pop(), changes.is_empty()) {
+                (Some(change), true) => Ok(CommandOutcome::Changed(Box::new(change))),
+                _ => {
+                    return Err(Error::unexpected(anyhow::anyhow!(
+                        "a command got no answer, or more than one change"
+                    )));
+                }
+            },
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// A command applied up to its changes, their events not yet recorded.
+enum Prepared {
+    Changes(Vec<Pending>),
+    /// A call-next that found nobody waiting.
+    NothingToCall,
+}
+
+impl From<Option<Pending>> for Prepared {
+    fn from(pending: Option<Pending>) -> Self {
+        match pending {
+            Some(p) => Prepared::Changes(vec![p]),
+            None => Prepared::NothingToCall,
+        }
+    }
 }
 
 /// Where the commands applied in groups leave their outcomes, by command index.
@@ -191,7 +278,7 @@ impl GroupedOutcomes<'_> {
         self.together[i] = true;
         match outcome {
             Ok(Some(p)) => self.pending.push((i, p)),
-            Ok(None) => self.answers[i] = Some(Ok(None)),
+            Ok(None) => self.answers[i] = Some(Ok(CommandOutcome::NothingToCall)),
             Err(error) if error.fails_the_batch() => return Err(error),
             Err(error) => self.answers[i] = Some(Err(error)),
         }
@@ -272,13 +359,14 @@ impl GroupedOutcomes<'_> {
     }
 }
 
-/// Runs a command other than an issue up to its pending change.
-async fn prepare(
-    conn: &mut PgConnection,
-    command_at: &CommandAt<'_>,
-) -> Result<Option<Pending>, Error> {
+/// Runs a command other than an issue up to its pending changes.
+async fn prepare(conn: &mut PgConnection, command_at: &CommandAt<'_>) -> Result<Prepared, Error> {
     let (tenant, now) = (command_at.tenant, command_at.now);
-    match command_at.command {
+    if let Command::CloseDay(close) = command_at.command {
+        let changes = commands::close_day(conn, tenant.id, *close, now).await?;
+        return Ok(Prepared::Changes(changes));
+    }
+    let one = match command_at.command {
         Command::Issue(_) => Err(Error::unexpected(anyhow::anyhow!(
             "issues are applied together, not one by one"
         ))),
@@ -302,5 +390,9 @@ async fn prepare(
                 .await
                 .map(Some)
         }
-    }
+        Command::CloseDay(_) => Err(Error::unexpected(anyhow::anyhow!(
+            "a close of the day is prepared above"
+        ))),
+    };
+    one.map(Prepared::from)
 }

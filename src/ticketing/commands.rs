@@ -14,7 +14,7 @@ use crate::domain::batch::{QueueMove, behind_at_own_seq};
 use crate::domain::call_order::{CallOrder, ahead_from_counts};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{
-    Action, EventAction, Priority, Status, sources, transition, waiting_delta,
+    Action, EventAction, Priority, Status, close_day_change, sources, transition, waiting_delta,
 };
 use crate::ticketing::paces::{PaceCache, Paces};
 use crate::views::{CommittedChange, OperatorTicket, service_summaries};
@@ -248,6 +248,56 @@ pub async fn set_statuses(
             }),
         })
         .collect())
+}
+
+/// Which tickets a close of the day ends (contract §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayClose {
+    /// An admin's close: every ticket issued before the request.
+    Now,
+    /// The automatic close due at this instant (the end of the opening hours, or local
+    /// midnight): every ticket issued before it, once, however many processes try.
+    Due(DateTime<Utc>),
+}
+
+/// Closes the tenant's day: waiting and called tickets expire, tickets being served are
+/// finished (`domain::ticket::close_day_change`), each a change of its own, in issue order.
+/// An automatic close already done (by this process or another) changes nothing.
+pub async fn close_day(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    close: DayClose,
+    now: DateTime<Utc>,
+) -> Result<Vec<Pending>, Error> {
+    let before = match close {
+        DayClose::Now => now,
+        DayClose::Due(due) => {
+            if !db::day_closes::claim(conn, tenant, due, now).await? {
+                return Ok(Vec::new());
+            }
+            due
+        }
+    };
+    let moves: Vec<(Status, Status)> = Status::ALL
+        .into_iter()
+        .filter_map(|from| close_day_change(from).map(|(to, _)| (from, to)))
+        .collect();
+    db::tickets::close_tickets(conn, tenant, before, &moves, now)
+        .await?
+        .into_iter()
+        .map(|closed| {
+            let (_, action) = close_day_change(closed.previous).ok_or_else(|| {
+                Error::unexpected(anyhow::anyhow!("a {} ticket was closed", closed.previous))
+            })?;
+            Ok(Pending {
+                tenant,
+                record: closed.record,
+                action,
+                previous: Some(closed.previous),
+                now,
+            })
+        })
+        .collect()
 }
 
 /// Moves a called or serving ticket to the waiting queue of another service, keeping its

@@ -107,9 +107,12 @@ async fn start_session(
     token_expires_at: Option<DateTime<Utc>>,
     since: Option<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = {
-        let mut conn = state.db.acquire().await?;
-        state.tenants.get(&mut conn, slug).await?
+    let tenant = match state.tenants.known(slug) {
+        Some(tenant) => tenant,
+        None => {
+            let mut conn = state.db.acquire().await?;
+            state.tenants.read(&mut conn, slug).await?
+        }
     };
     let address = client_address(&req, &state.config.trusted_proxies);
     let permit = state.session_caps.admit(address, tenant.id)?;

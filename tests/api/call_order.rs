@@ -71,7 +71,9 @@ async fn the_database_and_the_domain_agree_on_the_call_order() {
         };
         issued.push(ticket);
     }
-    let base = Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0).unwrap();
+    // Within today (UTC, the tenant's zone): an earlier day's ticket would be expired.
+    let today = Utc::now().date_naive();
+    let base = Utc.from_utc_datetime(&today.and_hms_opt(0, 0, 1).unwrap());
     for (i, ticket) in issued.iter().enumerate() {
         let secs = [2, 0, 3, 0, 1, 0][i % 6];
         sqlx::query("update tickets set created_at = $1 where id = $2")

@@ -2,6 +2,7 @@ use std::collections::HashSet;
 
 use actix_web::http::Method;
 use futures_util::future::join_all;
+use nextup::ticketing::batch::CommandOutcome;
 use serde_json::{Value, json};
 use sqlx::Executor;
 
@@ -565,7 +566,7 @@ async fn status_changes_of_one_batch_each_get_their_own_answer() {
         ]
     );
     // The call-next took the ticket left waiting; the refused changes changed nothing.
-    let Ok(Some(call)) = &answers[4] else {
+    let Ok(CommandOutcome::Changed(call)) = &answers[4] else {
         unreachable!()
     };
     assert_eq!(call.ticket.public.id, id(&waiting[1]));
@@ -699,14 +700,15 @@ async fn apply_in_one_batch(
 
 /// Each answer as (what `show` picks of the changed ticket, seq), or its error code.
 fn outcomes(
-    answers: &[Result<nextup::ticketing::batch::CommandOutcome, nextup::error::ApiError>],
+    answers: &[Result<CommandOutcome, nextup::error::ApiError>],
     show: impl Fn(&nextup::ticketing::commands::Change) -> String,
 ) -> Vec<Result<(String, i64), &'static str>> {
     answers
         .iter()
         .map(|answer| match answer {
-            Ok(Some(change)) => Ok((show(change), change.event.seq)),
-            Ok(None) => Err("nobody waiting"),
+            Ok(CommandOutcome::Changed(change)) => Ok((show(change), change.event.seq)),
+            Ok(CommandOutcome::NothingToCall) => Err("nobody waiting"),
+            Ok(CommandOutcome::DayClosed(_)) => Err("day closed"),
             Err(error) => Err(error.parts().1),
         })
         .collect()

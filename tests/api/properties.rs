@@ -158,6 +158,39 @@ struct ModelTicket {
     day: NaiveDate,
 }
 
+impl Model {
+    /// Contract §8, at local midnight: each ticket still waiting or called expires, each
+    /// being served is finished, one change each in issue order. Returns the tickets
+    /// changed, in that order, with the event action of each.
+    fn close_the_day(&mut self) -> Vec<(usize, &'static str, Status)> {
+        let mut open: Vec<usize> = (0..self.tickets.len())
+            .filter(|&i| {
+                matches!(
+                    self.tickets[i].status,
+                    Status::Waiting | Status::Called | Status::Serving
+                )
+            })
+            .collect();
+        open.sort_by_key(|&i| (self.tickets[i].created_at, self.tickets[i].id.clone()));
+        let mut closed = Vec::new();
+        for i in open {
+            let ticket = &mut self.tickets[i];
+            let previous = ticket.status;
+            let action = if previous == Status::Serving {
+                ticket.status = Status::Done;
+                "finished"
+            } else {
+                ticket.status = Status::Expired;
+                ticket.desk = None;
+                "expired"
+            };
+            self.seq += 1;
+            closed.push((i, action, previous));
+        }
+        closed
+    }
+}
+
 impl ModelTicket {
     fn call_order(&self) -> CallOrder<Uuid> {
         CallOrder {
@@ -420,9 +453,12 @@ async fn run_steps(
         let context = format!("step {step}: {}", model.describe(op));
         if let Op::NextDay = op {
             model.today = model.today.succ_opt().unwrap();
+            let seq_before = model.seq;
+            let closed = model.close_the_day();
             app.clock.jump_to(local_instant(tz, model.today, 0));
             model.numbers.clear();
             trace.push(context.clone());
+            check_day_closed(app, site, model, seq_before, &closed, &context).await?;
         } else {
             let outcome = model.predict(op, step);
             let reply = send(app, site, model, op).await;
@@ -612,6 +648,52 @@ fn check_ticket(
 
 /// The change (or its absence) is in the event log with the next seq and nothing else:
 /// the ticket as it now is, the action and the status it left.
+/// The automatic close of the day (it runs within a second of midnight): waits for its
+/// events, then checks each against the model's close.
+async fn check_day_closed(
+    app: &TestApp,
+    site: &Site,
+    model: &Model,
+    since: u64,
+    closed: &[(usize, &'static str, Status)],
+    context: &str,
+) -> Result<(), TestCaseError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = app
+            .get(&api(&site.slug, &format!("events?since={since}")), None)
+            .await
+            .expect(200);
+        if log["seq"].as_u64() == Some(model.seq) || std::time::Instant::now() > deadline {
+            break log;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    prop_assert_eq!(log["seq"].as_u64(), Some(model.seq), "{}: {}", context, log);
+    let updates: Vec<&Value> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "ticket_update")
+        .collect();
+    prop_assert_eq!(updates.len(), closed.len(), "{}", context);
+    for (update, (index, action, previous)) in updates.into_iter().zip(closed) {
+        let ticket = &model.tickets[*index];
+        let data = &update["data"];
+        prop_assert_eq!(
+            data["action"].as_str(),
+            Some(*action),
+            "{}: {}",
+            context,
+            update
+        );
+        prop_assert_eq!(data["previous_status"].as_str(), Some(previous.as_str()));
+        prop_assert_eq!(data["ticket"]["id"].as_str(), Some(ticket.id.as_str()));
+        check_ticket(model, context, &data["ticket"], ticket)?;
+    }
+    Ok(())
+}
+
 async fn check_new_events(
     app: &TestApp,
     site: &Site,
@@ -868,6 +950,9 @@ async fn check_replay(app: &TestApp, site: &Site, model: &Model) -> Result<(), T
                 prop_assert_eq!(action, "issued", "seq {}", seq);
                 Status::Waiting
             }
+            // Closing the day (contract §8).
+            Some(Status::Waiting | Status::Called) if action == "expired" => Status::Expired,
+            Some(Status::Serving) if action == "finished" => Status::Done,
             Some(previous) => {
                 let action = Action::ALL
                     .into_iter()
