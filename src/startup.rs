@@ -71,13 +71,6 @@ impl Application {
         let request_timeout = config.request_timeout;
         let send_timeout = config.send_timeout;
         let http_workers = config.http_workers;
-        actix_web::rt::spawn(maintenance::prune_forever(
-            pool.clone(),
-            clock.clone(),
-            config.event_retention,
-            config.prune_interval,
-            metrics.clone(),
-        ));
         actix_web::rt::spawn(maintenance::trim_allocator_forever());
         let paces = Arc::new(PaceCache::default());
         let changes = Arc::new(ChangeWriter::start(
@@ -87,12 +80,19 @@ impl Application {
             hubs.clone(),
         ));
         let tenants = Arc::new(KnownTenants::default());
-        actix_web::rt::spawn(changes::close_days_forever(
-            pool.clone(),
-            clock.clone(),
-            changes.clone(),
-            tenants.clone(),
-        ));
+        // Background work that reads the database runs on the writer's thread, with its pool
+        // (see `ChangeWriter::spawn_beside`).
+        {
+            let (closer_clock, tenants) = (clock.clone(), tenants.clone());
+            changes.spawn_beside(move |pool, writer| {
+                changes::close_days_forever(pool, closer_clock, writer, tenants)
+            });
+            let (clock, metrics) = (clock.clone(), metrics.clone());
+            let (retention, interval) = (config.event_retention, config.prune_interval);
+            changes.spawn_beside(move |pool, _| {
+                maintenance::prune_forever(pool, clock, retention, interval, metrics)
+            });
+        }
         let state = web::Data::new(AppState {
             changes,
             db: pool,

@@ -153,6 +153,8 @@ fn lock(queue: &SharedQueue) -> MutexGuard<'_, Queue> {
 /// The writer thread of this process.
 pub struct ChangeWriter {
     thread: Arbiter,
+    /// The writer thread's pool: its connections are opened, and so driven, on that thread.
+    pool: PgPool,
     queue: SharedQueue,
     /// Asks the writer thread to start batches.
     starts: mpsc::UnboundedSender<()>,
@@ -170,6 +172,7 @@ impl ChangeWriter {
         hubs: HubRegistry,
     ) -> Self {
         let size = pool.options().get_max_connections();
+        let writer_pool = db::writer_pool(pool, size);
         let queue = Arc::new(Mutex::new(Queue {
             queued: VecDeque::new(),
             under_way: HashSet::new(),
@@ -184,7 +187,7 @@ impl ChangeWriter {
         let (starts, asked) = mpsc::unbounded_channel();
         let writer = Writer {
             committer: Committer {
-                pool: db::writer_pool(pool, size),
+                pool: writer_pool.clone(),
                 paces,
                 metrics: metrics.clone(),
             },
@@ -195,6 +198,7 @@ impl ChangeWriter {
         thread.spawn(writer.serve(asked));
         Self {
             thread,
+            pool: writer_pool,
             queue,
             starts,
             metrics,
@@ -241,6 +245,23 @@ impl ChangeWriter {
             BatchOutcome::NothingToCall => ChangeOutcome::NothingToCall,
             BatchOutcome::Replayed(stored) => ChangeOutcome::Replayed(stored),
         })
+    }
+}
+
+impl ChangeWriter {
+    /// Runs `work` on the writer thread with the writer's pool: background work that
+    /// submits changes (the day closer) and reads a little around them. A connection is
+    /// driven by the runtime that opened it, so the main pool's connections must not be
+    /// opened by a task of another runtime than the HTTP workers' (measured: a connection
+    /// opened by a task on the main thread slowed every request that later used it, while
+    /// the test on that thread was busy).
+    pub fn spawn_beside<F, W>(self: &Arc<Self>, work: W)
+    where
+        W: FnOnce(PgPool, Arc<ChangeWriter>) -> F,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let future = work(self.pool.clone(), self.clone());
+        self.thread.spawn(future);
     }
 }
 

@@ -211,14 +211,24 @@ struct KnownTenant {
 }
 
 impl KnownTenants {
+    /// The tenant, if this process has read it within [`TENANT_FRESHNESS`].
+    fn fresh(&self, slug: &str) -> Option<Tenant> {
+        self.by_slug
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(slug)
+            .filter(|known| known.read_at.elapsed() < TENANT_FRESHNESS)
+            .map(|known| known.tenant.clone())
+    }
+
     /// The tenant, if this process has read it recently, or if it is being read again
     /// (by another request); `None` tells the caller to read it.
     pub fn known(&self, slug: &str) -> Option<Tenant> {
+        if let Some(tenant) = self.fresh(slug) {
+            return Some(tenant);
+        }
         let by_slug = self.by_slug.read().unwrap_or_else(PoisonError::into_inner);
         let known = by_slug.get(slug)?;
-        if known.read_at.elapsed() < TENANT_FRESHNESS {
-            return Some(known.tenant.clone());
-        }
         let mut started = known
             .refresh_started
             .lock()
@@ -242,7 +252,11 @@ impl KnownTenants {
     }
 
     /// Reads the tenant and remembers it: for a caller that [`KnownTenants::known`] told to.
+    /// Callers that waited for a connection meanwhile find the tenant another has just read.
     pub async fn read(&self, conn: &mut PgConnection, slug: &str) -> Result<Tenant, Error> {
+        if let Some(tenant) = self.fresh(slug) {
+            return Ok(tenant);
+        }
         let tenant = get_tenant(conn, slug).await?;
         self.remember(&tenant);
         Ok(tenant)
