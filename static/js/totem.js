@@ -360,7 +360,7 @@ function renderTicket() {
   ui.waiting.hidden = !waiting;
   renderWait(ui.ahead, ui.estimate, ticket);
 
-  const finished = ['done', 'no_show', 'cancelled'].includes(status);
+  const finished = ['done', 'no_show', 'cancelled', 'expired'].includes(status);
   ui.finished.hidden = !finished;
   ui.finished.textContent = finished ? t(`totem.finished.${status}`) : '';
 

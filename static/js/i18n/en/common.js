@@ -12,6 +12,7 @@ export default {
     done: 'Done',
     no_show: 'Missed',
     cancelled: 'Cancelled',
+    expired: 'Day closed',
   },
   wait: {
     under_a_minute: 'less than a minute',

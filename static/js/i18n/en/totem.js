@@ -25,6 +25,7 @@ export default {
     done: 'Service complete. Thank you!',
     no_show: 'This ticket was called and nobody came. Please ask the staff.',
     cancelled: 'This ticket was cancelled.',
+    expired: 'The day closed before this ticket was called.',
   },
   qr_hint: 'Scan to follow your turn on your phone',
   link_hint: 'or open',

@@ -12,6 +12,7 @@ export default {
     done: 'Concluída',
     no_show: 'Não compareceu',
     cancelled: 'Cancelada',
+    expired: 'Encerrada',
   },
   wait: {
     under_a_minute: 'menos de um minuto',

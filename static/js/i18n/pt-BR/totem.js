@@ -25,6 +25,7 @@ export default {
     done: 'Atendimento concluído. Obrigado!',
     no_show: 'Esta senha foi chamada e ninguém compareceu. Procure um funcionário.',
     cancelled: 'Esta senha foi cancelada.',
+    expired: 'O expediente foi encerrado antes de esta senha ser chamada.',
   },
   qr_hint: 'Escaneie para acompanhar sua vez pelo celular',
   link_hint: 'ou acesse',
