@@ -1,10 +1,24 @@
 //! The pages and the business day (contract §6 and §8), in a real headless Chromium against
 //! the real server. Screenshots go to `target/screenshots/`.
 
-use serde_json::json;
+use actix_web::http::Method;
+use chrono::{DateTime, Timelike, Utc};
+use serde_json::{Value, json};
 
 use crate::browser::{Page, WAIT, launch};
 use crate::helpers::*;
+
+async fn patch_settings(app: &TestApp, site: &Site, body: Value) -> Value {
+    app.send(
+        Method::PATCH,
+        &format!("/api/v1/tenants/{}/settings", site.slug),
+        Some(&site.admin),
+        &[],
+        Some(body.to_string().into_bytes()),
+    )
+    .await
+    .expect(200)
+}
 
 fn visible(testid: &str) -> String {
     format!("!!document.querySelector('[data-testid={testid}]')?.checkVisibility()")
@@ -79,4 +93,105 @@ async fn the_phone_page_of_an_expired_ticket_says_the_day_closed() {
         finished.as_str().unwrap().contains("expediente"),
         "{finished}"
     );
+}
+
+#[actix_web::test]
+async fn a_closed_kiosk_says_when_the_site_opens_and_comes_back_by_itself() {
+    const ZONE: &str = "America/Sao_Paulo";
+    let app = TestApp::spawn().await;
+    let site = app.site_in("clinic", ZONE, 2, 1).await;
+    let browser = launch().await;
+    // One kiosk asks every second whether the site is open; the other only every hour, so it
+    // learns of the closing from its next ticket.
+    let kiosk = Page::open_in_zone(
+        &browser,
+        app.url("/t/clinic/totem?lang=pt-BR&open_check_secs=1"),
+        (1080, 1920),
+        Some(ZONE),
+    )
+    .await;
+    let late = Page::open_in_zone(
+        &browser,
+        app.url("/t/clinic/totem?lang=en&open_check_secs=3600"),
+        (1080, 1920),
+        Some(ZONE),
+    )
+    .await;
+    for page in [&kiosk, &late] {
+        page.wait_for(&visible("service-A"), WAIT, "the services")
+            .await;
+    }
+
+    // Open one hour a day, starting two hours from now (local time): closed now.
+    let local = Utc::now().with_timezone(&chrono_tz::America::Sao_Paulo);
+    let start = (local.hour() + 2) % 24;
+    let end = if start == 23 {
+        "24:00".to_owned()
+    } else {
+        format!("{:02}:00", start + 1)
+    };
+    let range = json!([[format!("{start:02}:00"), end]]);
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let hours: serde_json::Map<String, Value> = days
+        .iter()
+        .map(|day| ((*day).to_owned(), range.clone()))
+        .collect();
+    patch_settings(&app, &site, json!({ "opening_hours": hours })).await;
+    let services = app
+        .get("/api/v1/tenants/clinic/services", None)
+        .await
+        .expect(200);
+    assert_eq!(services["open"], false);
+    let opens_at: DateTime<Utc> = services["opens_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        opens_at
+            .with_timezone(&chrono_tz::America::Sao_Paulo)
+            .hour(),
+        start
+    );
+
+    kiosk
+        .wait_for(&visible("closed"), WAIT, "the closed kiosk")
+        .await;
+    assert_eq!(kiosk.eval(&visible("services")).await, false);
+    let opens = kiosk.text("closed-opens").await;
+    assert!(
+        opens.starts_with("Abre") && opens.contains(&format!("{start:02}:00")),
+        "the opening in Portuguese, local time: {opens}"
+    );
+    assert!(kiosk.text("closed").await.contains("Fechado"));
+    kiosk.screenshot("totem-closed").await;
+
+    // The late kiosk still offers services; a ticket taken there is refused as closed and
+    // the kiosk says when the site opens.
+    assert_eq!(late.eval(&visible("services")).await, true);
+    late.click("service-A").await;
+    late.wait_for(&visible("closed"), WAIT, "closed after a refused ticket")
+        .await;
+    assert!(late.text("closed-opens").await.starts_with("Opens"));
+    assert_eq!(late.eval(&visible("ticket-view")).await, false);
+    assert_eq!(app.queue(&site).await["waiting"], json!([]));
+
+    // Always open again: the kiosk comes back by itself; the late kiosk when its connection
+    // comes back.
+    patch_settings(&app, &site, json!({ "opening_hours": null })).await;
+    kiosk
+        .wait_for(&visible("service-A"), WAIT, "the services again")
+        .await;
+    assert_eq!(kiosk.eval(&visible("closed")).await, false);
+    late.eval("(window.nextupLive.reconnectNow(), true)").await;
+    late.wait_for(
+        &visible("service-A"),
+        WAIT,
+        "the services after reconnecting",
+    )
+    .await;
+    kiosk.click("service-A").await;
+    kiosk
+        .wait_for(
+            "document.querySelector('[data-testid=ticket-code]')?.textContent.trim() === 'A001'",
+            WAIT,
+            "a ticket once open",
+        )
+        .await;
 }

@@ -28,6 +28,15 @@ export default {
     go_to: 'Go to {counter}',
     serving: 'Being served at {counter}',
   },
+  // A site outside its opening hours (kiosk, display). {time} and {day}/{date} are written
+  // by the browser in the page language.
+  closed: {
+    title: 'Closed',
+    opens_today: 'Opens at {time}',
+    opens_tomorrow: 'Opens tomorrow at {time}',
+    opens_weekday: 'Opens {day} at {time}',
+    opens_date: 'Opens on {date} at {time}',
+  },
   language: 'Language',
   tenant_not_found: 'This site does not exist.',
   network_error: 'No connection to the server. Please try again.',

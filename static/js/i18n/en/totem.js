@@ -4,6 +4,7 @@ export default {
   choose: 'Touch a service to take your ticket',
   loading: 'Loading services…',
   no_services: 'No services are open right now. Please ask the staff.',
+  closed_note: 'Tickets are issued while the site is open. This screen comes back by itself.',
   retry: 'Try again',
   priority: {
     label: 'Priority service',

@@ -28,6 +28,15 @@ export default {
     go_to: 'Dirija-se a: {counter}',
     serving: 'Local de atendimento: {counter}',
   },
+  // Local fora do horário de funcionamento (totem, painel). {time} e {day}/{date} são escritos
+  // pelo navegador no idioma da página.
+  closed: {
+    title: 'Fechado',
+    opens_today: 'Abre às {time}',
+    opens_tomorrow: 'Abre amanhã às {time}',
+    opens_weekday: 'Abre {day} às {time}',
+    opens_date: 'Abre em {date} às {time}',
+  },
   language: 'Idioma',
   tenant_not_found: 'Este local não existe.',
   network_error: 'Sem conexão com o servidor. Tente novamente.',

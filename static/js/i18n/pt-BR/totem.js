@@ -4,6 +4,7 @@ export default {
   choose: 'Toque no atendimento desejado para retirar sua senha',
   loading: 'Carregando os atendimentos…',
   no_services: 'Nenhum atendimento disponível no momento. Procure um funcionário.',
+  closed_note: 'As senhas são emitidas durante o horário de funcionamento. Esta tela volta sozinha.',
   retry: 'Tentar de novo',
   priority: {
     label: 'Atendimento preferencial',
