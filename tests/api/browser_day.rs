@@ -1,12 +1,34 @@
 //! The pages and the business day (contract §6 and §8), in a real headless Chromium against
 //! the real server. Screenshots go to `target/screenshots/`.
 
+use std::time::{Duration, Instant};
+
 use actix_web::http::Method;
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::{Value, json};
 
 use crate::browser::{Page, WAIT, launch};
 use crate::helpers::*;
+
+/// The codes the display has announced (chime and speech), in order.
+const ANNOUNCED: &str = "window.nextupAnnouncements.map((a) => a.code)";
+
+/// The codes of the display's "last calls", top to bottom.
+const RECENT: &str = "[...document.querySelectorAll('[data-testid=recent-calls] [data-code]')].map((e) => e.dataset.code)";
+
+/// Call-next to a counter, from the given services only.
+async fn call_from(app: &TestApp, site: &Site, counter: usize, service: usize) -> Value {
+    app.post(
+        &format!(
+            "/api/v1/tenants/{}/counters/{}/call",
+            site.slug, site.counters[counter]
+        ),
+        Some(&site.operator),
+        json!({ "service_ids": [site.services[service]] }),
+    )
+    .await
+    .expect(200)
+}
 
 async fn patch_settings(app: &TestApp, site: &Site, body: Value) -> Value {
     app.send(
@@ -117,10 +139,19 @@ async fn a_closed_kiosk_says_when_the_site_opens_and_comes_back_by_itself() {
         Some(ZONE),
     )
     .await;
+    let display = Page::open_in_zone(
+        &browser,
+        app.url("/t/clinic/display?lang=en&open_check_secs=1"),
+        (1920, 1080),
+        Some(ZONE),
+    )
+    .await;
     for page in [&kiosk, &late] {
         page.wait_for(&visible("service-A"), WAIT, "the services")
             .await;
     }
+    display.wait_for_state("live", WAIT).await;
+    assert_eq!(display.eval(&visible("closed-state")).await, false);
 
     // Open one hour a day, starting two hours from now (local time): closed now.
     let local = Utc::now().with_timezone(&chrono_tz::America::Sao_Paulo);
@@ -161,6 +192,15 @@ async fn a_closed_kiosk_says_when_the_site_opens_and_comes_back_by_itself() {
     );
     assert!(kiosk.text("closed").await.contains("Fechado"));
     kiosk.screenshot("totem-closed").await;
+    display
+        .wait_for(&visible("closed-state"), WAIT, "the display's closed note")
+        .await;
+    let note = display.text("closed-state").await;
+    assert!(
+        note.starts_with("Closed") && note.contains("Opens"),
+        "{note}"
+    );
+    display.screenshot("display-closed").await;
 
     // The late kiosk still offers services; a ticket taken there is refused as closed and
     // the kiosk says when the site opens.
@@ -172,13 +212,20 @@ async fn a_closed_kiosk_says_when_the_site_opens_and_comes_back_by_itself() {
     assert_eq!(late.eval(&visible("ticket-view")).await, false);
     assert_eq!(app.queue(&site).await["waiting"], json!([]));
 
-    // Always open again: the kiosk comes back by itself; the late kiosk when its connection
-    // comes back.
+    // Always open again: the kiosk and the display come back by themselves; the late kiosk
+    // when its connection comes back.
     patch_settings(&app, &site, json!({ "opening_hours": null })).await;
     kiosk
         .wait_for(&visible("service-A"), WAIT, "the services again")
         .await;
     assert_eq!(kiosk.eval(&visible("closed")).await, false);
+    display
+        .wait_for(
+            &format!("!{}", visible("closed-state")),
+            WAIT,
+            "the display open again",
+        )
+        .await;
     late.eval("(window.nextupLive.reconnectNow(), true)").await;
     late.wait_for(
         &visible("service-A"),
@@ -194,4 +241,104 @@ async fn a_closed_kiosk_says_when_the_site_opens_and_comes_back_by_itself() {
             "a ticket once open",
         )
         .await;
+}
+
+#[actix_web::test]
+async fn a_room_display_shows_and_announces_only_its_services_calls() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 2, 3).await;
+    // Before the screen opens: B001 is called (so in its first snapshot), A001 and B002 wait.
+    app.issue(&site, 1).await;
+    let b001 = call_from(&app, &site, 0, 1).await;
+    assert_eq!(b001["code"], "B001");
+    app.issue(&site, 0).await;
+    app.issue(&site, 1).await;
+
+    let browser = launch().await;
+    let display = Page::open(
+        &browser,
+        app.url("/t/clinic/display?services=A&lang=en"),
+        (1920, 1080),
+    )
+    .await;
+    display.wait_for_state("live", WAIT).await;
+    display.click("enable-sound").await;
+    display
+        .wait_for(
+            "document.querySelector('[data-testid=waiting-A]')?.dataset.count === '1'",
+            WAIT,
+            "service A's queue",
+        )
+        .await;
+    assert_eq!(
+        display
+            .eval("!!document.querySelector('[data-testid=waiting-B]')")
+            .await,
+        false,
+        "service B's queue is another room's"
+    );
+    assert_eq!(
+        display.text("current-code").await,
+        "—",
+        "B001's call is not this room's"
+    );
+    let filter = display.text("display-filter").await;
+    assert!(
+        filter.contains("A · Service A") && !filter.contains("Service B"),
+        "{filter}"
+    );
+
+    // Live: B002 is called, then A001. Only A001 shows and sounds, within 2 s.
+    let b002 = call_from(&app, &site, 1, 1).await;
+    assert_eq!(b002["code"], "B002");
+    let a001 = call_from(&app, &site, 2, 0).await;
+    let called_at = Instant::now();
+    display
+        .wait_for(
+            "document.querySelector('[data-testid=current-code]')?.textContent.trim() === 'A001'",
+            Duration::from_secs(2),
+            "A001 on the display within 2 s",
+        )
+        .await;
+    assert!(called_at.elapsed() <= Duration::from_secs(2));
+    assert_eq!(display.text("current-counter").await, "Desk 3");
+    display
+        .wait_for(
+            "window.nextupAnnouncements.length > 0",
+            Duration::from_secs(2),
+            "A001 announced",
+        )
+        .await;
+    // B002's change came first (seq order), so it was handled before A001's.
+    assert_eq!(display.eval(ANNOUNCED).await, json!(["A001"]));
+    assert_eq!(display.eval(RECENT).await, json!([]));
+
+    // Recalls: B002's is not announced here, A001's is.
+    app.act(&site, &b002, "recall").await.expect(200);
+    app.act(&site, &a001, "recall").await.expect(200);
+    display
+        .wait_for(
+            "window.nextupAnnouncements.length >= 2",
+            WAIT,
+            "the second announcement",
+        )
+        .await;
+    assert_eq!(display.eval(ANNOUNCED).await, json!(["A001", "A001"]));
+
+    // A plain display still shows every room's calls.
+    let hall = Page::open(&browser, app.url("/t/clinic/display?lang=en"), (1920, 1080)).await;
+    hall.wait_for_state("live", WAIT).await;
+    hall.wait_for(
+        &format!("{RECENT}.includes('B002') && {RECENT}.includes('B001')"),
+        WAIT,
+        "every service's calls",
+    )
+    .await;
+    assert_eq!(
+        hall.eval("document.querySelector('[data-testid=display-notes]').hidden")
+            .await,
+        true,
+        "no filter, nothing to say"
+    );
+    display.screenshot("display-room-a").await;
 }
