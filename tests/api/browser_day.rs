@@ -7,7 +7,7 @@ use actix_web::http::Method;
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::{Value, json};
 
-use crate::browser::{Page, WAIT, launch};
+use crate::browser::{Page, WAIT, launch, operator_console};
 use crate::helpers::*;
 
 /// The codes the display has announced (chime and speech), in order.
@@ -341,4 +341,109 @@ async fn a_room_display_shows_and_announces_only_its_services_calls() {
         "no filter, nothing to say"
     );
     display.screenshot("display-room-a").await;
+}
+
+#[actix_web::test]
+async fn the_console_lists_the_days_missed_tickets_and_reactivates_one() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    app.issue(&site, 0).await; // A001
+    let a002 = app.issue(&site, 0).await;
+    let a001 = app.call_next(&site, 0).await.expect(200);
+    assert_eq!(a001["code"], "A001");
+    app.act(&site, &a001, "no-show").await.expect(200);
+
+    let browser = launch().await;
+    let console = operator_console(&app.base, &browser, &site, 0).await;
+    let missed = |code: &str, status: &str| {
+        format!(
+            "!!document.querySelector('[data-testid=missed-list] [data-code={code}][data-status={status}]')"
+        )
+    };
+    console
+        .wait_for(&missed("A001", "no_show"), WAIT, "A001 missed")
+        .await;
+
+    // Live: A002 is cancelled while the console watches.
+    app.act(&site, &a002, "cancel").await.expect(200);
+    console
+        .wait_for(&missed("A002", "cancelled"), WAIT, "A002 cancelled")
+        .await;
+    assert_eq!(
+        console
+            .eval("document.querySelectorAll('[data-testid=waiting-list] [data-code]').length")
+            .await,
+        0
+    );
+    console.screenshot("operator-console-missed").await;
+
+    console.click("reactivate-A001").await;
+    console
+        .wait_for(
+            "!!document.querySelector('[data-testid=waiting-list] [data-code=A001]')",
+            WAIT,
+            "A001 waiting again",
+        )
+        .await;
+    assert_eq!(console.eval(&missed("A001", "no_show")).await, false);
+    assert_eq!(console.eval(&missed("A002", "cancelled")).await, true);
+    let queue = app.queue(&site).await;
+    assert_eq!(queue["waiting"][0]["code"], "A001");
+    assert_eq!(queue["waiting"][0]["created_at"], a001["created_at"]);
+
+    // Which ticket call-next would take: shown when the server answers the preview
+    // (GET …/counters/{id}/next), hidden otherwise.
+    let preview = console
+        .wait_for(
+            "['shown', 'unavailable'].includes(document.querySelector('[data-testid=next-preview]').dataset.state) \
+             && document.querySelector('[data-testid=next-preview]').dataset.state",
+            WAIT,
+            "the call-next preview to answer",
+        )
+        .await;
+    if preview == "shown" {
+        console
+            .wait_for(
+                "document.querySelector('[data-testid=next-preview]').dataset.code === 'A001'",
+                WAIT,
+                "A001 as the next ticket",
+            )
+            .await;
+        // With one call allowed, the recall button warns that it is the last call, and the
+        // recall marks the ticket missed again.
+        patch_settings(&app, &site, json!({ "max_calls": 1 })).await;
+    } else {
+        assert_eq!(
+            console
+                .eval("document.querySelector('[data-testid=next-preview]').hidden")
+                .await,
+            true
+        );
+    }
+    console.click("call-next").await;
+    console
+        .wait_for(
+            "document.querySelector('[data-testid=current-ticket]')?.dataset.code === 'A001'",
+            WAIT,
+            "A001 called",
+        )
+        .await;
+    if preview == "shown" {
+        console
+            .wait_for(
+                "document.querySelector('[data-testid=recall]').dataset.lastCall === 'true'",
+                WAIT,
+                "the last-call warning",
+            )
+            .await;
+        console.screenshot("operator-console-last-call").await;
+        console.click("recall").await;
+        console
+            .wait_for(
+                &missed("A001", "no_show"),
+                WAIT,
+                "A001 missed after its last call",
+            )
+            .await;
+    }
 }
