@@ -1,11 +1,15 @@
 // The public display (/t/{slug}/display): a TV in a waiting room. It shows the current call very
 // large, the last calls, the waiting count of each service, and announces every call and recall
 // with a chime and a spoken call-out, one at a time, in the order they happened.
+//
+// Settings live in the URL, so that a TV is set up once: ?services=A,B (service codes) shows and
+// announces only those services' calls and queues, for a screen per waiting room (all without
+// it); ?sound=on, ?lang=en|pt-BR, ?poll_secs=N and ?open_check_secs=N (see live.js).
 
 import { api, slugFromPath } from './api.js';
 import { currentLanguage, onLanguageChange, renderLanguageSwitcher, t, translatePage } from './i18n.js';
-import { connectLive, pollSecsFromQuery } from './live.js';
-import { el, formatWait, renderConnection, spokenCode } from './ui.js';
+import { connectLive, openCheckSecsFromQuery, pollSecsFromQuery, watchOpening } from './live.js';
+import { el, formatWait, opensAtText, renderConnection, spokenCode } from './ui.js';
 
 const RECENT_SHOWN = 5; // previous calls listed beside the current one
 const HISTORY_MAX = 30; // calls remembered (current + previous)
@@ -20,6 +24,9 @@ const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 const nodes = {
   tenant: byTestId('tenant-name'),
+  notes: byTestId('display-notes'),
+  filter: byTestId('display-filter'),
+  closed: byTestId('closed-state'),
   clockTime: byTestId('clock-time'),
   clockDate: byTestId('clock-date'),
   error: byTestId('error'),
@@ -38,16 +45,37 @@ const nodes = {
 };
 
 const slug = slugFromPath();
+const params = new URLSearchParams(location.search);
+
+/** The service codes of `?services=A,B`, upper-cased, or null for all services. */
+const serviceFilter = (() => {
+  const codes = (params.get('services') || '').split(',').map((code) => code.trim().toUpperCase()).filter(Boolean);
+  return codes.length ? new Set(codes) : null;
+})();
+
+/** Whether this screen shows (and announces) the ticket's calls. */
+function shows(ticket) {
+  return !serviceFilter || Boolean(ticket.service && serviceFilter.has(String(ticket.service.code).toUpperCase()));
+}
+
+function shownServices(services) {
+  return serviceFilter ? services.filter((service) => serviceFilter.has(String(service.code).toUpperCase())) : services;
+}
 
 const state = {
   tenant: null,
-  services: [],
+  allServices: [], // every service of the tenant (names for the filter note)
+  services: [], // the services this screen shows
   // Public tickets, most recent call first: [0] is the current call, the rest the last calls.
   history: [],
   connection: 'connecting',
   loaded: false,
   shownKey: null,
   errorKey: null,
+  // Contract §8, from GET …/services.
+  open: true,
+  opensAt: null,
+  timeZone: undefined,
 };
 
 // Calls already announced (or already on screen at load), by ticket id and call time: a recall
@@ -71,9 +99,10 @@ function callTime(ticket) {
 
 function onSnapshot(snapshot) {
   state.tenant = snapshot.tenant || state.tenant;
-  state.services = snapshot.services || [];
-  const called = snapshot.called || [];
-  const calledIds = new Set(called.map((ticket) => ticket.id));
+  state.allServices = snapshot.services || [];
+  state.services = shownServices(state.allServices);
+  const calledIds = new Set((snapshot.called || []).map((ticket) => ticket.id));
+  const called = (snapshot.called || []).filter(shows);
   const waitingIds = new Set((snapshot.waiting || []).map((ticket) => ticket.id));
   // Calls no longer called or serving stay as history (done, missed, cancelled), unless the
   // ticket is waiting again (transferred or reactivated).
@@ -101,6 +130,11 @@ function onTicketUpdate({ action, ticket }) {
   switch (action) {
     case 'called':
     case 'recalled':
+      if (!shows(ticket)) {
+        // Another room's call (perhaps a ticket transferred away from this one's services).
+        state.history = state.history.filter((item) => item.id !== ticket.id);
+        break;
+      }
       state.history = [ticket, ...state.history.filter((item) => item.id !== ticket.id)].slice(0, HISTORY_MAX);
       if (!announced.has(callKey(ticket))) {
         announced.add(callKey(ticket));
@@ -110,7 +144,8 @@ function onTicketUpdate({ action, ticket }) {
       break;
     case 'transferred':
     case 'reactivated':
-      // Back to waiting: no longer a call.
+    case 'expired':
+      // Back to waiting, or the day closed before the person came: no longer a call.
       state.history = state.history.filter((item) => item.id !== ticket.id);
       break;
     default:
@@ -122,8 +157,12 @@ function onTicketUpdate({ action, ticket }) {
 }
 
 function onQueueUpdate({ services }) {
-  if (Array.isArray(services)) state.services = services;
+  if (Array.isArray(services)) {
+    state.allServices = services;
+    state.services = shownServices(services);
+  }
   renderWaiting();
+  renderNotes();
 }
 
 function trimAnnounced() {
@@ -148,6 +187,7 @@ function sizeOf(text, medium, long) {
 
 function render() {
   renderTenant();
+  renderNotes();
   renderCalls();
   renderWaiting();
   renderSound();
@@ -160,6 +200,25 @@ function renderTenant() {
   const name = state.tenant ? state.tenant.name : '';
   nodes.tenant.textContent = name;
   document.title = name ? `${name} — ${t('display.title')}` : `nextup — ${t('display.title')}`;
+}
+
+/** The services this screen serves (when filtered) and, while the site is closed, when it opens. */
+function renderNotes() {
+  if (serviceFilter) {
+    const names = [...serviceFilter].map((code) => {
+      const service = state.allServices.find((item) => String(item.code).toUpperCase() === code);
+      return service ? `${service.code} · ${service.name}` : code;
+    });
+    nodes.filter.dataset.services = [...serviceFilter].join(',');
+    nodes.filter.textContent = t('display.filter', { services: names.join(', ') });
+  }
+  nodes.filter.hidden = !serviceFilter;
+  document.body.dataset.open = String(state.open);
+  nodes.closed.hidden = state.open;
+  nodes.closed.textContent = state.open
+    ? ''
+    : [t('common.closed.title'), opensAtText(state.opensAt, state.timeZone)].filter(Boolean).join(' · ');
+  nodes.notes.hidden = nodes.filter.hidden && nodes.closed.hidden;
 }
 
 function renderCalls() {
@@ -471,16 +530,31 @@ function speak(text) {
 // ---------------------------------------------------------------------------------------------
 // Start
 
-async function checkTenant() {
+let opening = null;
+let openingAsked = 0; // answers to an older check are dropped
+
+/** Whether the tenant exists and is open now (GET …/services). */
+async function checkOpening() {
+  openingAsked += 1;
+  const asked = openingAsked;
+  let reply;
   try {
-    const reply = await api(`/tenants/${encodeURIComponent(slug)}/queue`);
-    if (reply.status === 404) {
-      state.errorKey = 'common.tenant_not_found';
-      renderError();
-    }
+    reply = await api(`/tenants/${encodeURIComponent(slug)}/services`);
   } catch {
-    // The live connection reports the state.
+    return; // the live connection reports the state; the next check will tell
   }
+  if (asked !== openingAsked) return;
+  if (reply.status === 404) {
+    state.errorKey = 'common.tenant_not_found';
+    renderError();
+    return;
+  }
+  if (reply.status !== 200 || !reply.body) return;
+  state.open = reply.body.open !== false;
+  state.opensAt = state.open ? null : reply.body.opens_at || null;
+  state.timeZone = reply.body.timezone || undefined;
+  opening.seen(state.opensAt);
+  renderNotes();
 }
 
 function start() {
@@ -496,7 +570,7 @@ function start() {
     window.speechSynthesis.addEventListener('voiceschanged', () => voices());
   }
   // `?sound=on`: for a kiosk browser that allows autoplay, start with sound without a tap.
-  if (new URLSearchParams(location.search).get('sound') === 'on') {
+  if (params.get('sound') === 'on') {
     const context = audioContext();
     if (context && context.state === 'running') enableSound();
   }
@@ -511,15 +585,19 @@ function start() {
     renderError();
     return;
   }
-  checkTenant();
+  opening = watchOpening({ check: checkOpening, checkSecs: openCheckSecsFromQuery() });
+  checkOpening();
 
   window.nextupLive = connectLive({
     slug,
     audience: 'totem',
     pollSecs: pollSecsFromQuery(),
     onState: (next) => {
+      const was = state.connection;
       state.connection = next;
       renderConnection(nodes.connection, next);
+      // Back after an outage: the site may have opened or closed meanwhile.
+      if (next === 'live' && (was === 'reconnecting' || was === 'polling')) checkOpening();
     },
     onSnapshot,
     onTicketUpdate,

@@ -14,6 +14,7 @@ const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
 const PING_EVERY_MS = 20000;
 const SILENCE_LIMIT_MS = 45000;
+const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's longest delay
 
 export function connectLive({
   slug,
@@ -200,4 +201,34 @@ export function connectLive({
 export function pollSecsFromQuery() {
   const value = Number(new URLSearchParams(location.search).get('poll_secs'));
   return Number.isFinite(value) && value >= 1 ? value : 30;
+}
+
+/**
+ * Keeps a kiosk or a display told whether the site is open (contract §8). `check` re-reads
+ * GET …/services (which says `open` and `opens_at`) and hands its answer to `seen`; the watch
+ * calls it every `checkSecs` (60 s) and again just after the `opens_at` it was last shown, so
+ * a closed kiosk comes back by itself when the site opens, and an open one notices it closed.
+ * Pages also call `check` after a reconnection.
+ */
+export function watchOpening({ check, checkSecs = 60 }) {
+  let openingTimer = null;
+  setInterval(check, checkSecs * 1000);
+  return {
+    /** The services answer's `opens_at` while closed, else null. */
+    seen(opensAt) {
+      clearTimeout(openingTimer);
+      const ms = opensAt ? Date.parse(opensAt) - Date.now() : NaN;
+      if (!Number.isFinite(ms)) return;
+      // Just after the opening, spread over a few seconds so that a building's screens do not
+      // all ask at once; a browser clock ahead of the server's asks again shortly.
+      const delay = ms > 0 ? ms + 1000 + Math.random() * 3000 : 5000;
+      if (delay < MAX_TIMER_MS) openingTimer = setTimeout(check, delay);
+    },
+  };
+}
+
+/** How often a page asks whether the site is open: `?open_check_secs=N` (for tests), else 60 s. */
+export function openCheckSecsFromQuery() {
+  const value = Number(new URLSearchParams(location.search).get('open_check_secs'));
+  return Number.isFinite(value) && value >= 1 ? value : 60;
 }

@@ -8,7 +8,10 @@
 // The queue is a map of the active tickets by id, filled from each snapshot and updated by each
 // ticket_update (and by the answers to our own actions, so that the console reacts at once even
 // while the live connection is down). The waiting list and the current ticket are derived from it;
-// the waiting list is ordered by the key the server puts in each waiting ticket.
+// the waiting list is ordered by the key the server puts in each waiting ticket. Beside it, the
+// day's missed and cancelled tickets (read with GET …/tickets?status= at each snapshot, then kept
+// up to date the same way) can be reactivated; and the console asks the server which ticket
+// call-next would take and why (GET …/counters/{id}/next) whenever the queue or the desk changes.
 
 import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
 import { t, translatePage, onLanguageChange, renderLanguageSwitcher, currentLanguage } from './i18n.js';
@@ -19,6 +22,8 @@ const slug = slugFromPath();
 const TOKEN_KEY = `nextup.operator.token.${slug}`;
 const SETUP_KEY = `nextup.operator.setup.${slug}`;
 const ACTIVE = new Set(['waiting', 'called', 'serving']);
+const MISSED = ['no_show', 'cancelled']; // listed for the day, to be reactivated
+const PREVIEW_DEBOUNCE_MS = 200;
 const AT_DESK = new Set(['called', 'serving']);
 const SHORTCUTS = { n: 'call-next', r: 'recall', s: 'start', f: 'finish', x: 'no-show' };
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -52,12 +57,17 @@ const dom = {
   currentCustomerRow: $('current-customer-row'),
   currentCustomer: $('current-customer'),
   currentMeta: $('current-meta'),
+  nextPreview: $('next-preview'),
+  recallLabel: $('recall-label'),
   transferService: $('transfer-service'),
   message: $('message'),
   waitingTotal: $('waiting-total'),
   serviceCounts: $('service-counts'),
   waitingList: $('waiting-list'),
   waitingEmpty: $('waiting-empty'),
+  missedList: $('missed-list'),
+  missedEmpty: $('missed-empty'),
+  missedTotal: $('missed-total'),
   announce: $('announce'),
 };
 const buttons = {
@@ -82,6 +92,16 @@ let counters = []; // [{id, name}]
 let services = []; // [{id, code, name}] (active services, for the checkboxes and transfer)
 let summaries = []; // [{id, code, name, waiting, estimated_wait_secs}] from the live queue
 let tickets = new Map(); // id → operator ticket (active ones only)
+let missed = new Map(); // id → operator ticket: today's no_show and cancelled ones
+let missedLoad = null; // while GET …/tickets?status= runs: {live: Map id → ticket changed meanwhile}
+// What call-next would take (GET …/counters/{id}/next): {ticket, reason, priority_streak,
+// priority_ratio, max_calls}; previewState is 'none' (no desk), 'shown' or 'unavailable'
+// (a server without the endpoint, or any failure: the hint is simply hidden).
+let preview = null;
+let previewState = 'none';
+let previewTimer = null;
+let previewAsked = 0;
+let maxCalls = null; // the site's recall limit, as the last preview told
 let tenantName = '';
 let setup = loadSetup(); // {counterId, serviceIds}
 let pending = false; // an action is in flight: action buttons are disabled meanwhile
@@ -245,7 +265,13 @@ function endSession(reason) {
   user = null;
   storeToken(null);
   tickets = new Map();
+  missed = new Map();
+  missedLoad = null;
   summaries = [];
+  clearTimeout(previewTimer);
+  preview = null;
+  previewState = 'none';
+  maxCalls = null;
   pending = false;
   message = null;
   connectionState = null;
@@ -310,6 +336,7 @@ async function loadSetupData() {
   renderCounters();
   renderServiceOptions();
   renderAll();
+  schedulePreview(0);
 }
 
 function showSetupError(code) {
@@ -354,6 +381,8 @@ function onServicesChange() {
   saveSetup();
   renderWaiting();
   renderCounts();
+  renderMissed();
+  schedulePreview(0);
 }
 
 function onCounterChange() {
@@ -361,6 +390,7 @@ function onCounterChange() {
   saveSetup();
   if (message && message.code === 'choose_counter') message = null;
   renderAll();
+  schedulePreview(0);
 }
 
 function counterName(id) {
@@ -384,12 +414,18 @@ function onSnapshot(snapshot) {
     renderHeader();
   }
   renderAll();
+  // A snapshot follows every (re)connection and poll: what changed meanwhile is unknown.
+  loadMissed();
+  schedulePreview();
 }
 
 function onTicketUpdate(data, seq) {
   if (seq <= snapshotSeq) return;
   applyTicket(data.ticket);
+  // The day was closed (contract §8): its waiting and called tickets are gone from the queue.
+  if (data.action === 'expired' && !(message && message.code === 'day_closed')) showMessage('day_closed', 'info');
   renderAll();
+  schedulePreview();
 }
 
 function onQueueUpdate(data) {
@@ -400,7 +436,84 @@ function onQueueUpdate(data) {
 function applyTicket(ticket) {
   if (!ticket || !ticket.id) return;
   if (ACTIVE.has(ticket.status)) tickets.set(ticket.id, ticket);
-  else tickets.delete(ticket.id);
+  else tickets.delete(ticket.id); // done, no_show, cancelled, expired
+  if (MISSED.includes(ticket.status) && issuedToday(ticket)) missed.set(ticket.id, ticket);
+  else missed.delete(ticket.id);
+  if (missedLoad) missedLoad.live.set(ticket.id, ticket);
+}
+
+/**
+ * Whether a ticket belongs to today. The lists answer the most recent tickets of any day; the
+ * browser's day stands for the site's (a console is used on site).
+ */
+function issuedToday(ticket) {
+  const issued = new Date(ticket.created_at);
+  return !Number.isNaN(issued.getTime()) && issued.toDateString() === new Date().toDateString();
+}
+
+/** Reads the day's missed and cancelled tickets; changes that arrive meanwhile win. */
+async function loadMissed() {
+  if (!token) return;
+  const sessionToken = token;
+  const load = { live: new Map() };
+  missedLoad = load;
+  let replies;
+  try {
+    replies = await Promise.all(MISSED.map((status) => api(`${base()}/tickets?status=${status}`, { token })));
+  } catch {
+    replies = null;
+  }
+  if (token !== sessionToken || missedLoad !== load) return;
+  missedLoad = null;
+  if (!replies) return; // offline: the next snapshot asks again
+  for (const reply of replies) if (authFailed(reply)) return;
+  if (replies.some((reply) => reply.status !== 200 || !reply.body)) return;
+  missed = new Map();
+  for (const reply of replies) {
+    for (const ticket of reply.body.tickets || []) {
+      if (MISSED.includes(ticket.status) && issuedToday(ticket)) missed.set(ticket.id, ticket);
+    }
+  }
+  for (const ticket of load.live.values()) applyTicket(ticket);
+  renderMissed();
+}
+
+/** Asks again which ticket call-next would take, once the changes of the moment have settled. */
+function schedulePreview(delay = PREVIEW_DEBOUNCE_MS) {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(loadPreview, delay);
+}
+
+async function loadPreview() {
+  previewAsked += 1;
+  const asked = previewAsked;
+  const sessionToken = token;
+  if (!token || !setup.counterId) {
+    preview = null;
+    previewState = 'none';
+    renderPreview();
+    return;
+  }
+  const query = setup.serviceIds.length ? `?service_ids=${setup.serviceIds.map(encodeURIComponent).join(',')}` : '';
+  let reply = null;
+  try {
+    reply = await api(`${base()}/counters/${encodeURIComponent(setup.counterId)}/next${query}`, { token });
+  } catch {
+    reply = null;
+  }
+  if (asked !== previewAsked || token !== sessionToken) return;
+  if (reply && authFailed(reply)) return;
+  if (reply && reply.status === 200 && reply.body && typeof reply.body === 'object') {
+    preview = reply.body;
+    previewState = 'shown';
+    maxCalls = typeof reply.body.max_calls === 'number' ? reply.body.max_calls : null;
+  } else {
+    // 404 from a server without the preview, or a failure: no hint rather than a wrong one.
+    preview = null;
+    previewState = 'unavailable';
+  }
+  renderPreview();
+  renderActions();
 }
 
 /** The ticket called to (or being served at) my desk, if any. */
@@ -439,9 +552,11 @@ function isMine(serviceId) {
 
 function renderAll() {
   renderCurrent();
+  renderPreview();
   renderActions();
   renderWaiting();
   renderCounts();
+  renderMissed();
   renderMessage();
 }
 
@@ -488,6 +603,96 @@ function renderCurrent() {
   dom.currentMeta.textContent = parts.join(' · ');
 }
 
+function previewReason(answer) {
+  switch (answer.reason) {
+    case 'priority':
+      return t('operator.next.reason.priority');
+    case 'waited_longest':
+      return t('operator.next.reason.waited_longest');
+    case 'fair_turn':
+      return t('operator.next.reason.fair_turn', { count: answer.priority_streak || answer.priority_ratio || '' });
+    default:
+      return '';
+  }
+}
+
+function renderPreview() {
+  const node = dom.nextPreview;
+  node.dataset.state = previewState;
+  node.hidden = previewState !== 'shown';
+  if (previewState !== 'shown') {
+    node.replaceChildren();
+    return;
+  }
+  const ticket = preview.ticket;
+  node.dataset.code = ticket ? ticket.code : '';
+  node.dataset.reason = ticket && preview.reason ? preview.reason : '';
+  if (!ticket) {
+    node.replaceChildren(el('span', 'next-nobody', t('operator.next.nobody')));
+    return;
+  }
+  const parts = [el('span', 'next-label', t('operator.next.label')), el('span', 'next-code', ticket.code)];
+  const reason = previewReason(preview);
+  if (reason) parts.push(el('span', 'next-reason', `— ${reason}`));
+  node.replaceChildren(...parts);
+}
+
+function renderMissed() {
+  const list = dom.missedList;
+  const when = (ticket) => ticket.finished_at || ticket.called_at || ticket.created_at || '';
+  const shown = [...missed.values()].sort((a, b) => (when(a) < when(b) ? 1 : when(a) > when(b) ? -1 : 0));
+  // Rows are kept and refreshed, like the waiting list's, so that a live change never pulls a
+  // button from under a click (or the keyboard focus).
+  const oldRows = new Map([...list.children].map((row) => [row.dataset.id, row]));
+  const rows = shown.map((ticket) => {
+    const row = oldRows.get(ticket.id) || el('li', 'missed-item');
+    oldRows.delete(ticket.id);
+    fillMissedRow(row, ticket);
+    return row;
+  });
+  for (const row of oldRows.values()) row.remove();
+  rows.forEach((row, index) => {
+    if (list.children[index] !== row) list.insertBefore(row, list.children[index] || null);
+  });
+  dom.missedEmpty.hidden = rows.length > 0;
+  dom.missedTotal.textContent = rows.length ? t('operator.waiting.total', { count: rows.length }) : '';
+}
+
+function fillMissedRow(row, ticket) {
+  row.dataset.id = ticket.id;
+  row.dataset.code = ticket.code;
+  row.dataset.status = ticket.status;
+  row.classList.toggle('not-mine', !isMine(ticket.service && ticket.service.id));
+
+  const info = el('div', 'waiting-info');
+  const head = el('div', 'waiting-line');
+  head.append(el('span', 'waiting-code', ticket.code));
+  const pill = el('span', 'status-pill', statusText(ticket.status));
+  pill.dataset.status = ticket.status;
+  head.append(pill);
+  if (ticket.priority === 'priority') head.append(el('span', 'badge priority', t('operator.waiting.priority')));
+  info.append(head);
+  const details = el('div', 'waiting-line small muted');
+  details.append(el('span', 'waiting-service', ticket.service ? ticket.service.name : ''));
+  if (ticket.customer_name) details.append(el('span', 'waiting-customer', ticket.customer_name));
+  details.append(el('span', 'missed-issued', t('operator.missed.issued_at', { time: formatTime(ticket.created_at) })));
+  info.append(details);
+
+  let button = row.querySelector('button');
+  if (button) {
+    row.replaceChild(info, row.firstChild);
+  } else {
+    button = el('button', 'reactivate');
+    button.type = 'button';
+    button.addEventListener('click', () => reactivate(row.dataset.id, row.dataset.code, button));
+    row.append(info, button);
+  }
+  button.dataset.testid = `reactivate-${ticket.code}`;
+  button.textContent = t('operator.missed.reactivate');
+  button.setAttribute('aria-label', t('operator.missed.reactivate_label', { code: ticket.code }));
+  button.disabled = pending;
+}
+
 function renderTransferOptions(ticket) {
   const select = dom.transferService;
   const previous = select.value;
@@ -524,6 +729,11 @@ function renderActions() {
     'transfer-confirm': canTransfer && Boolean(dom.transferService.value),
   };
   for (const [name, button] of Object.entries(buttons)) button.disabled = pending || !enabled[name];
+  // At the recall limit (contract §8, max_calls) the next recall marks the ticket no-show.
+  const lastCall = status === 'called' && maxCalls !== null && (ticket.call_count || 0) >= maxCalls;
+  buttons.recall.dataset.lastCall = String(lastCall);
+  dom.recallLabel.textContent = t(lastCall ? 'operator.actions.recall_last' : 'operator.actions.recall');
+  buttons.recall.title = lastCall ? t('operator.actions.recall_last_hint') : '';
   dom.transferService.disabled = pending || !canTransfer;
   buttons['call-next'].classList.toggle('muted-primary', Boolean(ticket));
   dom.console.setAttribute('aria-busy', String(pending));
@@ -663,6 +873,7 @@ async function perform(path, body, trigger, done) {
   pending = true;
   renderActions();
   renderWaiting();
+  renderMissed();
   let reply = null;
   try {
     reply = await api(path, { method: 'POST', body, token, idempotencyKey: newIdempotencyKey() });
@@ -688,6 +899,7 @@ async function perform(path, body, trigger, done) {
     if (reply.status === 409) refreshQueue();
   }
   renderAll();
+  schedulePreview();
   if (hadFocus && (trigger.disabled || !document.contains(trigger))) focusPrimary();
 }
 
@@ -727,7 +939,19 @@ function ticketAction(action, announceKey) {
   const ticket = currentTicket();
   if (!ticket) return;
   perform(`${base()}/tickets/${encodeURIComponent(ticket.id)}/${action}`, undefined, buttons[action],
-    (result) => t(`operator.announce.${announceKey}`, { code: result.code }));
+    (result) => {
+      if (action === 'recall' && result.status === 'no_show') {
+        // The recall limit was reached: the server marked the ticket no-show instead.
+        showMessage('recall_limit', 'info', { code: result.code });
+        return t('operator.announce.no_show', { code: result.code });
+      }
+      return t(`operator.announce.${announceKey}`, { code: result.code });
+    });
+}
+
+function reactivate(id, code, trigger) {
+  perform(`${base()}/tickets/${encodeURIComponent(id)}/reactivate`, undefined, trigger,
+    (result) => t('operator.announce.reactivated', { code: result.code || code }));
 }
 
 function transfer() {

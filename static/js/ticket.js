@@ -13,6 +13,8 @@ const ticketId = decodeURIComponent(location.pathname.replace(/\/+$/, '').split(
 const base = `/tenants/${encodeURIComponent(slug)}`;
 const REFRESH_DEBOUNCE_MS = 300;
 const RETRY_MS = 5000;
+// Final statuses; `expired`: the day closed before the ticket was called (contract §8).
+const FINISHED = new Set(['done', 'no_show', 'cancelled', 'expired']);
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -128,7 +130,7 @@ function render() {
   ui.waiting.hidden = !waiting;
   renderWait(ui.ahead, ui.estimate, ticket);
 
-  const finished = ['done', 'no_show', 'cancelled'].includes(status);
+  const finished = FINISHED.has(status);
   ui.finished.hidden = !finished;
   ui.finished.textContent = finished ? t(`ticket.finished.${status}`) : '';
 

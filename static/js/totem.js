@@ -1,17 +1,18 @@
 // The kiosk ("totem"): a person picks a service (and, if entitled by law, priority), takes a
 // ticket and sees its code, the people ahead and the estimated wait, with a QR code to follow
 // it on a phone. The shown ticket is followed live. After a while without interaction the
-// kiosk returns to the start screen for the next person.
+// kiosk returns to the start screen for the next person. Outside the site's opening hours it
+// says when the site opens instead of offering services, and comes back by itself.
 //
 // URL parameters: ?idle_secs=N (seconds without interaction before returning to the start
 // screen, default 20), ?show=<ticket id> (re-shows a ticket, e.g. to print it again),
-// ?poll_secs=N (see live.js), ?lang=en|pt-BR. The fragment #kiosk_key=KEY (from
+// ?poll_secs=N and ?open_check_secs=N (see live.js), ?lang=en|pt-BR. The fragment #kiosk_key=KEY (from
 // `nextup tenant kiosk-key`) provisions this kiosk: see takeKioskKey.
 
 import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
 import { onLanguageChange, renderLanguageSwitcher, t, translatePage, currentLanguage } from './i18n.js';
-import { connectLive, pollSecsFromQuery } from './live.js';
-import { fillWithCounter, formatWait, renderConnection, renderWait, statusText } from './ui.js';
+import { connectLive, openCheckSecsFromQuery, pollSecsFromQuery, watchOpening } from './live.js';
+import { fillWithCounter, formatWait, opensAtText, renderConnection, renderWait, statusText } from './ui.js';
 
 const params = new URLSearchParams(location.search);
 const slug = slugFromPath();
@@ -55,6 +56,9 @@ const ui = {
   lang: $('lang'),
   error: $('error'),
   start: $('start'),
+  openView: $('open-view'),
+  closed: $('closed'),
+  closedOpens: $('closed-opens'),
   priority: $('priority'),
   priorityState: $('priority-state'),
   services: $('services'),
@@ -98,6 +102,10 @@ const state = {
   view: 'start',
   services: [], // [{id, code, name}] from GET …/services
   servicesLoaded: false,
+  // Contract §8, from GET …/services: closed outside the opening hours, until `opensAt`.
+  open: true,
+  opensAt: null,
+  timeZone: undefined, // the tenant's, if the server says it; else the browser's
   summaries: new Map(), // service id → {waiting, estimated_wait_secs}
   priority: false,
   busy: false,
@@ -111,6 +119,7 @@ const state = {
 };
 
 let refreshTimer = null;
+let servicesAsked = 0; // answers to an older GET …/services are dropped
 let servicesRetryTimer = null;
 let errorTimer = null;
 
@@ -196,22 +205,41 @@ function setPriority(on) {
   renderPriority();
 }
 
+/** Open: the services to choose from. Closed: when the site opens again, instead. */
+function renderOpening() {
+  document.body.dataset.open = String(state.open);
+  ui.openView.hidden = !state.open;
+  ui.closed.hidden = state.open;
+  ui.closedOpens.textContent = state.open ? '' : opensAtText(state.opensAt, state.timeZone);
+}
+
 async function loadServices() {
   clearTimeout(servicesRetryTimer);
   if (!state.servicesLoaded) ui.servicesMessage.textContent = t('totem.loading');
+  servicesAsked += 1;
+  const asked = servicesAsked;
   let reply;
   try {
     reply = await api(`${base}/services`);
   } catch {
-    servicesFailed(t('common.network_error'));
+    if (asked === servicesAsked) servicesFailed(t('common.network_error'));
     return;
   }
+  if (asked !== servicesAsked) return;
   if (reply.status === 200 && reply.body && Array.isArray(reply.body.services)) {
+    // The buttons are rebuilt only when the services changed, so that the checks of the
+    // opening hours never pull a button from under a finger.
+    const same = state.servicesLoaded && JSON.stringify(reply.body.services) === JSON.stringify(state.services);
     state.services = reply.body.services;
     state.servicesLoaded = true;
-    ui.servicesMessage.textContent = '';
+    state.open = reply.body.open !== false;
+    state.opensAt = state.open ? null : reply.body.opens_at || null;
+    state.timeZone = reply.body.timezone || undefined;
+    opening.seen(state.opensAt);
+    ui.servicesMessage.textContent = state.services.length ? '' : t('totem.no_services');
     ui.servicesRetryBox.hidden = true;
-    renderServices();
+    if (!same) renderServices();
+    renderOpening();
     return;
   }
   if (errorCode(reply) === 'tenant_not_found') {
@@ -295,6 +323,13 @@ async function issue(service) {
       state.pending = null;
       showError(t('common.tenant_not_found'));
       break;
+    case 'closed':
+      // The site closed since the services were read: say when it opens (read again).
+      state.pending = null;
+      state.open = false;
+      renderOpening();
+      loadServices();
+      break;
     case 'invalid_kiosk_key':
       // Rotated: staff must open the kiosk page with the new key. Never issue without it.
       state.pending = null;
@@ -360,7 +395,7 @@ function renderTicket() {
   ui.waiting.hidden = !waiting;
   renderWait(ui.ahead, ui.estimate, ticket);
 
-  const finished = ['done', 'no_show', 'cancelled'].includes(status);
+  const finished = ['done', 'no_show', 'cancelled', 'expired'].includes(status);
   ui.finished.hidden = !finished;
   ui.finished.textContent = finished ? t(`totem.finished.${status}`) : '';
 
@@ -505,8 +540,11 @@ const live = connectLive({
   audience: 'totem',
   pollSecs: pollSecsFromQuery(),
   onState(next) {
+    const was = state.connection;
     state.connection = next;
     renderConnection(ui.connection, next);
+    // Back after an outage: the site may have opened or closed meanwhile.
+    if (next === 'live' && (was === 'reconnecting' || was === 'polling')) loadServices();
   },
   onSnapshot(snapshot) {
     if (snapshot.tenant) setTenantName(snapshot.tenant.name);
@@ -530,6 +568,8 @@ const live = connectLive({
 });
 window.nextupLive = live;
 
+const opening = watchOpening({ check: loadServices, checkSecs: openCheckSecsFromQuery() });
+
 /* ---------- start ---------- */
 
 translatePage();
@@ -551,6 +591,7 @@ onLanguageChange(() => {
   renderServices();
   renderTicket();
   renderIdle();
+  renderOpening();
   renderConnection(ui.connection, state.connection);
   if (!state.servicesLoaded) ui.servicesMessage.textContent = t('totem.loading');
 });

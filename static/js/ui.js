@@ -1,6 +1,6 @@
 // Small helpers shared by the pages.
 
-import { t } from './i18n.js';
+import { currentLanguage, t } from './i18n.js';
 
 /** Shows the live connection state ('connecting' | 'live' | 'reconnecting' | 'polling'). */
 export function renderConnection(el, state) {
@@ -65,4 +65,41 @@ export function renderWait(aheadEl, estimateEl, ticket) {
   estimateEl.textContent = waiting && secs !== null && secs !== undefined
     ? t('common.ticket.estimate', { wait: formatWait(secs) })
     : '';
+}
+
+/** Year, month and day of `date` in `timeZone` (the browser's when undefined), as a day number. */
+function dayNumber(date, timeZone) {
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone, year: 'numeric', month: 'numeric', day: 'numeric' })
+    .formatToParts(date);
+  const part = (type) => Number(parts.find((p) => p.type === type).value);
+  return Date.UTC(part('year'), part('month') - 1, part('day')) / 86400000;
+}
+
+/**
+ * When a closed site opens again, for people: "Opens at 08:00", "Opens tomorrow at 08:00",
+ * "Opens Monday at 08:00", in the page language and in `timeZone` (the tenant's when the
+ * server gives it; else the browser's, which for a kiosk or a screen on site is the same).
+ * '' when there is no opening ahead (`opensAt` null) or it cannot be read.
+ */
+export function opensAtText(opensAt, timeZone, now = new Date()) {
+  if (!opensAt) return '';
+  const at = new Date(opensAt);
+  if (Number.isNaN(at.getTime())) return '';
+  const lang = currentLanguage();
+  let zone = timeZone || undefined;
+  try {
+    new Intl.DateTimeFormat(lang, { timeZone: zone }).format(at);
+  } catch {
+    zone = undefined; // a zone this browser does not know: its own
+  }
+  const time = new Intl.DateTimeFormat(lang, { timeZone: zone, hour: '2-digit', minute: '2-digit' }).format(at);
+  const days = dayNumber(at, zone) - dayNumber(now, zone);
+  if (days <= 0) return t('common.closed.opens_today', { time });
+  if (days === 1) return t('common.closed.opens_tomorrow', { time });
+  if (days < 7) {
+    const day = new Intl.DateTimeFormat(lang, { timeZone: zone, weekday: 'long' }).format(at);
+    return t('common.closed.opens_weekday', { day, time });
+  }
+  const date = new Intl.DateTimeFormat(lang, { timeZone: zone, day: 'numeric', month: 'long' }).format(at);
+  return t('common.closed.opens_date', { date, time });
 }

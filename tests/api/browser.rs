@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::proxy::CuttingProxy;
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 fn chromium_path() -> PathBuf {
     std::env::var_os("CHROMIUM_PATH")
@@ -33,7 +33,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         .expect("browser work panicked")
 }
 
-async fn launch() -> Browser {
+pub(crate) async fn launch() -> Browser {
     blocking(|| {
         let flags = [
             "--disable-gpu",
@@ -62,12 +62,23 @@ async fn launch() -> Browser {
 }
 
 /// One browser tab showing one page.
-struct Page {
+pub(crate) struct Page {
     tab: Arc<Tab>,
 }
 
 impl Page {
-    async fn open(browser: &Browser, url: String, (width, height): (u32, u32)) -> Page {
+    pub(crate) async fn open(browser: &Browser, url: String, size: (u32, u32)) -> Page {
+        Self::open_in_zone(browser, url, size, None).await
+    }
+
+    /// Opens the page with the browser's clock in this IANA time zone (a kiosk on site).
+    pub(crate) async fn open_in_zone(
+        browser: &Browser,
+        url: String,
+        (width, height): (u32, u32),
+        zone: Option<&str>,
+    ) -> Page {
+        let zone = zone.map(str::to_owned);
         let tab = browser.new_tab().expect("a tab");
         let page = Page { tab };
         let tab = page.tab.clone();
@@ -89,6 +100,10 @@ impl Page {
                 device_posture: None,
             })
             .expect("viewport");
+            if let Some(timezone_id) = zone {
+                tab.call_method(Emulation::SetTimezoneOverride { timezone_id })
+                    .expect("time zone");
+            }
             tab.navigate_to(&url)
                 .expect("navigation")
                 .wait_until_navigated()
@@ -99,7 +114,7 @@ impl Page {
     }
 
     /// Evaluates a JavaScript expression (awaiting a promise) and returns its JSON value.
-    async fn eval(&self, expression: &str) -> Value {
+    pub(crate) async fn eval(&self, expression: &str) -> Value {
         let tab = self.tab.clone();
         let expression = format!("(async () => JSON.stringify(await ({expression})))()");
         blocking(move || {
@@ -113,7 +128,7 @@ impl Page {
     }
 
     /// Waits until the expression is truthy; returns its value.
-    async fn wait_for(&self, expression: &str, within: Duration, what: &str) -> Value {
+    pub(crate) async fn wait_for(&self, expression: &str, within: Duration, what: &str) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let value = self.eval(expression).await;
@@ -131,7 +146,7 @@ impl Page {
         }
     }
 
-    async fn text(&self, testid: &str) -> String {
+    pub(crate) async fn text(&self, testid: &str) -> String {
         let value = self
             .eval(&format!(
                 "document.querySelector('[data-testid=\"{testid}\"]')?.textContent?.trim() ?? null"
@@ -140,7 +155,7 @@ impl Page {
         value.as_str().unwrap_or_default().to_owned()
     }
 
-    async fn click(&self, testid: &str) {
+    pub(crate) async fn click(&self, testid: &str) {
         self.wait_for(
             &format!("!!document.querySelector('[data-testid=\"{testid}\"]:not([disabled])')"),
             WAIT,
@@ -160,7 +175,7 @@ impl Page {
         .await;
     }
 
-    async fn type_into(&self, testid: &str, text: &str) {
+    pub(crate) async fn type_into(&self, testid: &str, text: &str) {
         let tab = self.tab.clone();
         let selector = format!("[data-testid=\"{testid}\"]");
         let text = text.to_owned();
@@ -175,7 +190,7 @@ impl Page {
         .await;
     }
 
-    async fn connection_state(&self) -> String {
+    pub(crate) async fn connection_state(&self) -> String {
         self.eval("document.body.dataset.connection ?? null")
             .await
             .as_str()
@@ -183,7 +198,7 @@ impl Page {
             .to_owned()
     }
 
-    async fn wait_for_state(&self, state: &str, within: Duration) {
+    pub(crate) async fn wait_for_state(&self, state: &str, within: Duration) {
         self.wait_for(
             &format!("document.body.dataset.connection === '{state}'"),
             within,
@@ -192,7 +207,7 @@ impl Page {
         .await;
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let tab = self.tab.clone();
         let path = screenshot_dir().join(format!("{name}.png"));
         blocking(move || {
@@ -207,7 +222,12 @@ impl Page {
     }
 }
 
-async fn operator_console(base: &str, browser: &Browser, site: &Site, counter: usize) -> Page {
+pub(crate) async fn operator_console(
+    base: &str,
+    browser: &Browser,
+    site: &Site,
+    counter: usize,
+) -> Page {
     let console = Page::open(
         browser,
         format!("{base}/t/{}/operator?lang=en", site.slug),

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod bad_input;
 mod browser;
+mod browser_day;
 mod business_day;
 mod call_order;
 mod cli;

@@ -12,6 +12,7 @@ export default {
     done: 'Done',
     no_show: 'Missed',
     cancelled: 'Cancelled',
+    expired: 'Day closed',
   },
   wait: {
     under_a_minute: 'less than a minute',
@@ -26,6 +27,15 @@ export default {
     estimate: 'Estimated wait: {wait}',
     go_to: 'Go to {counter}',
     serving: 'Being served at {counter}',
+  },
+  // A site outside its opening hours (kiosk, display). {time} and {day}/{date} are written
+  // by the browser in the page language.
+  closed: {
+    title: 'Closed',
+    opens_today: 'Opens at {time}',
+    opens_tomorrow: 'Opens tomorrow at {time}',
+    opens_weekday: 'Opens {day} at {time}',
+    opens_date: 'Opens on {date} at {time}',
   },
   language: 'Language',
   tenant_not_found: 'This site does not exist.',

@@ -10,6 +10,8 @@ export default {
   waiting_label: 'waiting',
   estimated: 'Wait: {wait}',
   no_services: 'No services open at the moment',
+  // This screen shows only some services' calls (?services=A,B): {services} is "A · General, B · Exams".
+  filter: 'Calls for {services}',
   enable_sound: 'Tap to enable sound',
   sound: {
     on: 'Sound on',

@@ -40,6 +40,8 @@ export default {
     group: 'Actions on the current ticket',
     call_next: 'Call next',
     recall: 'Recall',
+    recall_last: 'Recall (last call)',
+    recall_last_hint: 'Called as many times as this site allows: the next recall marks the ticket as not present.',
     start: 'Start',
     finish: 'Finish',
     no_show: 'No-show',
@@ -49,6 +51,16 @@ export default {
     transfer_choose: 'Choose a service…',
     transfer_confirm: 'Confirm transfer',
     shortcuts: 'Keyboard: N call next · R recall · S start · F finish · X no-show',
+  },
+  // Which ticket call-next would take, and why (the site's call order, contract §8).
+  next: {
+    label: 'Next:',
+    nobody: 'Nobody is waiting in your services.',
+    reason: {
+      priority: 'priority ticket',
+      waited_longest: 'waited longest',
+      fair_turn: 'fair turn after {count} priority calls',
+    },
   },
   waiting: {
     heading: 'Waiting',
@@ -63,6 +75,13 @@ export default {
     waited_short: 'just arrived',
     not_mine: 'not one of your services',
   },
+  missed: {
+    heading: 'Missed and cancelled today',
+    empty: 'None today.',
+    issued_at: 'issued at {time}',
+    reactivate: 'Reactivate',
+    reactivate_label: 'Put {code} back in the queue, in its place',
+  },
   messages: {
     nobody_waiting: 'Nobody is waiting in your services.',
     counter_busy: 'This desk already has a ticket: finish it first.',
@@ -73,6 +92,8 @@ export default {
     same_service: 'The ticket is already in that service.',
     service_inactive: 'That service is closed: choose another one.',
     request_in_progress: 'Still working on your last click… please wait a moment.',
+    day_closed: 'The day was closed: tickets still waiting or called have expired.',
+    recall_limit: '{code} was called as many times as allowed and is now marked as not present.',
     choose_counter: 'Choose your desk first.',
     network_error: 'No connection to the server. Please try again.',
     generic: 'Something went wrong ({code}). Please try again.',
@@ -85,5 +106,6 @@ export default {
     no_show: '{code} marked as not present',
     cancelled: '{code} cancelled',
     transferred: '{code} transferred to {service}',
+    reactivated: '{code} is back in the queue',
   },
 };

@@ -8,6 +8,7 @@ export default {
     done: 'Service complete. Thank you!',
     no_show: 'Your ticket was called, but you were not there. Please ask the staff.',
     cancelled: 'This ticket was cancelled.',
+    expired: 'The day closed before your ticket was called. Please take a new ticket on your next visit.',
   },
   keep_open: 'Keep this page open: it updates by itself and alerts you when you are called.',
   sound: {

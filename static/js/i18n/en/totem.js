@@ -4,6 +4,7 @@ export default {
   choose: 'Touch a service to take your ticket',
   loading: 'Loading services…',
   no_services: 'No services are open right now. Please ask the staff.',
+  closed_note: 'Tickets are issued while the site is open. This screen comes back by itself.',
   retry: 'Try again',
   priority: {
     label: 'Priority service',
@@ -25,6 +26,7 @@ export default {
     done: 'Service complete. Thank you!',
     no_show: 'This ticket was called and nobody came. Please ask the staff.',
     cancelled: 'This ticket was cancelled.',
+    expired: 'The day closed before this ticket was called.',
   },
   qr_hint: 'Scan to follow your turn on your phone',
   link_hint: 'or open',

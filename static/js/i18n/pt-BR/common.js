@@ -12,6 +12,7 @@ export default {
     done: 'Concluída',
     no_show: 'Não compareceu',
     cancelled: 'Cancelada',
+    expired: 'Encerrada',
   },
   wait: {
     under_a_minute: 'menos de um minuto',
@@ -26,6 +27,15 @@ export default {
     estimate: 'Tempo estimado de espera: {wait}',
     go_to: 'Dirija-se a: {counter}',
     serving: 'Local de atendimento: {counter}',
+  },
+  // Local fora do horário de funcionamento (totem, painel). {time} e {day}/{date} são escritos
+  // pelo navegador no idioma da página.
+  closed: {
+    title: 'Fechado',
+    opens_today: 'Abre às {time}',
+    opens_tomorrow: 'Abre amanhã às {time}',
+    opens_weekday: 'Abre {day} às {time}',
+    opens_date: 'Abre em {date} às {time}',
   },
   language: 'Idioma',
   tenant_not_found: 'Este local não existe.',

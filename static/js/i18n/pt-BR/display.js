@@ -10,6 +10,8 @@ export default {
   waiting_label: 'aguardando',
   estimated: 'Espera: {wait}',
   no_services: 'Nenhum atendimento aberto no momento',
+  // Este painel mostra só as chamadas de alguns atendimentos (?services=A,B): {services} é "A · Geral, B · Exames".
+  filter: 'Chamadas de {services}',
   enable_sound: 'Toque para ativar o som',
   sound: {
     on: 'Som ligado',

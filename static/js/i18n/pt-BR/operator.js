@@ -40,6 +40,8 @@ export default {
     group: 'Ações sobre a senha atual',
     call_next: 'Chamar próxima',
     recall: 'Chamar de novo',
+    recall_last: 'Chamar de novo (última vez)',
+    recall_last_hint: 'Já chamada tantas vezes quanto o local permite: a próxima chamada a marca como não compareceu.',
     start: 'Iniciar atendimento',
     finish: 'Finalizar',
     no_show: 'Não compareceu',
@@ -49,6 +51,16 @@ export default {
     transfer_choose: 'Escolha um serviço…',
     transfer_confirm: 'Confirmar',
     shortcuts: 'Teclado: N chamar próxima · R chamar de novo · S iniciar · F finalizar · X não compareceu',
+  },
+  // Qual senha «Chamar próxima» vai chamar, e por quê (ordem de chamada do local, contrato §8).
+  next: {
+    label: 'Próxima:',
+    nobody: 'Ninguém aguardando nos seus serviços.',
+    reason: {
+      priority: 'senha preferencial',
+      waited_longest: 'espera há mais tempo',
+      fair_turn: 'vez da fila comum após {count} chamadas preferenciais',
+    },
   },
   waiting: {
     heading: 'Aguardando',
@@ -63,6 +75,13 @@ export default {
     waited_short: 'acabou de chegar',
     not_mine: 'não é um dos seus serviços',
   },
+  missed: {
+    heading: 'Não compareceram e canceladas hoje',
+    empty: 'Nenhuma hoje.',
+    issued_at: 'emitida às {time}',
+    reactivate: 'Reativar',
+    reactivate_label: 'Devolver {code} à fila, no seu lugar',
+  },
   messages: {
     nobody_waiting: 'Ninguém aguardando nos seus serviços.',
     counter_busy: 'Este guichê já tem uma senha: finalize-a primeiro.',
@@ -73,6 +92,8 @@ export default {
     same_service: 'A senha já está nesse serviço.',
     service_inactive: 'Esse serviço está fechado: escolha outro.',
     request_in_progress: 'Ainda processando o seu último clique… aguarde um instante.',
+    day_closed: 'O expediente foi encerrado: as senhas que aguardavam ou estavam chamadas expiraram.',
+    recall_limit: '{code} já foi chamada tantas vezes quanto o permitido e agora está marcada como não compareceu.',
     choose_counter: 'Escolha o seu guichê primeiro.',
     network_error: 'Sem conexão com o servidor. Tente novamente.',
     generic: 'Algo deu errado ({code}). Tente novamente.',
@@ -85,5 +106,6 @@ export default {
     no_show: '{code} marcada como não compareceu',
     cancelled: '{code} cancelada',
     transferred: '{code} transferida para {service}',
+    reactivated: '{code} voltou para a fila',
   },
 };

@@ -8,6 +8,7 @@ export default {
     done: 'Atendimento concluído. Obrigado!',
     no_show: 'Sua senha foi chamada, mas você não compareceu. Procure um funcionário.',
     cancelled: 'Esta senha foi cancelada.',
+    expired: 'O expediente foi encerrado antes de sua senha ser chamada. Retire uma nova senha na próxima visita.',
   },
   keep_open: 'Mantenha esta página aberta: ela se atualiza sozinha e avisa quando sua senha for chamada.',
   sound: {

@@ -4,6 +4,7 @@ export default {
   choose: 'Toque no atendimento desejado para retirar sua senha',
   loading: 'Carregando os atendimentos…',
   no_services: 'Nenhum atendimento disponível no momento. Procure um funcionário.',
+  closed_note: 'As senhas são emitidas durante o horário de funcionamento. Esta tela volta sozinha.',
   retry: 'Tentar de novo',
   priority: {
     label: 'Atendimento preferencial',
@@ -25,6 +26,7 @@ export default {
     done: 'Atendimento concluído. Obrigado!',
     no_show: 'Esta senha foi chamada e ninguém compareceu. Procure um funcionário.',
     cancelled: 'Esta senha foi cancelada.',
+    expired: 'O expediente foi encerrado antes de esta senha ser chamada.',
   },
   qr_hint: 'Escaneie para acompanhar sua vez pelo celular',
   link_hint: 'ou acesse',
