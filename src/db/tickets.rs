@@ -109,6 +109,7 @@ pub struct LockedTicket {
     pub id: TicketId,
     pub status: Status,
     pub service_id: ServiceId,
+    pub call_count: u32,
 }
 
 /// How many numbers a batch takes from one service's day.
@@ -203,11 +204,17 @@ pub async fn insert_tickets(
     Ok(())
 }
 
-fn locked(id: TicketId, status: &str, service_id: ServiceId) -> Result<LockedTicket, Error> {
+fn locked(
+    id: TicketId,
+    status: &str,
+    service_id: ServiceId,
+    call_count: i32,
+) -> Result<LockedTicket, Error> {
     Ok(LockedTicket {
         id,
         status: stored(status)?,
         service_id,
+        call_count: u32::try_from(call_count).map_err(Error::unexpected)?,
     })
 }
 
@@ -218,14 +225,15 @@ pub async fn lock_ticket(
     id: TicketId,
 ) -> Result<Option<LockedTicket>, Error> {
     let row = sqlx::query!(
-        r#"select id as "id: TicketId", status, service_id as "service_id: ServiceId"
+        r#"select id as "id: TicketId", status, service_id as "service_id: ServiceId",
+                  call_count
            from tickets where tenant_id = $1 and id = $2 for update"#,
         tenant.get(),
         id.get()
     )
     .fetch_optional(conn)
     .await?;
-    row.map(|r| locked(r.id, &r.status, r.service_id))
+    row.map(|r| locked(r.id, &r.status, r.service_id, r.call_count))
         .transpose()
 }
 
@@ -813,7 +821,7 @@ mod tests {
                 "{status:?}/{priority:?} gave {read:?}"
             );
         }
-        let locked = locked(TicketId::new(), "Waiting", ServiceId::new());
+        let locked = locked(TicketId::new(), "Waiting", ServiceId::new(), 0);
         assert!(matches!(locked, Err(Error::Unexpected(_))), "{locked:?}");
     }
 }

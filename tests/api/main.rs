@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod call_order;
+mod call_policy;
 mod cli;
 mod concurrency;
 mod events;
