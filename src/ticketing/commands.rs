@@ -11,7 +11,7 @@ use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{CallNextAt, NextCall, StatusChange, StatusChangeOutcome, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
-use crate::domain::call_order::{CallOrder, ahead_from_counts};
+use crate::domain::call_order::{CallOrder, Turn, ahead_from_counts};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{
     Action, EventAction, Priority, Status, recall_under_limit, sources, transition, waiting_delta,
@@ -74,6 +74,7 @@ pub async fn call_next(
         services.as_deref(),
         operator,
         now,
+        tenant.call_rules(now),
     )
     .await?;
     called(next, tenant.id, now)
@@ -82,16 +83,17 @@ pub async fn call_next(
 /// Call-nexts from all services at distinct counters (of any tenants), in one round trip.
 /// The outer error is the database's, and fails the batch (a counter another process
 /// called to at the same moment fails the statement too); the inner ones answer single
-/// calls, in the order given.
+/// calls, in the order given, each with its counter's turn (the calls on a fair turn were
+/// served first: see `db::tickets::call_next_many`).
 pub async fn call_next_many(
     conn: &mut PgConnection,
     calls: &[CallNextAt],
-) -> Result<Vec<Result<Option<Pending>, Error>>, Error> {
+) -> Result<Vec<(Result<Option<Pending>, Error>, Turn)>, Error> {
     let found = db::tickets::call_next_many(conn, calls).await?;
     Ok(found
         .into_iter()
         .zip(calls)
-        .map(|(next, call)| called(next, call.tenant, call.now))
+        .map(|((next, turn), call)| (called(next, call.tenant, call.now), turn))
         .collect())
 }
 
