@@ -292,7 +292,8 @@ pub enum NextCall {
 ///
 /// The candidates are read off the waiting index in the call order, no sort: the first
 /// ticket, and on a fair turn the first normal one too; `turn_key` picks between those
-/// two. This is [`call_next_many`] for one counter, with services.
+/// two. This is [`call_next_many`] for one counter, with services, and
+/// [`preview_next`] without the locks and the changes.
 ///
 /// Within a process a tenant's changes are made one after another, so the busy check is
 /// exact. When another process called to this counter while this statement waited for the
@@ -408,6 +409,97 @@ pub async fn call_next_waiting(
 /// A fair ratio as the database stores it (settings keep it within 32 bits).
 fn ratio_column(ratio: Option<u32>) -> Option<i32> {
     ratio.map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// What call-next would take at a counter now: the ticket, and what decided it.
+pub enum NextPreview {
+    /// No such counter in the tenant.
+    NoCounter,
+    /// One of the services asked for is not the tenant's.
+    UnknownService,
+    Found {
+        /// `None` when nobody waits (in the services asked for).
+        ticket: Option<TicketId>,
+        /// Whether a priority ticket waits among them.
+        priority_waits: bool,
+        /// The counter's priority tickets called in a row.
+        priority_streak: u32,
+    },
+}
+
+/// The ticket [`call_next_waiting`] would call to the counter now, by the same rules and
+/// SQL functions, read without locking or changing anything. A busy counter is answered
+/// too: what it would take once free.
+pub async fn preview_next(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    counter: CounterId,
+    services: Option<&[uuid::Uuid]>,
+    rules: CallRules,
+) -> Result<NextPreview, Error> {
+    let row = sqlx::query!(
+        r#"with desk as (
+               select c.priority_streak, fair_turn(c.priority_streak, $4) as fair,
+                      exists (select 1 from unnest($2::uuid[]) wanted(id)
+                               where not exists (select 1 from services s
+                                                  where s.tenant_id = $1
+                                                    and s.id = wanted.id)) as unknown
+                 from counters c
+                where c.tenant_id = $1 and c.id = $3
+           ),
+           first as (
+               select w.* from desk cross join lateral (
+                      select t.id, t.priority, t.created_at from tickets t
+                       where not desk.unknown
+                         and t.tenant_id = $1 and t.status = 'waiting'
+                         and t.created_at >= $5
+                         and ($2::uuid[] is null or t.service_id = any($2))
+                       order by call_key(t.priority, t.created_at), t.id
+                       limit 1
+                 ) w
+           ),
+           first_normal as (
+               select w.* from desk cross join lateral (
+                      select t.id, t.priority, t.created_at from tickets t
+                       where desk.fair and not desk.unknown
+                         and t.tenant_id = $1 and t.status = 'waiting'
+                         and call_key(t.priority, t.created_at) >= call_class_end('priority')
+                         and t.created_at >= $5
+                         and ($2::uuid[] is null or t.service_id = any($2))
+                       order by call_key(t.priority, t.created_at), t.id
+                       limit 1
+                 ) w
+           ),
+           next as (
+               select c.id from (select * from first union select * from first_normal) c, desk
+                order by turn_key(c.priority, c.created_at, desk.fair), c.id
+                limit 1
+           )
+           select desk.priority_streak as "priority_streak!", desk.unknown as "unknown!",
+                  next.id as "id?: TicketId",
+                  exists (select 1 from first where first.priority = 'priority')
+                      as "priority_waits!"
+             from desk
+             left join next on true"#,
+        tenant.get(),
+        services,
+        counter.get(),
+        ratio_column(rules.priority_ratio),
+        rules.issued_since
+    )
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(NextPreview::NoCounter);
+    };
+    if row.unknown {
+        return Ok(NextPreview::UnknownService);
+    }
+    Ok(NextPreview::Found {
+        ticket: row.id,
+        priority_waits: row.priority_waits,
+        priority_streak: u32::try_from(row.priority_streak).map_err(Error::unexpected)?,
+    })
 }
 
 /// A statement over many items answers one row per item.

@@ -1,5 +1,6 @@
 //! The call policy of contract §8: the fair call order (`priority_ratio`), the recall limit
-//! (`max_calls`), and no earlier day's ticket ever called.
+//! (`max_calls`), no earlier day's ticket ever called, and the next-call preview
+//! (`GET …/counters/{id}/next`) that agrees with call-next.
 
 use std::collections::HashSet;
 
@@ -50,6 +51,32 @@ async fn call_by(app: &TestApp, site: &Site, counter: usize, path: Path) -> Repl
     .await
 }
 
+async fn call_ticket(app: &TestApp, site: &Site, ticket: &Value, counter: usize) -> Value {
+    app.post(
+        &format!(
+            "/api/v1/tenants/{}/tickets/{}/call",
+            site.slug,
+            ticket["id"].as_str().unwrap()
+        ),
+        Some(&site.operator),
+        json!({ "counter_id": site.counters[counter] }),
+    )
+    .await
+    .expect(200)
+}
+
+/// `GET …/counters/{id}/next`, with `query` appended as is.
+async fn preview(app: &TestApp, site: &Site, counter: usize, query: &str) -> Reply {
+    app.get(
+        &format!(
+            "/api/v1/tenants/{}/counters/{}/next{query}",
+            site.slug, site.counters[counter]
+        ),
+        Some(&site.operator),
+    )
+    .await
+}
+
 /// Issues tickets of service A in the order of `classes` (`P` priority, `N` normal).
 async fn issue_classes(app: &TestApp, site: &Site, classes: &str) -> Vec<Value> {
     let mut tickets = Vec::new();
@@ -84,7 +111,7 @@ async fn call_until_empty(app: &TestApp, site: &Site, counter: usize, path: Path
 }
 
 /// SQL states the fair turn, the streak and the turn's order as functions that both
-/// call-next statements use; the domain states them in Rust.
+/// call-next statements and the preview use; the domain states them in Rust.
 #[actix_web::test]
 async fn the_database_and_the_domain_agree_on_fair_turns() {
     let app = TestApp::spawn().await;
@@ -228,6 +255,10 @@ async fn a_fair_turn_with_no_normal_ticket_waiting_takes_a_priority_one() {
         "PPP"
     );
     // The streak went on growing, so the next normal ticket comes first.
+    assert_eq!(
+        preview(&app, &site, 0, "").await.expect(200)["priority_streak"],
+        3
+    );
     issue_classes(&app, &site, "PN").await;
     assert_eq!(
         call_until_empty(&app, &site, 0, Path::NamedServices).await,
@@ -255,6 +286,29 @@ async fn each_counter_keeps_its_own_streak() {
         }
     }
     assert_eq!(called, ["PPNPPN", "PPNPPN"]);
+}
+
+#[actix_web::test]
+async fn calling_a_specific_ticket_counts_in_the_streak() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    patch_settings(&app, &site, json!({ "priority_ratio": 2 })).await;
+    let tickets = issue_classes(&app, &site, "PPPNN").await;
+    for ticket in &tickets[..2] {
+        let called = call_ticket(&app, &site, ticket, 0).await;
+        app.act(&site, &called, "cancel").await.expect(200);
+    }
+    let next = preview(&app, &site, 0, "").await.expect(200);
+    assert_eq!(next["priority_streak"], 2);
+    assert_eq!(next["reason"], "fair_turn");
+    assert_eq!(next["ticket"]["id"], tickets[3]["id"]);
+    // Calling a normal ticket out of order ends the streak.
+    let called = call_ticket(&app, &site, &tickets[4], 0).await;
+    app.act(&site, &called, "cancel").await.expect(200);
+    let next = preview(&app, &site, 0, "").await.expect(200);
+    assert_eq!(next["priority_streak"], 0);
+    assert_eq!(next["reason"], "priority");
+    assert_eq!(next["ticket"]["id"], tickets[2]["id"]);
 }
 
 /// The call-nexts of one batch are one statement: the desks on a fair turn take the oldest
@@ -508,6 +562,178 @@ async fn a_max_calls_of_one_makes_the_first_recall_a_no_show_and_null_has_no_lim
     assert_eq!(recalled["call_count"], 2);
 }
 
+/// The preview, then the call it predicts: the same ticket.
+async fn preview_then_call(app: &TestApp, site: &Site, counter: usize) -> (Value, Reply) {
+    let next = preview(app, site, counter, "").await.expect(200);
+    let call = app.call_next(site, counter).await;
+    match &next["ticket"] {
+        Value::Null => assert_eq!(call.status, 204, "{}", call.raw),
+        ticket => {
+            assert_eq!(call.status, 200, "{}", call.raw);
+            assert_eq!(call.body["id"], ticket["id"], "the preview named the call");
+        }
+    }
+    (next, call)
+}
+
+#[actix_web::test]
+async fn the_preview_names_the_ticket_call_next_takes_and_why() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    patch_settings(&app, &site, json!({ "priority_ratio": 1, "max_calls": 4 })).await;
+    let first_normal = app.issue(&site, 0).await;
+    app.post(
+        &format!("/api/v1/tenants/{}/tickets", site.slug),
+        Some(&site.operator),
+        json!({ "service_id": site.services[0], "priority": "priority", "customer_name": "Ana" }),
+    )
+    .await
+    .expect(201);
+    issue_classes(&app, &site, "PN").await;
+
+    let expectations = [
+        ("priority", 0, 'P'),
+        ("fair_turn", 1, 'N'),
+        ("priority", 0, 'P'),
+        // A fair turn, but no priority ticket waits any more.
+        ("waited_longest", 1, 'N'),
+    ];
+    for (i, (reason, streak, class)) in expectations.into_iter().enumerate() {
+        let (next, call) = preview_then_call(&app, &site, 0).await;
+        assert_eq!(next["reason"], reason, "call {i}: {next}");
+        assert_eq!(next["priority_streak"], streak, "call {i}");
+        assert_eq!(next["priority_ratio"], 1);
+        assert_eq!(next["max_calls"], 4);
+        assert_eq!(class_of(&next["ticket"]), class, "call {i}");
+        // The operator projection, as a waiting ticket: with its place and estimate.
+        assert_eq!(next["ticket"]["status"], "waiting");
+        assert!(next["ticket"]["ahead"].is_number());
+        assert!(next["ticket"]["estimated_wait_secs"].is_number());
+        assert!(next["ticket"]["call_order_key"].is_string());
+        assert!(next["ticket"].get("customer_name").is_some());
+        if i == 0 {
+            assert_eq!(next["ticket"]["customer_name"], "Ana");
+        }
+        if i == 1 {
+            assert_eq!(next["ticket"]["id"], first_normal["id"]);
+        }
+        app.act(&site, &call.body, "cancel").await.expect(200);
+    }
+
+    // Normal tickets only, on a usual turn: the one that waited longest.
+    let (next, held) = {
+        let waiting = issue_classes(&app, &site, "NN").await;
+        let (next, call) = preview_then_call(&app, &site, 0).await;
+        assert_eq!(next["ticket"]["id"], waiting[0]["id"]);
+        (next, call.body)
+    };
+    assert_eq!(next["reason"], "waited_longest");
+    assert_eq!(next["priority_streak"], 0);
+
+    // A busy counter: the preview still names what it would take once free.
+    let next = preview(&app, &site, 0, "").await.expect(200);
+    assert_eq!(next["reason"], "waited_longest");
+    app.call_next(&site, 0)
+        .await
+        .expect_error(409, "counter_busy");
+    app.act(&site, &held, "cancel").await.expect(200);
+    let (again, call) = preview_then_call(&app, &site, 0).await;
+    assert_eq!(again["ticket"]["id"], next["ticket"]["id"]);
+    app.act(&site, &call.body, "cancel").await.expect(200);
+
+    // Nobody waits: no ticket and no reason, and call-next answers 204.
+    let (next, _) = preview_then_call(&app, &site, 0).await;
+    assert_eq!(next["ticket"], Value::Null);
+    assert_eq!(next["reason"], Value::Null);
+    assert_eq!(next["priority_streak"], 0);
+}
+
+#[actix_web::test]
+async fn the_preview_limited_to_services_agrees_with_call_next_limited_to_them() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 2, 1).await;
+    let a = app.issue(&site, 0).await;
+    let b = app.issue_priority(&site, 1).await;
+    let query = format!("?service_ids={}", site.services[0]);
+    let next = preview(&app, &site, 0, &query).await.expect(200);
+    assert_eq!(next["ticket"]["id"], a["id"]);
+    assert_eq!(next["reason"], "waited_longest", "no priority waits in A");
+    let both = format!("?service_ids={},{}", site.services[0], site.services[1]);
+    let next = preview(&app, &site, 0, &both).await.expect(200);
+    assert_eq!(next["ticket"]["id"], b["id"]);
+    assert_eq!(next["reason"], "priority");
+    assert_eq!(next["priority_ratio"], Value::Null);
+    assert_eq!(next["max_calls"], Value::Null);
+    let called = app
+        .post(
+            &format!(
+                "/api/v1/tenants/{}/counters/{}/call",
+                site.slug, site.counters[0]
+            ),
+            Some(&site.operator),
+            json!({ "service_ids": [site.services[0]] }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(called["id"], a["id"]);
+    // Nothing was called by the previews.
+    assert_eq!(app.queue(&site).await["waiting"][0]["id"], b["id"]);
+}
+
+#[actix_web::test]
+async fn the_preview_refuses_bad_queries_counters_and_services() {
+    let app = TestApp::spawn().await;
+    let site = app.site("clinic", 1, 1).await;
+    let elsewhere = app.site("office", 1, 1).await;
+    let service = &site.services[0];
+    let cases = [
+        ("?service_ids=".to_owned(), 400, "invalid_query"),
+        ("?service_ids=nope".to_owned(), 400, "invalid_query"),
+        ("?service_ids=,".to_owned(), 400, "invalid_query"),
+        (format!("?service_ids={service},"), 400, "invalid_query"),
+        (
+            format!("?service_ids={service}&service_ids={service}"),
+            400,
+            "invalid_query",
+        ),
+        (
+            format!("?service_ids={}", Uuid::new_v4()),
+            404,
+            "service_not_found",
+        ),
+        (
+            format!("?service_ids={}", elsewhere.services[0]),
+            404,
+            "service_not_found",
+        ),
+    ];
+    for (query, status, code) in cases {
+        let reply = preview(&app, &site, 0, &query).await;
+        assert_eq!(reply.status, status, "{query}: {}", reply.raw);
+        reply.expect_error(status, code);
+    }
+    let next = preview(&app, &site, 0, &format!("?service_ids={service}"))
+        .await
+        .expect(200);
+    assert_eq!(next["ticket"], Value::Null);
+    let path = |counter: &str| format!("/api/v1/tenants/{}/counters/{counter}/next", site.slug);
+    app.get(&path(&Uuid::new_v4().to_string()), Some(&site.operator))
+        .await
+        .expect_error(404, "counter_not_found");
+    app.get(&path(&elsewhere.counters[0]), Some(&site.operator))
+        .await
+        .expect_error(404, "counter_not_found");
+    app.get(&path("desk-1"), Some(&site.operator))
+        .await
+        .expect_error(400, "invalid_path");
+    app.get(&path(&site.counters[0]), None)
+        .await
+        .expect_error(401, "missing_token");
+    app.get(&path(&site.counters[0]), Some(&elsewhere.operator))
+        .await
+        .expect_error(403, "wrong_tenant");
+}
+
 /// Asserts the ticket is still waiting, as nobody called it.
 async fn assert_waiting(app: &TestApp, site: &Site, ticket: &Value) {
     let now = app
@@ -544,11 +770,15 @@ async fn no_ticket_of_an_earlier_day_is_called_after_local_midnight() {
         let reply = call_by(&app, &site, 0, path).await;
         assert_eq!(reply.status, 204, "{path:?}: {}", reply.raw);
     }
+    let next = preview(&app, &site, 0, "").await.expect(200);
+    assert_eq!(next["ticket"], Value::Null);
     assert_waiting(&app, &site, &yesterday).await;
 
     // Today's tickets are called, even behind an earlier day's priority ticket.
     let today = app.issue(&site, 0).await;
     assert_eq!(today["code"], "A001");
+    let next = preview(&app, &site, 0, "").await.expect(200);
+    assert_eq!(next["ticket"]["id"], today["id"]);
     let called = call_by(&app, &site, 0, Path::AllServices).await.expect(200);
     assert_eq!(called["id"], today["id"]);
     assert_waiting(&app, &site, &yesterday).await;
