@@ -3,11 +3,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 
 use super::{Conflict, Entity, Error, OnConstraint};
 use crate::domain::business_day::{BusinessDay, OpeningHours};
+use crate::domain::call_order::CallRules;
 use crate::domain::ids::{DisplayName, Slug, TenantId};
 use crate::domain::numbering::parse_timezone;
 use crate::domain::settings::Settings;
@@ -27,6 +29,15 @@ impl Tenant {
         BusinessDay {
             tz: self.timezone,
             hours: self.settings.opening_hours.as_ref(),
+        }
+    }
+
+    /// What bounds a call-next made at `now`: the fair ratio, and the tickets of the
+    /// current business day only (issued since its last automatic close).
+    pub fn call_rules(&self, now: DateTime<Utc>) -> CallRules {
+        CallRules {
+            priority_ratio: self.settings.priority_ratio,
+            issued_since: self.business_day().last_close(now),
         }
     }
 }

@@ -3,6 +3,7 @@ use sqlx::PgConnection;
 
 use super::error::stored;
 use super::{Conflict, Error, OnConstraint};
+use crate::domain::call_order::{CallRules, Turn};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{Priority, Status};
 
@@ -109,6 +110,7 @@ pub struct LockedTicket {
     pub id: TicketId,
     pub status: Status,
     pub service_id: ServiceId,
+    pub call_count: u32,
 }
 
 /// How many numbers a batch takes from one service's day.
@@ -203,11 +205,17 @@ pub async fn insert_tickets(
     Ok(())
 }
 
-fn locked(id: TicketId, status: &str, service_id: ServiceId) -> Result<LockedTicket, Error> {
+fn locked(
+    id: TicketId,
+    status: &str,
+    service_id: ServiceId,
+    call_count: i32,
+) -> Result<LockedTicket, Error> {
     Ok(LockedTicket {
         id,
         status: stored(status)?,
         service_id,
+        call_count: u32::try_from(call_count).map_err(Error::unexpected)?,
     })
 }
 
@@ -218,14 +226,15 @@ pub async fn lock_ticket(
     id: TicketId,
 ) -> Result<Option<LockedTicket>, Error> {
     let row = sqlx::query!(
-        r#"select id as "id: TicketId", status, service_id as "service_id: ServiceId"
+        r#"select id as "id: TicketId", status, service_id as "service_id: ServiceId",
+                  call_count
            from tickets where tenant_id = $1 and id = $2 for update"#,
         tenant.get(),
         id.get()
     )
     .fetch_optional(conn)
     .await?;
-    row.map(|r| locked(r.id, &r.status, r.service_id))
+    row.map(|r| locked(r.id, &r.status, r.service_id, r.call_count))
         .transpose()
 }
 
@@ -275,15 +284,23 @@ pub enum NextCall {
 /// Call-next in one round trip: locks the counter (so calls to one counter are serialised)
 /// and, unless it holds a called or serving ticket or a service asked for is unknown, calls
 /// the ticket to call next among the waiting tickets of the given services (all when
-/// `None`): the first by `call_key` and id, the call order. The checks come in that order.
-/// Rows locked by a concurrent call are skipped, so two operators never take the same
-/// ticket.
+/// `None`) issued since `rules.issued_since`: the first in the call order (`call_key` and
+/// id), or on the counter's fair turn (`fair_turn` of its streak and `rules`' ratio) the
+/// oldest normal ticket if one waits. The counter's streak moves with the ticket called
+/// (`streak_after`). The checks come in that order. Rows locked by a concurrent call are
+/// skipped, so two operators never take the same ticket.
+///
+/// The candidates are read off the waiting index in the call order, no sort: the first
+/// ticket, and on a fair turn the first normal one too; `turn_key` picks between those
+/// two. This is [`call_next_many`] for one counter, with services, and
+/// [`preview_next`] without the locks and the changes.
 ///
 /// Within a process a tenant's changes are made one after another, so the busy check is
 /// exact. When another process called to this counter while this statement waited for the
 /// counter's lock, the check was read before that commit: the unique index on active
 /// tickets per counter then refuses the call (`counter_busy`), which
-/// `changes::writer` answers alone.
+/// `changes::writer` answers alone. The streak is read under the counter's lock, after
+/// that wait, so it is the latest.
 pub async fn call_next_waiting(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -291,10 +308,11 @@ pub async fn call_next_waiting(
     services: Option<&[uuid::Uuid]>,
     operator: UserId,
     now: DateTime<Utc>,
+    rules: CallRules,
 ) -> Result<NextCall, Error> {
     let row = sqlx::query!(
         r#"with desk as (
-               select c.id,
+               select c.id, fair_turn(c.priority_streak, $6) as fair,
                       exists (select 1 from busy_counters b where b.counter_id = c.id) as busy,
                       exists (select 1 from unnest($2::uuid[]) wanted(id)
                                where not exists (select 1 from services s
@@ -304,13 +322,35 @@ pub async fn call_next_waiting(
                 where c.tenant_id = $1 and c.id = $3
                   for update of c
            ),
+           first as (
+               select w.* from desk cross join lateral (
+                      select t.id, t.priority, t.created_at from tickets t
+                       where not desk.busy and not desk.unknown
+                         and t.tenant_id = $1 and t.status = 'waiting'
+                         and t.created_at >= $7
+                         and ($2::uuid[] is null or t.service_id = any($2))
+                       order by call_key(t.priority, t.created_at), t.id
+                       limit 1
+                         for update of t skip locked
+                 ) w
+           ),
+           first_normal as (
+               select w.* from desk cross join lateral (
+                      select t.id, t.priority, t.created_at from tickets t
+                       where desk.fair and not desk.busy and not desk.unknown
+                         and t.tenant_id = $1 and t.status = 'waiting'
+                         and call_key(t.priority, t.created_at) >= call_class_end('priority')
+                         and t.created_at >= $7
+                         and ($2::uuid[] is null or t.service_id = any($2))
+                       order by call_key(t.priority, t.created_at), t.id
+                       limit 1
+                         for update of t skip locked
+                 ) w
+           ),
            next as (
-               select w.id from tickets w, desk
-                where not desk.busy and not desk.unknown and w.tenant_id = $1 and w.status = 'waiting'
-                  and ($2::uuid[] is null or w.service_id = any($2))
-                order by call_key(w.priority, w.created_at), w.id
+               select c.id from (select * from first union select * from first_normal) c, desk
+                order by turn_key(c.priority, c.created_at, desk.fair), c.id
                 limit 1
-                  for update of w skip locked
            ),
            t as (
                update tickets set status = 'called', counter_id = $3, operator_id = $4,
@@ -318,6 +358,12 @@ pub async fn call_next_waiting(
                  from next
                 where tickets.id = next.id
                returning tickets.*
+           ),
+           streak as (
+               update counters set priority_streak = streak_after(counters.priority_streak, t.priority)
+                 from t
+                where counters.id = t.counter_id
+                  and counters.priority_streak <> streak_after(counters.priority_streak, t.priority)
            )
            select desk.busy as "busy!", desk.unknown as "unknown!",
                   t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
@@ -337,7 +383,9 @@ pub async fn call_next_waiting(
         services,
         counter.get(),
         operator.get(),
-        now
+        now,
+        ratio_column(rules.priority_ratio),
+        rules.issued_since
     )
     .fetch_optional(conn)
     .await
@@ -358,6 +406,102 @@ pub async fn call_next_waiting(
     })
 }
 
+/// A fair ratio as the database stores it (settings keep it within 32 bits).
+fn ratio_column(ratio: Option<u32>) -> Option<i32> {
+    ratio.map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// What call-next would take at a counter now: the ticket, and what decided it.
+pub enum NextPreview {
+    /// No such counter in the tenant.
+    NoCounter,
+    /// One of the services asked for is not the tenant's.
+    UnknownService,
+    Found {
+        /// `None` when nobody waits (in the services asked for).
+        ticket: Option<TicketId>,
+        /// Whether a priority ticket waits among them.
+        priority_waits: bool,
+        /// The counter's priority tickets called in a row.
+        priority_streak: u32,
+    },
+}
+
+/// The ticket [`call_next_waiting`] would call to the counter now, by the same rules and
+/// SQL functions, read without locking or changing anything. A busy counter is answered
+/// too: what it would take once free.
+pub async fn preview_next(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    counter: CounterId,
+    services: Option<&[uuid::Uuid]>,
+    rules: CallRules,
+) -> Result<NextPreview, Error> {
+    let row = sqlx::query!(
+        r#"with desk as (
+               select c.priority_streak, fair_turn(c.priority_streak, $4) as fair,
+                      exists (select 1 from unnest($2::uuid[]) wanted(id)
+                               where not exists (select 1 from services s
+                                                  where s.tenant_id = $1
+                                                    and s.id = wanted.id)) as unknown
+                 from counters c
+                where c.tenant_id = $1 and c.id = $3
+           ),
+           first as (
+               select w.* from desk cross join lateral (
+                      select t.id, t.priority, t.created_at from tickets t
+                       where not desk.unknown
+                         and t.tenant_id = $1 and t.status = 'waiting'
+                         and t.created_at >= $5
+                         and ($2::uuid[] is null or t.service_id = any($2))
+                       order by call_key(t.priority, t.created_at), t.id
+                       limit 1
+                 ) w
+           ),
+           first_normal as (
+               select w.* from desk cross join lateral (
+                      select t.id, t.priority, t.created_at from tickets t
+                       where desk.fair and not desk.unknown
+                         and t.tenant_id = $1 and t.status = 'waiting'
+                         and call_key(t.priority, t.created_at) >= call_class_end('priority')
+                         and t.created_at >= $5
+                         and ($2::uuid[] is null or t.service_id = any($2))
+                       order by call_key(t.priority, t.created_at), t.id
+                       limit 1
+                 ) w
+           ),
+           next as (
+               select c.id from (select * from first union select * from first_normal) c, desk
+                order by turn_key(c.priority, c.created_at, desk.fair), c.id
+                limit 1
+           )
+           select desk.priority_streak as "priority_streak!", desk.unknown as "unknown!",
+                  next.id as "id?: TicketId",
+                  exists (select 1 from first where first.priority = 'priority')
+                      as "priority_waits!"
+             from desk
+             left join next on true"#,
+        tenant.get(),
+        services,
+        counter.get(),
+        ratio_column(rules.priority_ratio),
+        rules.issued_since
+    )
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(NextPreview::NoCounter);
+    };
+    if row.unknown {
+        return Ok(NextPreview::UnknownService);
+    }
+    Ok(NextPreview::Found {
+        ticket: row.id,
+        priority_waits: row.priority_waits,
+        priority_streak: u32::try_from(row.priority_streak).map_err(Error::unexpected)?,
+    })
+}
+
 /// A statement over many items answers one row per item.
 fn one_row_each(items: usize, rows: usize) -> Result<(), Error> {
     if items == rows {
@@ -375,67 +519,128 @@ pub struct CallNextAt {
     pub counter: CounterId,
     pub operator: UserId,
     pub now: DateTime<Utc>,
+    pub rules: CallRules,
 }
 
 /// Call-next from all services at several distinct counters, of any tenants, in one round
 /// trip: each counter is locked (in id order) and checked as in [`call_next_waiting`], and
-/// the free ones of each tenant, in the order given, take that tenant's next waiting
-/// tickets in call order. Returns what each found, in the order given.
+/// the free ones of each tenant take that tenant's next waiting tickets by the same rules.
+/// Returns what each found, and its counter's turn, in the order given.
+///
+/// The counters on a fair turn take theirs first, in the order given, each the first of
+/// what is left by `turn_key` on a fair turn (the oldest normal ticket, or a priority one
+/// when no normal one is left); then the others, in the order given, each the first of
+/// what is left in the call order. That is what they would take one after another in that
+/// order, which is an order the requests in flight together could have come in (the caller
+/// logs their changes in that order too, so the log reads as that order). The
+/// candidates are read off the waiting index in the call order, no sort: as many of the
+/// first tickets as there are calls, and as many of the first normal ones as there are
+/// fair turns, which is all those calls can take. The bound on the issue time is the
+/// latest of the tenant's calls (they differ only across the close of a day).
 pub async fn call_next_many(
     conn: &mut PgConnection,
     calls: &[CallNextAt],
-) -> Result<Vec<NextCall>, Error> {
+) -> Result<Vec<(NextCall, Turn)>, Error> {
     let tenants: Vec<uuid::Uuid> = calls.iter().map(|c| c.tenant.get()).collect();
     let counters: Vec<uuid::Uuid> = calls.iter().map(|c| c.counter.get()).collect();
     let operators: Vec<uuid::Uuid> = calls.iter().map(|c| c.operator.get()).collect();
     let now: Vec<DateTime<Utc>> = calls.iter().map(|c| c.now).collect();
+    let ratios: Vec<Option<i32>> = calls
+        .iter()
+        .map(|c| ratio_column(c.rules.priority_ratio))
+        .collect();
+    let since: Vec<DateTime<Utc>> = calls.iter().map(|c| c.rules.issued_since).collect();
     let rows = sqlx::query!(
         r#"with req as (
-               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])
-                        with ordinality as r(tenant_id, counter_id, operator_id, at, ord)
+               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[],
+                                    $5::int4[], $6::timestamptz[])
+                        with ordinality
+                        as r(tenant_id, counter_id, operator_id, at, ratio, since, ord)
            ),
            desk as (
-               select c.id,
+               select c.id, c.priority_streak,
                       exists (select 1 from busy_counters b where b.counter_id = c.id) as busy
                  from counters c join req r on r.counter_id = c.id and r.tenant_id = c.tenant_id
                 order by c.id
                   for update of c
            ),
            free as (
-               select r.tenant_id, r.counter_id, r.operator_id, r.at,
-                      row_number() over (partition by r.tenant_id order by r.ord) as n
+               select r.tenant_id, r.counter_id, r.operator_id, r.at, r.since, f.fair,
+                      row_number() over (partition by r.tenant_id, f.fair order by r.ord) as n
                  from req r join desk on desk.id = r.counter_id
+                 cross join lateral (select fair_turn(desk.priority_streak, r.ratio) as fair) f
                 where not desk.busy
            ),
            wanted as (
-               select tenant_id, count(*) as calls from free group by tenant_id
+               select tenant_id, max(since) as since, count(*) as calls,
+                      count(*) filter (where fair) as fair_calls
+                 from free group by tenant_id
            ),
-           waiting as (
-               select w.id, w.tenant_id, w.priority, w.created_at
-                 from wanted cross join lateral (
+           first as (
+               select w.* from wanted cross join lateral (
                       select t.id, t.tenant_id, t.priority, t.created_at from tickets t
                        where t.tenant_id = wanted.tenant_id and t.status = 'waiting'
+                         and t.created_at >= wanted.since
                        order by call_key(t.priority, t.created_at), t.id
                        limit wanted.calls
                          for update of t skip locked
                  ) w
            ),
-           next as (
+           first_normal as (
+               select w.* from wanted cross join lateral (
+                      select t.id, t.tenant_id, t.priority, t.created_at from tickets t
+                       where t.tenant_id = wanted.tenant_id and t.status = 'waiting'
+                         and call_key(t.priority, t.created_at) >= call_class_end('priority')
+                         and t.created_at >= wanted.since
+                       order by call_key(t.priority, t.created_at), t.id
+                       limit wanted.fair_calls
+                         for update of t skip locked
+                 ) w
+           ),
+           candidate as (
+               select * from first union select * from first_normal
+           ),
+           fair_next as (
                select id, tenant_id,
                       row_number() over (partition by tenant_id
-                                         order by call_key(priority, created_at), id) as n
-                 from waiting
+                                         order by turn_key(priority, created_at, true), id) as n
+                 from candidate
+           ),
+           usual_next as (
+               select c.id, c.tenant_id,
+                      row_number() over (partition by c.tenant_id
+                                         order by turn_key(c.priority, c.created_at, false),
+                                                  c.id) as n
+                 from candidate c
+                 join fair_next f on f.id = c.id
+                 join wanted on wanted.tenant_id = c.tenant_id
+                where f.n > wanted.fair_calls
+           ),
+           next as (
+               select free.counter_id, free.operator_id, free.at, f.id
+                 from free join fair_next f on f.tenant_id = free.tenant_id and f.n = free.n
+                where free.fair
+               union all
+               select free.counter_id, free.operator_id, free.at, u.id
+                 from free join usual_next u on u.tenant_id = free.tenant_id and u.n = free.n
+                where not free.fair
            ),
            t as (
-               update tickets set status = 'called', counter_id = free.counter_id,
-                      operator_id = free.operator_id, called_at = free.at,
+               update tickets set status = 'called', counter_id = next.counter_id,
+                      operator_id = next.operator_id, called_at = next.at,
                       call_count = call_count + 1
-                 from free join next on next.tenant_id = free.tenant_id and next.n = free.n
+                 from next
                 where tickets.id = next.id
                returning tickets.*
+           ),
+           streak as (
+               update counters set priority_streak = streak_after(counters.priority_streak, t.priority)
+                 from t
+                where counters.id = t.counter_id
+                  and counters.priority_streak <> streak_after(counters.priority_streak, t.priority)
            )
            select r.ord as "ord!", desk.id is not null as "found!",
-                  coalesce(desk.busy, false) as "busy!",
+                  coalesce(desk.busy, false) as "busy!", coalesce(free.fair, false) as "fair!",
                   t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
                   t.priority as "priority?", t.call_count as "call_count?",
                   t.customer_name, t.created_at as "created_at?", t.called_at,
@@ -446,6 +651,7 @@ pub async fn call_next_many(
                   u.id as "operator_id?: UserId", u.username as "operator_username?"
              from req r
              left join desk on desk.id = r.counter_id
+             left join free on free.counter_id = r.counter_id
              left join t on t.counter_id = r.counter_id
              left join services s on s.id = t.service_id
              left join counters c on c.id = t.counter_id
@@ -454,7 +660,9 @@ pub async fn call_next_many(
         &tenants,
         &counters,
         &operators,
-        &now
+        &now,
+        &ratios as &[Option<i32>],
+        &since
     )
     .fetch_all(conn)
     .await
@@ -462,22 +670,25 @@ pub async fn call_next_many(
     one_row_each(calls.len(), rows.len())?;
     rows.into_iter()
         .map(|row| {
+            let turn = if row.fair { Turn::Fair } else { Turn::Usual };
             if !row.found {
-                return Ok(NextCall::NoCounter);
+                return Ok((NextCall::NoCounter, turn));
             }
             if row.busy {
-                return Ok(NextCall::CounterBusy);
+                return Ok((NextCall::CounterBusy, turn));
             }
-            Ok(match changed_record!(row)? {
+            let next = match changed_record!(row)? {
                 Some(record) => NextCall::Called(Box::new(record)),
                 None => NextCall::NobodyWaiting,
-            })
+            };
+            Ok((next, turn))
         })
         .collect()
 }
 
-/// Calls the ticket to a counter and returns it as changed. The partial unique index on
-/// active tickets per counter is the last line of defence for the busy-counter rule.
+/// Calls the ticket to a counter (locked by the caller) and returns it as changed; the
+/// counter's streak moves with it (`streak_after`). The partial unique index on active
+/// tickets per counter is the last line of defence for the busy-counter rule.
 pub async fn mark_called(
     conn: &mut PgConnection,
     id: TicketId,
@@ -492,6 +703,12 @@ pub async fn mark_called(
                       called_at = $4, call_count = call_count + 1
                 where id = $1
                returning *
+           ),
+           streak as (
+               update counters set priority_streak = streak_after(counters.priority_streak, t.priority)
+                 from t
+                where counters.id = t.counter_id
+                  and counters.priority_streak <> streak_after(counters.priority_streak, t.priority)
            )
            select t.id as "id: TicketId", t.code, t.status, t.priority, t.call_count,
                   t.customer_name, t.created_at, t.called_at, t.started_at, t.finished_at,
@@ -880,7 +1097,7 @@ mod tests {
                 "{status:?}/{priority:?} gave {read:?}"
             );
         }
-        let locked = locked(TicketId::new(), "Waiting", ServiceId::new());
+        let locked = locked(TicketId::new(), "Waiting", ServiceId::new(), 0);
         assert!(matches!(locked, Err(Error::Unexpected(_))), "{locked:?}");
     }
 }

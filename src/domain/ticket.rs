@@ -257,6 +257,16 @@ pub fn transition(from: Status, action: Action) -> Result<Status, TransitionErro
     Ok(to)
 }
 
+/// What a recall of a ticket called `call_count` times does under the tenant's recall limit
+/// (contract §8, `max_calls`; `None`: no limit): a recall that would make `call_count`
+/// exceed the limit is a no-show instead.
+pub fn recall_under_limit(call_count: u32, max_calls: Option<u32>) -> Action {
+    match max_calls {
+        Some(max) if call_count >= max => Action::NoShow,
+        _ => Action::Recall,
+    }
+}
+
 /// What closing the day does to a ticket in status `from` (contract §8): a waiting or
 /// called ticket expires, a ticket being served is finished, the others stay as they are.
 pub fn close_day_change(from: Status) -> Option<(Status, EventAction)> {
@@ -357,6 +367,37 @@ mod tests {
             }
         }
         assert_eq!(checked, 56);
+    }
+
+    #[test]
+    fn a_recall_past_the_limit_is_a_no_show() {
+        let cases = [
+            (1, None, A::Recall, "no limit"),
+            (10_000, None, A::Recall, "no limit, however many calls"),
+            (
+                1,
+                Some(1),
+                A::NoShow,
+                "limit 1: the first call was the only one",
+            ),
+            (1, Some(2), A::Recall, "a second call within 2"),
+            (2, Some(2), A::NoShow, "a third call past 2"),
+            (
+                5,
+                Some(2),
+                A::NoShow,
+                "called more often than a limit set later",
+            ),
+        ];
+        for (call_count, max_calls, action, why) in cases {
+            assert_eq!(recall_under_limit(call_count, max_calls), action, "{why}");
+        }
+        // Called once, then recalled while the limit allows: call_count 1, 2, 3, then no-show.
+        let mut call_count = 1;
+        while recall_under_limit(call_count, Some(3)) == A::Recall {
+            call_count += 1;
+        }
+        assert_eq!(call_count, 3);
     }
 
     #[test]

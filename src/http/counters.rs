@@ -1,4 +1,4 @@
-use actix_web::web::{self, Data, Path};
+use actix_web::web::{self, Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -11,6 +11,7 @@ use crate::domain::ids::{CounterId, DisplayName, ServiceId};
 use crate::error::{ApiError, parse_json_body};
 use crate::state::AppState;
 use crate::ticketing::batch::Command;
+use crate::ticketing::reads;
 use crate::views::Audience;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -22,6 +23,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tenants/{slug}/counters/{counter_id}/call")
             .route(web::post().to(call_next)),
+    )
+    .service(
+        web::resource("/tenants/{slug}/counters/{counter_id}/next")
+            .route(web::get().to(preview_next_call)),
     );
 }
 
@@ -80,4 +85,51 @@ async fn call_next(
         operator: auth.0.sub,
     };
     change(&state, &req, &slug, &body, Audience::Operator, command).await
+}
+
+#[derive(Deserialize)]
+struct NextCallQuery {
+    /// Comma-separated service ids, as call-next's `service_ids`.
+    service_ids: Option<String>,
+}
+
+/// `service_ids=<uuid>,<uuid>`: at least one id, each a UUID.
+fn parse_service_ids(list: &str) -> Result<Vec<ServiceId>, ApiError> {
+    list.split(',')
+        .map(|id| uuid::Uuid::parse_str(id.trim()).map(ServiceId::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            ApiError::InvalidQuery(
+                "service_ids must be service ids separated by commas (omit it for all services)"
+                    .to_owned(),
+            )
+        })
+}
+
+/// Operators: the ticket call-next would call to this counter now (from `service_ids`, or
+/// from all services), and why; nothing is called. An addition to the contract, for the
+/// console.
+async fn preview_next_call(
+    state: Data<AppState>,
+    path: Path<(String, CounterId)>,
+    query: Query<NextCallQuery>,
+    _auth: OperatorAuth,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, counter) = path.into_inner();
+    let services = query
+        .service_ids
+        .as_deref()
+        .map(parse_service_ids)
+        .transpose()?;
+    let mut tx = db::begin_snapshot(&state.db).await?;
+    let tenant = state.tenants.get(&mut tx, &slug).await?;
+    let next = reads::next_call(
+        &mut tx,
+        &tenant,
+        counter,
+        services.as_deref(),
+        state.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(next))
 }

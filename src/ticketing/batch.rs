@@ -32,6 +32,7 @@ use super::paces::PaceCache;
 use crate::db;
 use crate::db::tenants::Tenant;
 use crate::db::tickets::CallNextAt;
+use crate::domain::call_order::Turn;
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{Action, EventAction};
 use crate::views::DayClosedAnswer;
@@ -317,9 +318,10 @@ impl GroupedOutcomes<'_> {
         Ok(())
     }
 
-    /// Call-nexts from all services, the first at each counter, in one statement: the
-    /// free counters take the next waiting tickets in the order the calls came. A second
-    /// call at a counter is left to the commands applied one by one, after this one.
+    /// Call-nexts from all services, the first at each counter, in one statement: the free
+    /// counters on a fair turn, then the others, take the next waiting tickets in the order
+    /// the calls came, and their changes are logged in that order. A second call at a
+    /// counter is left to the commands applied one by one, after this one.
     async fn call_nexts(
         &mut self,
         conn: &mut PgConnection,
@@ -341,6 +343,7 @@ impl GroupedOutcomes<'_> {
                         counter: *counter,
                         operator: *operator,
                         now: command_at.now,
+                        rules: command_at.tenant.call_rules(command_at.now),
                     },
                 )),
                 _ => None,
@@ -349,10 +352,13 @@ impl GroupedOutcomes<'_> {
         if calls.is_empty() {
             return Ok(());
         }
-        for (i, outcome) in at
+        let mut found: Vec<_> = at
             .into_iter()
             .zip(commands::call_next_many(conn, &calls).await?)
-        {
+            .collect();
+        // Stable: the fair turns first, each group in the order the calls came.
+        found.sort_by_key(|(_, (_, turn))| *turn != Turn::Fair);
+        for (i, (outcome, _)) in found {
             self.record(i, outcome)?;
         }
         Ok(())

@@ -11,10 +11,11 @@ use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
 use crate::db::tickets::{CallNextAt, NextCall, StatusChange, StatusChangeOutcome, TicketRecord};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
-use crate::domain::call_order::{CallOrder, ahead_from_counts};
+use crate::domain::call_order::{CallOrder, Turn, ahead_from_counts};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
 use crate::domain::ticket::{
-    Action, EventAction, Priority, Status, close_day_change, sources, transition, waiting_delta,
+    Action, EventAction, Priority, Status, close_day_change, recall_under_limit, sources,
+    transition, waiting_delta,
 };
 use crate::ticketing::paces::{PaceCache, Paces};
 use crate::views::{CommittedChange, OperatorTicket, service_summaries};
@@ -74,6 +75,7 @@ pub async fn call_next(
         services.as_deref(),
         operator,
         now,
+        tenant.call_rules(now),
     )
     .await?;
     called(next, tenant.id, now)
@@ -82,16 +84,17 @@ pub async fn call_next(
 /// Call-nexts from all services at distinct counters (of any tenants), in one round trip.
 /// The outer error is the database's, and fails the batch (a counter another process
 /// called to at the same moment fails the statement too); the inner ones answer single
-/// calls, in the order given.
+/// calls, in the order given, each with its counter's turn (the calls on a fair turn were
+/// served first: see `db::tickets::call_next_many`).
 pub async fn call_next_many(
     conn: &mut PgConnection,
     calls: &[CallNextAt],
-) -> Result<Vec<Result<Option<Pending>, Error>>, Error> {
+) -> Result<Vec<(Result<Option<Pending>, Error>, Turn)>, Error> {
     let found = db::tickets::call_next_many(conn, calls).await?;
     Ok(found
         .into_iter()
         .zip(calls)
-        .map(|(next, call)| called(next, call.tenant, call.now))
+        .map(|((next, turn), call)| (called(next, call.tenant, call.now), turn))
         .collect())
 }
 
@@ -142,7 +145,8 @@ pub async fn call_ticket(
 }
 
 /// Applies one of the actions that need nothing but the ticket: recall, start, finish,
-/// no-show, cancel and reactivate.
+/// no-show, cancel and reactivate. A recall past the tenant's `max_calls` is a no-show
+/// instead (`recall_under_limit`).
 pub async fn act(
     conn: &mut PgConnection,
     tenant: &Tenant,
@@ -151,23 +155,17 @@ pub async fn act(
     now: DateTime<Utc>,
 ) -> Result<Pending, Error> {
     if is_status_change(action) {
-        let act = StatusAct {
-            tenant: tenant.id,
-            id,
-            action,
-            now,
-        };
-        let mut answers = set_statuses(conn, &[act]).await?;
-        return answers
-            .pop()
-            .unwrap_or_else(|| Err(Error::unexpected(anyhow::anyhow!("a change got no answer"))));
+        return status_change(conn, tenant, id, action, now).await;
     }
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
         .ok_or(Error::NotFound(Entity::Ticket))?;
     transition(ticket.status, action)?;
     let record = match action {
-        Action::Recall => db::tickets::mark_recalled(conn, id, now).await?,
+        Action::Recall => match recall_under_limit(ticket.call_count, tenant.settings.max_calls) {
+            Action::Recall => db::tickets::mark_recalled(conn, id, now).await?,
+            instead => return status_change(conn, tenant, id, instead, now).await,
+        },
         Action::Reactivate => db::tickets::requeue(conn, id, ticket.service_id).await?,
         _ => {
             return Err(Error::unexpected(anyhow::anyhow!(
@@ -182,6 +180,26 @@ pub async fn act(
         previous: Some(ticket.status),
         now,
     })
+}
+
+/// A start, finish, no-show or cancel of one ticket.
+async fn status_change(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: TicketId,
+    action: Action,
+    now: DateTime<Utc>,
+) -> Result<Pending, Error> {
+    let act = StatusAct {
+        tenant: tenant.id,
+        id,
+        action,
+        now,
+    };
+    let mut answers = set_statuses(conn, &[act]).await?;
+    answers
+        .pop()
+        .unwrap_or_else(|| Err(Error::unexpected(anyhow::anyhow!("a change got no answer"))))
 }
 
 /// Start, finish, no-show and cancel: each leads to one status from the statuses it applies

@@ -7,8 +7,9 @@ use crate::db;
 use crate::db::Entity;
 use crate::db::queue::ServiceLoad;
 use crate::db::tenants::Tenant;
-use crate::domain::call_order::{CallOrder, ahead_in_service};
-use crate::domain::ids::{TenantId, TicketId};
+use crate::db::tickets::NextPreview;
+use crate::domain::call_order::{CallOrder, NextReason, ahead_in_service};
+use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId};
 use crate::domain::ticket::Status;
 use crate::views::{Audience, CommittedChange, OperatorTicket, ServiceSummary, service_summaries};
 
@@ -30,6 +31,64 @@ pub async fn load_ticket(
         (None, Vec::new())
     };
     Ok(OperatorTicket::from_record(record, ahead, &loads)?)
+}
+
+/// What call-next would take at a counter now, and why (`GET …/counters/{id}/next`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NextCall {
+    pub ticket: Option<OperatorTicket>,
+    /// `priority`, `waited_longest` or `fair_turn`; `None` when nobody waits.
+    pub reason: Option<&'static str>,
+    pub priority_streak: u32,
+    pub priority_ratio: Option<u32>,
+    pub max_calls: Option<u32>,
+}
+
+/// The ticket call-next would call to the counter now from `services` (all when `None`),
+/// by the same rules and SQL as the call itself, without calling it. `conn` should be in a
+/// repeatable-read transaction, so that the ticket is read as it was found.
+pub async fn next_call(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    counter: CounterId,
+    services: Option<&[ServiceId]>,
+    now: DateTime<Utc>,
+) -> Result<NextCall, Error> {
+    if services.is_some_and(<[ServiceId]>::is_empty) {
+        return Err(Error::NoServicesNamed);
+    }
+    let services: Option<Vec<uuid::Uuid>> =
+        services.map(|ids| ids.iter().map(|id| id.get()).collect());
+    let found = db::tickets::preview_next(
+        conn,
+        tenant.id,
+        counter,
+        services.as_deref(),
+        tenant.call_rules(now),
+    )
+    .await?;
+    let (ticket, priority_waits, priority_streak) = match found {
+        NextPreview::NoCounter => return Err(Error::NotFound(Entity::Counter)),
+        NextPreview::UnknownService => return Err(Error::NotFound(Entity::Service)),
+        NextPreview::Found {
+            ticket,
+            priority_waits,
+            priority_streak,
+        } => (ticket, priority_waits, priority_streak),
+    };
+    let ticket = match ticket {
+        Some(id) => Some(load_ticket(conn, tenant, id, now).await?),
+        None => None,
+    };
+    Ok(NextCall {
+        reason: ticket
+            .as_ref()
+            .map(|t| NextReason::of(t.public.priority, priority_waits).as_str()),
+        ticket,
+        priority_streak,
+        priority_ratio: tenant.settings.priority_ratio,
+        max_calls: tenant.settings.max_calls,
+    })
 }
 
 /// The changes with `after < seq <= up_to`, in seq order, read back from the log: what a

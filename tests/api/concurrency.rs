@@ -667,7 +667,7 @@ async fn call_nexts_of_one_batch_take_the_next_tickets_in_order() {
 
 /// Applies the commands as one batch of the tenant, in a transaction of their own, so that
 /// they are certain to share it.
-async fn apply_in_one_batch(
+pub(crate) async fn apply_in_one_batch(
     app: &TestApp,
     slug: &str,
     commands: &[nextup::ticketing::batch::Command],
@@ -699,7 +699,7 @@ async fn apply_in_one_batch(
 }
 
 /// Each answer as (what `show` picks of the changed ticket, seq), or its error code.
-fn outcomes(
+pub(crate) fn outcomes(
     answers: &[Result<CommandOutcome, nextup::error::ApiError>],
     show: impl Fn(&nextup::ticketing::commands::Change) -> String,
 ) -> Vec<Result<(String, i64), &'static str>> {

@@ -11,6 +11,7 @@ mod browser;
 mod browser_day;
 mod business_day;
 mod call_order;
+mod call_policy;
 mod cli;
 mod concurrency;
 mod events;

@@ -346,6 +346,8 @@ impl Model {
                 let only = only.as_ref().map(|s| s.index(self.services.len()));
                 let next = (0..self.tickets.len())
                     .filter(|&i| self.tickets[i].status == Status::Waiting)
+                    // No earlier day's ticket is ever called (contract §8).
+                    .filter(|&i| self.tickets[i].day == self.today)
                     .filter(|&i| only.is_none_or(|s| self.tickets[i].service == s))
                     .min_by_key(|&i| self.tickets[i].call_order());
                 match next {
