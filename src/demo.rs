@@ -1,13 +1,16 @@
 //! `serve --demo`: the tenant `demo`, ready to try.
 
 use anyhow::Context;
+use chrono::{DateTime, Timelike, Utc};
 use sqlx::PgPool;
 
 use crate::auth::kiosk_key;
 use crate::auth::password::hash_password;
 use crate::db;
+use crate::domain::business_day::{OpeningHours, Range, WEEKDAYS};
 use crate::domain::ids::{DisplayName, ServiceCode, Slug, Username};
 use crate::domain::role::Role;
+use crate::domain::settings::Settings;
 
 pub const SLUG: &str = "demo";
 
@@ -61,8 +64,24 @@ async fn create(pool: &PgPool) -> anyhow::Result<bool> {
         db::users::insert_user(&mut tx, tenant.id, &Username::parse(username)?, &hash, role)
             .await?;
     }
+    let settings = Settings {
+        opening_hours: Some(hours_around(Utc::now())),
+        ..Settings::default()
+    };
+    db::tenants::update_settings(&mut tx, tenant.id, tenant.timezone, &settings).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// The demo's opening hours: every day from the hour before `now` (UTC, the demo's zone) to
+/// nine hours after it, at most to midnight, so that a new demo is open and a visitor can
+/// see real hours at work (the console, the kiosk's "closed, opens at …" outside them).
+fn hours_around(now: DateTime<Utc>) -> OpeningHours {
+    let hour = u16::try_from(now.hour()).unwrap_or(0);
+    let start = hour.saturating_sub(1) * 60;
+    let end = ((hour + 10) * 60).min(24 * 60);
+    let range = Range::new(start, end).map(|r| vec![r]).unwrap_or_default();
+    OpeningHours::from_days(&WEEKDAYS.map(|(_, day)| (day, range.clone())))
 }
 
 impl DemoLogins {
@@ -84,9 +103,29 @@ impl DemoLogins {
             "    kiosk     {base_url}{}",
             kiosk_key::page_path(SLUG, &self.kiosk_key)
         );
-        println!("    display   {base_url}/t/{SLUG}/display");
+        println!("    display   {base_url}/t/{SLUG}/display  (one room: ?services=A,E)");
         println!("    operator  {base_url}/t/{SLUG}/operator");
         println!("    queue API {base_url}/api/v1/tenants/{SLUG}/queue");
         println!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::business_day::BusinessDay;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_new_demo_is_open_whatever_the_hour() {
+        for hour in 0..24 {
+            let now = Utc.with_ymd_and_hms(2026, 12, 7, hour, 30, 0).unwrap();
+            let hours = hours_around(now);
+            let day = BusinessDay {
+                tz: chrono_tz::UTC,
+                hours: Some(&hours),
+            };
+            assert!(day.is_open(now), "created at {hour}:30");
+        }
     }
 }
