@@ -297,3 +297,62 @@ impl KnownTenants {
             .insert(tenant.slug.clone(), known);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> Tenant {
+        Tenant {
+            id: TenantId::new(),
+            slug: "clinic".to_owned(),
+            name: "Clinic".to_owned(),
+            timezone: chrono_tz::UTC,
+            settings: Settings::default(),
+        }
+    }
+
+    /// Makes the remembered entry as old as `age`.
+    fn age(known: &KnownTenants, slug: &str, age: Duration) {
+        let mut by_slug = known.by_slug.write().unwrap();
+        let entry = by_slug.get_mut(slug).unwrap();
+        entry.read_at = Instant::now().checked_sub(age).unwrap();
+    }
+
+    #[test]
+    fn a_stale_tenant_is_read_again_by_one_caller_while_the_others_use_it() {
+        let known = KnownTenants::default();
+        assert!(known.known("clinic").is_none(), "never read");
+        known.remember(&tenant());
+        assert!(known.known("clinic").is_some(), "fresh");
+
+        age(&known, "clinic", TENANT_FRESHNESS * 2);
+        assert!(
+            known.known("clinic").is_none(),
+            "the first caller reads it again"
+        );
+        assert!(known.known("clinic").is_some(), "the others go on with it");
+        assert!(known.fresh("clinic").is_none());
+
+        // A read that never came back: after the freshness time, another caller tries.
+        {
+            let by_slug = known.by_slug.read().unwrap();
+            let started = Instant::now().checked_sub(TENANT_FRESHNESS * 2).unwrap();
+            *by_slug["clinic"].refresh_started.lock().unwrap() = Some(started);
+        }
+        assert!(known.known("clinic").is_none());
+
+        known.remember(&tenant());
+        assert!(known.fresh("clinic").is_some(), "read again");
+    }
+
+    #[test]
+    fn a_settings_change_is_remembered_and_counted() {
+        let known = KnownTenants::default();
+        let mut changed = tenant();
+        changed.settings.max_calls = Some(2);
+        known.settings_changed(&changed);
+        assert_eq!(known.settings_changes(), 1);
+        assert_eq!(known.known("clinic").unwrap().settings.max_calls, Some(2));
+    }
+}

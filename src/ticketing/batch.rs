@@ -6,7 +6,9 @@
 //! batch run in the caller's transaction, whatever their tenants: the issues among them
 //! together ([`issuing`](super::issuing)), then the starts, finishes, no-shows and cancels
 //! together (one statement), then the call-nexts from all services (one statement), then
-//! the others one after another. [`record_changes`] appends all their events, each
+//! the others one after another (a close of the day among them, which changes many tickets
+//! of its tenant and so has no other command of that tenant beside it). [`record_changes`]
+//! appends all their events, each
 //! tenant's in that order, with one seq update, one count update and one insert for all
 //! tenants. The requests of a batch were in flight together, so any order among them is
 //! one they could have had.
