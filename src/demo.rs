@@ -73,9 +73,10 @@ async fn create(pool: &PgPool) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// The demo's opening hours: every day from the hour before `now` (UTC, the demo's zone) to
-/// nine hours after it, at most to midnight, so that a new demo is open and a visitor can
-/// see real hours at work (the console, the kiosk's "closed, opens at …" outside them).
+/// The demo's opening hours: every day from the start of the hour before `now` (UTC, the
+/// demo's zone) to the start of the tenth hour after `now`'s, at most to midnight, so that a
+/// new demo is open and a visitor can see real hours at work (the kiosk's "closed, opens at
+/// …" outside them).
 fn hours_around(now: DateTime<Utc>) -> OpeningHours {
     let hour = u16::try_from(now.hour()).unwrap_or(0);
     let start = hour.saturating_sub(1) * 60;

@@ -913,13 +913,13 @@ pub struct ClosedTicket {
 }
 
 /// Closes a tenant's day: every ticket issued before `before` whose status is a source of
-/// `moves` gets that move's target, ended at `now`. Returns them in issue order, locked.
+/// `moves` gets that move's target, ended at `ended_at`. Returns them in issue order, locked.
 pub async fn close_tickets(
     conn: &mut PgConnection,
     tenant: TenantId,
     before: DateTime<Utc>,
     moves: &[(Status, Status)],
-    now: DateTime<Utc>,
+    ended_at: DateTime<Utc>,
 ) -> Result<Vec<ClosedTicket>, Error> {
     let from: Vec<&str> = moves.iter().map(|(from, _)| from.as_str()).collect();
     let to: Vec<&str> = moves.iter().map(|(_, to)| to.as_str()).collect();
@@ -958,7 +958,7 @@ pub async fn close_tickets(
         before,
         &from as &[&str],
         &to as &[&str],
-        now
+        ended_at
     )
     .fetch_all(conn)
     .await?;

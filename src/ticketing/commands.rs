@@ -300,7 +300,9 @@ pub async fn close_day(
         .into_iter()
         .filter_map(|from| close_day_change(from).map(|(to, _)| (from, to)))
         .collect();
-    db::tickets::close_tickets(conn, tenant, before, &moves, now)
+    // A ticket ends when its day did: an automatic close run late (at start-up, after a
+    // night without a process) must not count the night as service time in the estimates.
+    db::tickets::close_tickets(conn, tenant, before, &moves, before)
         .await?
         .into_iter()
         .map(|closed| {

@@ -1,7 +1,7 @@
 //! What a ticket command can be refused with, or fail with. No HTTP here: `error.rs` maps
 //! each variant to a status and code.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::db::{self, Entity};
 use crate::domain::queue_limit::QueueFull;
@@ -46,7 +46,10 @@ impl From<db::Conflict> for Error {
 
 fn closed_message(opens_at: Option<DateTime<Utc>>) -> String {
     match opens_at {
-        Some(at) => format!("closed: tickets are issued again from {}", at.to_rfc3339()),
+        Some(at) => format!(
+            "closed: tickets are issued again from {}",
+            at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
         None => "closed: this site has no opening hours ahead".to_owned(),
     }
 }

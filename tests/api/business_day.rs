@@ -329,6 +329,14 @@ async fn the_day_closes_by_itself_at_local_midnight_but_not_for_a_ticket_issued_
 
     let expired = wait_for_status(&app, &site, &before, "expired").await;
     assert_eq!(expired["code"], "A001");
+    // It ended with its day, whenever the close ran.
+    let finished_at: DateTime<Utc> =
+        sqlx::query_scalar("select finished_at from tickets where id = $1::uuid")
+            .bind(expired["id"].as_str().unwrap())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(finished_at, midnight);
     assert_eq!(ticket(&app, &site, &after).await["status"], "waiting");
     let log = app.public_event_log(&site).await;
     let actions: Vec<&str> = log["events"]
