@@ -4,8 +4,9 @@
 //! Every process runs the closer. Each tick (every second) it computes, for each tenant, the
 //! latest close due at or before now
 //! ([`BusinessDay::last_close`](crate::domain::business_day::BusinessDay::last_close)),
-//! from the tenants it read (again every few seconds, and at once after this process
-//! changed settings). A due close this process has not seen done is looked up with one
+//! from the tenants it read (again every few seconds, at once after this process changed
+//! settings, and again before it closes anything, so that a change of hours made by another
+//! process a moment before is never missed). A due close this process has not seen done is looked up with one
 //! query for all tenants; a day with tickets to close is closed through the writer like
 //! any change: it claims a row in `day_closes` in its transaction, so with several
 //! processes one closes the day and the others find it done. It ends the tickets issued
@@ -135,18 +136,15 @@ impl DayCloser {
             None => true,
         };
         if stale {
-            let mut conn = CancelSafe::new(self.pool.acquire().await?);
-            let tenants = db::tenants::list_tenants(&mut conn).await;
-            conn.release();
-            self.tenants = tenants?;
-            self.read = Some((Instant::now(), changes));
+            self.read_tenants(changes).await?;
         }
-        let due: Vec<(DateTime<Utc>, &Tenant)> = self
-            .tenants
-            .iter()
-            .map(|tenant| (tenant.business_day().last_close(now), tenant))
-            .filter(|(due, tenant)| self.closed.get(&tenant.id) != Some(due))
-            .collect();
+        let mut due = self.due_closes(now);
+        if !due.is_empty() && !stale {
+            // A close looks due by tenants read up to TENANTS_REFRESH ago: read them again,
+            // so that hours another process changed a moment ago are not missed.
+            self.read_tenants(changes).await?;
+            due = self.due_closes(now);
+        }
         if due.is_empty() {
             return Ok(Vec::new());
         }
@@ -164,11 +162,30 @@ impl DayCloser {
         let mut submit = Vec::new();
         for (due, tenant) in due {
             if to_close.contains(&tenant.id) {
-                submit.push((due, tenant.clone()));
+                submit.push((due, tenant));
             } else {
                 self.closed.insert(tenant.id, due);
             }
         }
         Ok(submit)
+    }
+
+    async fn read_tenants(&mut self, settings_changes: u64) -> Result<(), ApiError> {
+        let mut conn = CancelSafe::new(self.pool.acquire().await?);
+        let tenants = db::tenants::list_tenants(&mut conn).await;
+        conn.release();
+        self.tenants = tenants?;
+        self.read = Some((Instant::now(), settings_changes));
+        Ok(())
+    }
+
+    /// Each tenant whose latest due close this process has not seen done, with that close.
+    fn due_closes(&self, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, Tenant)> {
+        self.tenants
+            .iter()
+            .map(|tenant| (tenant.business_day().last_close(now), tenant))
+            .filter(|(due, tenant)| self.closed.get(&tenant.id) != Some(due))
+            .map(|(due, tenant)| (due, tenant.clone()))
+            .collect()
     }
 }

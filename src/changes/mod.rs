@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 
-pub use day_closer::{CLOSE_TICK, close_days_forever};
+pub use day_closer::{CLOSE_TICK, TENANTS_REFRESH, close_days_forever};
 pub use writer::{ChangeWriter, LANES, MAX_BATCH};
 
 use crate::db::idempotency::{RequestFingerprint, SavedResponse};

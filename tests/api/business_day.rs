@@ -460,3 +460,42 @@ async fn two_processes_close_a_day_once() {
     .unwrap();
     assert_eq!(closes, 1);
 }
+
+#[actix_web::test]
+async fn hours_changed_on_one_process_move_the_close_on_every_process() {
+    let first = TestApp::spawn().await;
+    let second = first.spawn_sibling().await;
+    let site = first.site("clinic", 1, 1).await;
+    patch_settings(
+        &first,
+        &site,
+        json!({"opening_hours": {"mon": [["08:00", "18:00"]]}}),
+    )
+    .await
+    .expect(200);
+    let end = utc("2026-12-07T18:00:00Z"); // a Monday
+    first.clock.jump_to(end - chrono::Duration::seconds(30));
+    second.clock.jump_to(end - chrono::Duration::seconds(30));
+    let waiting = first.issue(&site, 0).await;
+    // Past the closer's refresh: the second process has read the 18:00 end by now.
+    actix_web::rt::time::sleep(nextup::changes::TENANTS_REFRESH + Duration::from_secs(1)).await;
+
+    // The first process extends the day; the second reaches 18:00 at once.
+    patch_settings(
+        &first,
+        &site,
+        json!({"opening_hours": {"mon": [["08:00", "20:00"]]}}),
+    )
+    .await
+    .expect(200);
+    first.clock.jump_to(end + chrono::Duration::seconds(1));
+    second.clock.jump_to(end + chrono::Duration::seconds(1));
+    // Two ticks of both closers: neither closes at the old end.
+    actix_web::rt::time::sleep(2 * nextup::changes::CLOSE_TICK + Duration::from_millis(500)).await;
+    assert_eq!(ticket(&first, &site, &waiting).await["status"], "waiting");
+
+    second
+        .clock
+        .jump_to(utc("2026-12-07T20:00:00Z") + chrono::Duration::seconds(1));
+    wait_for_status(&second, &site, &waiting, "expired").await;
+}
