@@ -114,6 +114,16 @@ pub fn writer_pool(pool: &PgPool, size: u32) -> PgPool {
         .connect_lazy_with(options)
 }
 
+/// The pool of the hubs' log reader (`ws::feed`), on the hub thread: as large as the main
+/// pool, its connections opened lazily by the reader, so on that thread. A connection is
+/// driven by the runtime of the task that opened it; one the reader opened in the main pool
+/// would be handed to HTTP workers later, and their queries on it would wait for the hub
+/// thread, which is busiest exactly when the workers are (fan-out).
+pub fn log_reader_pool(pool: &PgPool) -> PgPool {
+    pool_options(pool.options().get_max_connections())
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
 /// The pool of the event listener (`ws::feed`): its one connection, which it keeps. A
 /// listener made from the main pool would hold one of that pool's connections for good,
 /// and with `DATABASE_POOL_SIZE=1` leave none for requests.

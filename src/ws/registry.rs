@@ -34,7 +34,7 @@ impl HubRegistry {
     /// Starts the hub thread and the listener. Needs a running actix `System`.
     pub fn start(pool: PgPool, metrics: Arc<Metrics>) -> Self {
         let arbiter = Arbiter::new();
-        let log_pool = pool.clone();
+        let log_pool = db::log_reader_pool(&pool);
         let log = LogReader::start_in_arbiter(&arbiter.handle(), move |_| LogReader::new(log_pool));
         let inner = Arc::new(RegistryInner {
             hubs: Mutex::new(HashMap::new()),
