@@ -147,8 +147,15 @@ async fn poll(app: &TestApp, token: Option<&str>) -> Reply {
 #[actix_web::test]
 async fn a_hundred_concurrent_handshakes_share_one_snapshot_and_none_is_refused() {
     // Two connections: one snapshot read per handshake would queue the handshakes for
-    // connections past the pool's 3 s, and refuse them with 503.
-    let app = TestApp::spawn_with(|c| c.database_pool_size = 2).await;
+    // connections past the pool's 3 s, and refuse them with 503. The test's client reads a
+    // hundred large answers on one thread of a debug build, which on a loaded machine can
+    // leave a connection unread for longer than the slow-client guard allows
+    // (SEND_TIMEOUT_SECS, a TCP_USER_TIMEOUT): that guard is not the subject here.
+    let app = TestApp::spawn_with(|c| {
+        c.database_pool_size = 2;
+        c.send_timeout = std::time::Duration::from_secs(120);
+    })
+    .await;
     let site = app.site("clinic", 1, 1).await;
     fill_queue(&app, &site, WAITING).await;
 
@@ -191,7 +198,14 @@ async fn a_hundred_concurrent_handshakes_share_one_snapshot_and_none_is_refused(
 
 #[actix_web::test]
 async fn concurrent_polls_share_one_snapshot_and_never_miss_a_change() {
-    let app = TestApp::spawn_with(|c| c.database_pool_size = 2).await;
+    // Two connections; and the test's client reads a hundred large bodies on one thread of
+    // a debug build, which under a loaded machine can leave a connection unread for longer
+    // than the slow-client guard allows (SEND_TIMEOUT_SECS): that guard is not the subject.
+    let app = TestApp::spawn_with(|c| {
+        c.database_pool_size = 2;
+        c.send_timeout = std::time::Duration::from_secs(120);
+    })
+    .await;
     let site = app.site("clinic", 1, 1).await;
     fill_queue(&app, &site, WAITING).await;
 
