@@ -1,10 +1,10 @@
-use actix_web::HttpResponse;
-use actix_web::web::{self, Data, Path};
+use actix_web::web::{self, Data, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
-use crate::auth::extract::AdminAuth;
+use crate::auth::extract::{AdminAuth, ListQuery, admin_asks_for_all};
 use crate::db;
 use crate::domain::ids::{DisplayName, ServiceCode, ServiceId};
 use crate::error::ApiError;
@@ -26,16 +26,24 @@ fn service_json(service: &db::services::Service) -> serde_json::Value {
 
 /// Public: the active services, for a kiosk to offer, and whether the tenant is open now
 /// (contract §8): `opens_at` is the start of its next opening range while it is closed.
+/// With `?all=true` an admin gets the inactive ones too, each with `active` (contract §9);
+/// from anyone else `all` is ignored.
 async fn list_services(
+    req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let all = admin_asks_for_all(&req, &query)?;
     let mut conn = state.db.acquire().await?;
     let tenant = state.tenants.get(&mut conn, &slug).await?;
-    let services = db::services::list_services(&mut conn, tenant.id, true).await?;
+    let services = db::services::list_services(&mut conn, tenant.id, !all).await?;
     let services: Vec<_> = services
         .iter()
-        .map(|s| json!({ "id": s.id, "code": s.code, "name": s.name }))
+        .map(|s| match all {
+            true => service_json(s),
+            false => json!({ "id": s.id, "code": s.code, "name": s.name }),
+        })
         .collect();
     let now = state.clock.now();
     let day = tenant.business_day();

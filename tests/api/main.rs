@@ -5,6 +5,7 @@ mod helpers;
 
 mod abuse;
 mod admin;
+mod admin_counters;
 mod auth;
 mod bad_input;
 mod browser;
