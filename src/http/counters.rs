@@ -3,10 +3,12 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::audit::{counter_target, record};
 use super::change::change;
 use super::{JsonBody, JsonBytes};
 use crate::auth::extract::{AdminAuth, ListQuery, OperatorAuth, admin_asks_for_all};
 use crate::db;
+use crate::domain::audit::Action;
 use crate::domain::ids::{CounterId, DisplayName, ServiceId};
 use crate::error::{ApiError, parse_json_body};
 use crate::state::AppState;
@@ -66,13 +68,24 @@ struct CreateCounterRequest {
 async fn create_counter(
     state: Data<AppState>,
     slug: Path<String>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     body: JsonBody<CreateCounterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let name = DisplayName::parse("name", &body.0.name)?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
-    let counter = db::counters::insert_counter(&mut conn, tenant.id, &name).await?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let counter = db::counters::insert_counter(&mut tx, tenant.id, &name).await?;
+    let target = counter_target(&counter);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::CounterCreated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Created().json(counter))
 }
 
@@ -88,7 +101,7 @@ struct UpdateCounterRequest {
 async fn update_counter(
     state: Data<AppState>,
     path: Path<(String, CounterId)>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     body: JsonBody<UpdateCounterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
@@ -98,11 +111,21 @@ async fn update_counter(
         .as_deref()
         .map(|n| DisplayName::parse("name", n))
         .transpose()?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
     let counter =
-        db::counters::update_counter(&mut conn, tenant.id, id, name.as_ref(), body.0.active)
-            .await?;
+        db::counters::update_counter(&mut tx, tenant.id, id, name.as_ref(), body.0.active).await?;
+    let target = counter_target(&counter);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::CounterUpdated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Ok().json(counter))
 }
 

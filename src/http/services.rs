@@ -4,8 +4,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
+use super::audit::{record, service_target};
 use crate::auth::extract::{AdminAuth, ListQuery, admin_asks_for_all};
 use crate::db;
+use crate::domain::audit::Action;
 use crate::domain::ids::{DisplayName, ServiceCode, ServiceId};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -65,14 +67,25 @@ struct CreateServiceRequest {
 async fn create_service(
     state: Data<AppState>,
     slug: Path<String>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     body: JsonBody<CreateServiceRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let code = ServiceCode::parse(&body.0.code)?;
     let name = DisplayName::parse("name", &body.0.name)?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
-    let service = db::services::insert_service(&mut conn, tenant.id, &code, &name).await?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let service = db::services::insert_service(&mut tx, tenant.id, &code, &name).await?;
+    let target = service_target(&service);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::ServiceCreated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Created().json(service_json(&service)))
 }
 
@@ -85,7 +98,7 @@ struct UpdateServiceRequest {
 async fn update_service(
     state: Data<AppState>,
     path: Path<(String, ServiceId)>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     body: JsonBody<UpdateServiceRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
@@ -95,10 +108,20 @@ async fn update_service(
         .as_deref()
         .map(|n| DisplayName::parse("name", n))
         .transpose()?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
     let service =
-        db::services::update_service(&mut conn, tenant.id, id, name.as_ref(), body.0.active)
-            .await?;
+        db::services::update_service(&mut tx, tenant.id, id, name.as_ref(), body.0.active).await?;
+    let target = service_target(&service);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::ServiceUpdated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Ok().json(service_json(&service)))
 }

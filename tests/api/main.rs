@@ -6,6 +6,7 @@ mod helpers;
 mod abuse;
 mod admin;
 mod admin_counters;
+mod audit;
 mod auth;
 mod bad_input;
 mod browser;
