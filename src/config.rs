@@ -81,6 +81,9 @@ pub struct Config {
     /// `EVENT_RETENTION_DAYS`: events older than this are pruned in the background
     /// (default 7); resuming from before the oldest kept event gets a snapshot (or 410).
     pub event_retention: Duration,
+    /// `AUDIT_RETENTION_DAYS`: audit-log entries older than this are pruned in the
+    /// background (default 400: a year and a bit, to compare with last year).
+    pub audit_retention: Duration,
     /// How often the event log is pruned (one hour; not read from the environment, tests
     /// shorten it).
     pub prune_interval: Duration,
@@ -208,6 +211,8 @@ impl Config {
         let send_timeout = Duration::from_secs(number("SEND_TIMEOUT_SECS", 10, 1, 3_600));
         let event_retention =
             Duration::from_secs(number("EVENT_RETENTION_DAYS", 7, 1, 36_500) * 86_400);
+        let audit_retention =
+            Duration::from_secs(number("AUDIT_RETENTION_DAYS", 400, 1, 36_500) * 86_400);
 
         let trusted_proxies = list(get("TRUSTED_PROXIES"))
             .into_iter()
@@ -301,6 +306,7 @@ impl Config {
             request_timeout,
             send_timeout,
             event_retention,
+            audit_retention,
             prune_interval: Duration::from_secs(3_600),
             static_dir: get("STATIC_DIR").unwrap_or_else(|| "static".to_owned()),
             public_url,
@@ -377,6 +383,7 @@ mod tests {
         assert_eq!(c.login_user_rate_per_minute, 5);
         assert_eq!(c.login_slowdown_max, Duration::from_secs(3));
         assert_eq!(c.event_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.audit_retention, Duration::from_secs(400 * 86_400));
     }
 
     #[test]

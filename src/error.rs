@@ -166,6 +166,7 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 match conflict {
                     db::Conflict::CounterBusy => "counter_busy",
+                    db::Conflict::CounterInactive => "counter_inactive",
                     db::Conflict::SlugTaken => "slug_taken",
                     db::Conflict::ServiceCodeTaken => "service_code_taken",
                     db::Conflict::CounterNameTaken => "counter_name_taken",

@@ -88,7 +88,11 @@ impl Application {
                 changes::close_days_forever(pool, closer_clock, writer, tenants)
             });
             let (clock, metrics) = (clock.clone(), metrics.clone());
-            let (retention, interval) = (config.event_retention, config.prune_interval);
+            let retention = maintenance::Retention {
+                events: config.event_retention,
+                audit: config.audit_retention,
+            };
+            let interval = config.prune_interval;
             changes.spawn_beside(move |pool, _| {
                 maintenance::prune_forever(pool, clock, retention, interval, metrics)
             });

@@ -7,6 +7,7 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use serde::Deserialize;
 
 use super::token::Claims;
 use crate::domain::role::Role;
@@ -100,4 +101,27 @@ impl FromRequest for MaybeOperator {
                 .map(|claims| MaybeOperator(Some(claims))),
         })
     }
+}
+
+/// The query of a listing that admins may widen (contract §9): `?all=true` also lists the
+/// inactive entries.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Whether this listing is to include the inactive entries: `?all=true` from an admin of
+/// the path's tenant. From anyone else `all` is ignored, so the token is only looked at
+/// when `all` is asked for (a public listing without it stays public); a token that is
+/// sent must then be valid, as for [`MaybeOperator`].
+pub fn admin_asks_for_all(req: &HttpRequest, query: &ListQuery) -> Result<bool, ApiError> {
+    if !query.all {
+        return Ok(false);
+    }
+    let claims = match bearer_token(req) {
+        None => return Ok(false),
+        Some(token) => verify_for_path(req, token?)?,
+    };
+    Ok(claims.role == Role::Admin)
 }

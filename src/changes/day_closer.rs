@@ -31,6 +31,7 @@ use super::{ChangeOutcome, ChangeRequest, ChangeWriter};
 use crate::clock::Clock;
 use crate::db::tenants::{KnownTenants, Tenant};
 use crate::db::{self, CancelSafe};
+use crate::domain::audit::{Action, Target, TargetKind};
 use crate::domain::ids::TenantId;
 use crate::domain::ticket::{Status, close_day_change};
 use crate::error::ApiError;
@@ -111,6 +112,7 @@ impl DayCloser {
                             answer.expired,
                             answer.finished
                         );
+                        self.record_close(tenant, now).await;
                     }
                     self.closed.insert(tenant.id, *due);
                 }
@@ -123,6 +125,38 @@ impl DayCloser {
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// Records a close this process made in the audit log, with no user (contract §9).
+    /// After the close committed, outside the writer's transaction (as a close by hand,
+    /// see `http::day`); a failure is logged and not retried, the close being done.
+    async fn record_close(&self, tenant: &Tenant, now: DateTime<Utc>) {
+        let target = Target {
+            kind: TargetKind::Tenant,
+            id: tenant.id.get(),
+            name: tenant.name.clone(),
+        };
+        let recorded = async {
+            let mut conn = CancelSafe::new(self.pool.acquire().await?);
+            let recorded = db::audit::record(
+                &mut conn,
+                tenant.id,
+                now,
+                None,
+                Action::DayClosed,
+                Some(&target),
+            )
+            .await;
+            conn.release();
+            recorded
+        }
+        .await;
+        if let Err(error) = recorded {
+            log::warn!(
+                "recording the close of {}'s day in the audit log: {error}",
+                tenant.slug
+            );
+        }
     }
 
     /// The closes to submit now, each with its tenant. Most ticks need no connection.

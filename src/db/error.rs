@@ -56,6 +56,9 @@ pub enum Conflict {
     /// The counter already has a called or serving ticket (`tickets_counter_active_key`).
     #[error("this counter already has a called or serving ticket; finish it first")]
     CounterBusy,
+    /// An admin deactivated the counter (contract §9): nothing is called to it.
+    #[error("this counter is not active; an admin can activate it again")]
+    CounterInactive,
 }
 
 /// What a lookup did not find.

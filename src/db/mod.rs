@@ -1,6 +1,7 @@
 //! All SQL lives here. Query functions take `&mut PgConnection`, so the caller decides
 //! whether they run alone or inside its transaction.
 
+pub mod audit;
 pub mod counters;
 pub mod day_closes;
 mod error;

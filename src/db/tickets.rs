@@ -272,6 +272,8 @@ macro_rules! changed_record {
 pub enum NextCall {
     /// No such counter in the tenant.
     NoCounter,
+    /// An admin deactivated the counter.
+    CounterInactive,
     /// The counter holds a called or serving ticket.
     CounterBusy,
     /// One of the services asked for is not the tenant's.
@@ -282,7 +284,8 @@ pub enum NextCall {
 }
 
 /// Call-next in one round trip: locks the counter (so calls to one counter are serialised)
-/// and, unless it holds a called or serving ticket or a service asked for is unknown, calls
+/// and, unless it is inactive, holds a called or serving ticket or a service asked for is
+/// unknown, calls
 /// the ticket to call next among the waiting tickets of the given services (all when
 /// `None`) issued since `rules.issued_since`: the first in the call order (`call_key` and
 /// id), or on the counter's fair turn (`fair_turn` of its streak and `rules`' ratio) the
@@ -312,7 +315,7 @@ pub async fn call_next_waiting(
 ) -> Result<NextCall, Error> {
     let row = sqlx::query!(
         r#"with desk as (
-               select c.id, fair_turn(c.priority_streak, $6) as fair,
+               select c.id, fair_turn(c.priority_streak, $6) as fair, c.active,
                       exists (select 1 from busy_counters b where b.counter_id = c.id) as busy,
                       exists (select 1 from unnest($2::uuid[]) wanted(id)
                                where not exists (select 1 from services s
@@ -325,7 +328,7 @@ pub async fn call_next_waiting(
            first as (
                select w.* from desk cross join lateral (
                       select t.id, t.priority, t.created_at from tickets t
-                       where not desk.busy and not desk.unknown
+                       where desk.active and not desk.busy and not desk.unknown
                          and t.tenant_id = $1 and t.status = 'waiting'
                          and t.created_at >= $7
                          and ($2::uuid[] is null or t.service_id = any($2))
@@ -337,7 +340,7 @@ pub async fn call_next_waiting(
            first_normal as (
                select w.* from desk cross join lateral (
                       select t.id, t.priority, t.created_at from tickets t
-                       where desk.fair and not desk.busy and not desk.unknown
+                       where desk.fair and desk.active and not desk.busy and not desk.unknown
                          and t.tenant_id = $1 and t.status = 'waiting'
                          and call_key(t.priority, t.created_at) >= call_class_end('priority')
                          and t.created_at >= $7
@@ -365,7 +368,7 @@ pub async fn call_next_waiting(
                 where counters.id = t.counter_id
                   and counters.priority_streak <> streak_after(counters.priority_streak, t.priority)
            )
-           select desk.busy as "busy!", desk.unknown as "unknown!",
+           select desk.active as "active!", desk.busy as "busy!", desk.unknown as "unknown!",
                   t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
                   t.priority as "priority?", t.call_count as "call_count?",
                   t.customer_name, t.created_at as "created_at?", t.called_at,
@@ -393,6 +396,9 @@ pub async fn call_next_waiting(
     let Some(row) = row else {
         return Ok(NextCall::NoCounter);
     };
+    if !row.active {
+        return Ok(NextCall::CounterInactive);
+    }
     if row.busy {
         return Ok(NextCall::CounterBusy);
     }
@@ -415,6 +421,8 @@ fn ratio_column(ratio: Option<u32>) -> Option<i32> {
 pub enum NextPreview {
     /// No such counter in the tenant.
     NoCounter,
+    /// An admin deactivated the counter: call-next would refuse.
+    CounterInactive,
     /// One of the services asked for is not the tenant's.
     UnknownService,
     Found {
@@ -429,7 +437,8 @@ pub enum NextPreview {
 
 /// The ticket [`call_next_waiting`] would call to the counter now, by the same rules and
 /// SQL functions, read without locking or changing anything. A busy counter is answered
-/// too: what it would take once free.
+/// too: what it would take once free; an inactive one is not (`CounterInactive`), as
+/// call-next would refuse it whatever waits.
 pub async fn preview_next(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -439,7 +448,7 @@ pub async fn preview_next(
 ) -> Result<NextPreview, Error> {
     let row = sqlx::query!(
         r#"with desk as (
-               select c.priority_streak, fair_turn(c.priority_streak, $4) as fair,
+               select c.priority_streak, fair_turn(c.priority_streak, $4) as fair, c.active,
                       exists (select 1 from unnest($2::uuid[]) wanted(id)
                                where not exists (select 1 from services s
                                                   where s.tenant_id = $1
@@ -475,7 +484,8 @@ pub async fn preview_next(
                 order by turn_key(c.priority, c.created_at, desk.fair), c.id
                 limit 1
            )
-           select desk.priority_streak as "priority_streak!", desk.unknown as "unknown!",
+           select desk.priority_streak as "priority_streak!", desk.active as "active!",
+                  desk.unknown as "unknown!",
                   next.id as "id?: TicketId",
                   exists (select 1 from first where first.priority = 'priority')
                       as "priority_waits!"
@@ -492,6 +502,9 @@ pub async fn preview_next(
     let Some(row) = row else {
         return Ok(NextPreview::NoCounter);
     };
+    if !row.active {
+        return Ok(NextPreview::CounterInactive);
+    }
     if row.unknown {
         return Ok(NextPreview::UnknownService);
     }
@@ -524,7 +537,7 @@ pub struct CallNextAt {
 
 /// Call-next from all services at several distinct counters, of any tenants, in one round
 /// trip: each counter is locked (in id order) and checked as in [`call_next_waiting`], and
-/// the free ones of each tenant take that tenant's next waiting tickets by the same rules.
+/// the active free ones of each tenant take that tenant's next waiting tickets by the same rules.
 /// Returns what each found, and its counter's turn, in the order given.
 ///
 /// The counters on a fair turn take theirs first, in the order given, each the first of
@@ -558,7 +571,7 @@ pub async fn call_next_many(
                         as r(tenant_id, counter_id, operator_id, at, ratio, since, ord)
            ),
            desk as (
-               select c.id, c.priority_streak,
+               select c.id, c.priority_streak, c.active,
                       exists (select 1 from busy_counters b where b.counter_id = c.id) as busy
                  from counters c join req r on r.counter_id = c.id and r.tenant_id = c.tenant_id
                 order by c.id
@@ -569,7 +582,7 @@ pub async fn call_next_many(
                       row_number() over (partition by r.tenant_id, f.fair order by r.ord) as n
                  from req r join desk on desk.id = r.counter_id
                  cross join lateral (select fair_turn(desk.priority_streak, r.ratio) as fair) f
-                where not desk.busy
+                where desk.active and not desk.busy
            ),
            wanted as (
                select tenant_id, max(since) as since, count(*) as calls,
@@ -640,6 +653,7 @@ pub async fn call_next_many(
                   and counters.priority_streak <> streak_after(counters.priority_streak, t.priority)
            )
            select r.ord as "ord!", desk.id is not null as "found!",
+                  coalesce(desk.active, true) as "active!",
                   coalesce(desk.busy, false) as "busy!", coalesce(free.fair, false) as "fair!",
                   t.id as "id?: TicketId", t.code as "code?", t.status as "status?",
                   t.priority as "priority?", t.call_count as "call_count?",
@@ -673,6 +687,9 @@ pub async fn call_next_many(
             let turn = if row.fair { Turn::Fair } else { Turn::Usual };
             if !row.found {
                 return Ok((NextCall::NoCounter, turn));
+            }
+            if !row.active {
+                return Ok((NextCall::CounterInactive, turn));
             }
             if row.busy {
                 return Ok((NextCall::CounterBusy, turn));

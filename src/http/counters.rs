@@ -3,10 +3,12 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::audit::{counter_target, record};
 use super::change::change;
 use super::{JsonBody, JsonBytes};
-use crate::auth::extract::{AdminAuth, OperatorAuth};
+use crate::auth::extract::{AdminAuth, ListQuery, OperatorAuth, admin_asks_for_all};
 use crate::db;
+use crate::domain::audit::Action;
 use crate::domain::ids::{CounterId, DisplayName, ServiceId};
 use crate::error::{ApiError, parse_json_body};
 use crate::state::AppState;
@@ -21,6 +23,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create_counter)),
     )
     .service(
+        web::resource("/tenants/{slug}/counters/{counter_id}")
+            .route(web::patch().to(update_counter)),
+    )
+    .service(
         web::resource("/tenants/{slug}/counters/{counter_id}/call")
             .route(web::post().to(call_next)),
     )
@@ -30,14 +36,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Operators: the active counters. With `?all=true` an admin gets the inactive ones too
+/// (contract §9); from an operator `all` is ignored.
 async fn list_counters(
+    req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,
     _auth: OperatorAuth,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let all = admin_asks_for_all(&req, &query)?;
     let mut conn = state.db.acquire().await?;
     let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
-    let counters = db::counters::list_counters(&mut conn, tenant.id).await?;
+    let counters = db::counters::list_counters(&mut conn, tenant.id, !all).await?;
+    // Operators get `{id, name}` (contract §4); the admin's full listing adds `active`.
+    let counters: Vec<_> = counters
+        .iter()
+        .map(|c| match all {
+            true => json!(c),
+            false => json!({ "id": c.id, "name": c.name }),
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "counters": counters })))
 }
 
@@ -49,14 +68,65 @@ struct CreateCounterRequest {
 async fn create_counter(
     state: Data<AppState>,
     slug: Path<String>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     body: JsonBody<CreateCounterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let name = DisplayName::parse("name", &body.0.name)?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
-    let counter = db::counters::insert_counter(&mut conn, tenant.id, &name).await?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let counter = db::counters::insert_counter(&mut tx, tenant.id, &name).await?;
+    let target = counter_target(&counter);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::CounterCreated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Created().json(counter))
+}
+
+#[derive(Deserialize)]
+struct UpdateCounterRequest {
+    name: Option<String>,
+    active: Option<bool>,
+}
+
+/// Admins: rename a counter and/or (de)activate it (contract §9). Deactivating a counter
+/// that holds a called or serving ticket leaves that ticket where it is: it can still be
+/// recalled, started and finished; only new calls to the counter are refused.
+async fn update_counter(
+    state: Data<AppState>,
+    path: Path<(String, CounterId)>,
+    auth: AdminAuth,
+    body: JsonBody<UpdateCounterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, id) = path.into_inner();
+    let name = body
+        .0
+        .name
+        .as_deref()
+        .map(|n| DisplayName::parse("name", n))
+        .transpose()?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let counter =
+        db::counters::update_counter(&mut tx, tenant.id, id, name.as_ref(), body.0.active).await?;
+    let target = counter_target(&counter);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::CounterUpdated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(counter))
 }
 
 #[derive(Deserialize, Default)]

@@ -7,6 +7,7 @@ use super::JsonBody;
 use super::rate_limit::{client_key, login_name};
 use crate::auth::password::{decoy_hash, verify_password};
 use crate::db;
+use crate::domain::audit::{Action, Actor, Target, TargetKind};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -58,6 +59,38 @@ async fn login(
     let matches = web::block(move || verify_password(&password, &hash))
         .await
         .map_err(ApiError::internal)?;
+    // The audit log (contract §9) keeps who logged in, and who failed: the user when the
+    // username is known (also the target), nobody and nothing when it is not (what was
+    // typed is not kept, in case it was a password typed in the wrong box). Failures of an
+    // unknown tenant have no tenant to record them in. Attempts refused by the rate limits
+    // above are not recorded, which bounds what anonymous callers can add.
+    let user = credentials.as_ref().map(|c| &c.user);
+    let actor = user.map(|u| Actor {
+        id: u.id,
+        username: u.username.clone(),
+    });
+    let target = user.map(|u| Target {
+        kind: TargetKind::User,
+        id: u.id.get(),
+        name: u.username.clone(),
+    });
+    let action = match (&credentials, matches) {
+        (Some(_), true) => Action::Login,
+        _ => Action::LoginFailed,
+    };
+    if let Some(tenant) = &tenant {
+        let mut conn = state.db.acquire().await?;
+        let now = state.clock.now();
+        db::audit::record(
+            &mut conn,
+            tenant.id,
+            now,
+            actor.as_ref(),
+            action,
+            target.as_ref(),
+        )
+        .await?;
+    }
     let (Some(tenant), Some(credentials), true) = (tenant, credentials, matches) else {
         failures.failed(name);
         return Err(ApiError::InvalidCredentials);

@@ -1,5 +1,6 @@
 //! REST handlers, one module per resource; each exposes `configure`.
 
+pub mod audit;
 pub mod change;
 pub mod connection;
 pub mod counters;
@@ -29,6 +30,7 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
     login::configure(cfg);
     services::configure(cfg);
     settings::configure(cfg);
+    audit::configure(cfg);
     counters::configure(cfg);
     day::configure(cfg);
     users::configure(cfg);

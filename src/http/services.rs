@@ -1,11 +1,13 @@
-use actix_web::HttpResponse;
-use actix_web::web::{self, Data, Path};
+use actix_web::web::{self, Data, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
-use crate::auth::extract::AdminAuth;
+use super::audit::{record, service_target};
+use crate::auth::extract::{AdminAuth, ListQuery, admin_asks_for_all};
 use crate::db;
+use crate::domain::audit::Action;
 use crate::domain::ids::{DisplayName, ServiceCode, ServiceId};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -26,16 +28,24 @@ fn service_json(service: &db::services::Service) -> serde_json::Value {
 
 /// Public: the active services, for a kiosk to offer, and whether the tenant is open now
 /// (contract §8): `opens_at` is the start of its next opening range while it is closed.
+/// With `?all=true` an admin gets the inactive ones too, each with `active` (contract §9);
+/// from anyone else `all` is ignored.
 async fn list_services(
+    req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,
+    query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let all = admin_asks_for_all(&req, &query)?;
     let mut conn = state.db.acquire().await?;
     let tenant = state.tenants.get(&mut conn, &slug).await?;
-    let services = db::services::list_services(&mut conn, tenant.id, true).await?;
+    let services = db::services::list_services(&mut conn, tenant.id, !all).await?;
     let services: Vec<_> = services
         .iter()
-        .map(|s| json!({ "id": s.id, "code": s.code, "name": s.name }))
+        .map(|s| match all {
+            true => service_json(s),
+            false => json!({ "id": s.id, "code": s.code, "name": s.name }),
+        })
         .collect();
     let now = state.clock.now();
     let day = tenant.business_day();
@@ -57,14 +67,25 @@ struct CreateServiceRequest {
 async fn create_service(
     state: Data<AppState>,
     slug: Path<String>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     body: JsonBody<CreateServiceRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let code = ServiceCode::parse(&body.0.code)?;
     let name = DisplayName::parse("name", &body.0.name)?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
-    let service = db::services::insert_service(&mut conn, tenant.id, &code, &name).await?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let service = db::services::insert_service(&mut tx, tenant.id, &code, &name).await?;
+    let target = service_target(&service);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::ServiceCreated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Created().json(service_json(&service)))
 }
 
@@ -77,7 +98,7 @@ struct UpdateServiceRequest {
 async fn update_service(
     state: Data<AppState>,
     path: Path<(String, ServiceId)>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     body: JsonBody<UpdateServiceRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
@@ -87,10 +108,20 @@ async fn update_service(
         .as_deref()
         .map(|n| DisplayName::parse("name", n))
         .transpose()?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
     let service =
-        db::services::update_service(&mut conn, tenant.id, id, name.as_ref(), body.0.active)
-            .await?;
+        db::services::update_service(&mut tx, tenant.id, id, name.as_ref(), body.0.active).await?;
+    let target = service_target(&service);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::ServiceUpdated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Ok().json(service_json(&service)))
 }

@@ -5,8 +5,10 @@ use actix_web::web::{self, Data, Path};
 use serde_json::Value;
 
 use super::JsonBody;
+use super::audit::{record, tenant_target};
 use crate::auth::extract::AdminAuth;
 use crate::db;
+use crate::domain::audit::Action;
 use crate::domain::settings::{SettingsPatch, settings_json};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -35,7 +37,7 @@ async fn get_settings(
 async fn update_settings(
     state: Data<AppState>,
     slug: Path<String>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let patch = SettingsPatch::from_json(&body).map_err(|e| ApiError::Invalid(e.to_string()))?;
@@ -44,6 +46,16 @@ async fn update_settings(
     let mut tenant = db::tenants::lock_tenant(&mut tx, tenant.id).await?;
     let (timezone, settings) = patch.apply(tenant.timezone, &tenant.settings);
     db::tenants::update_settings(&mut tx, tenant.id, timezone, &settings).await?;
+    let target = tenant_target(&tenant);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::SettingsUpdated,
+        Some(&target),
+    )
+    .await?;
     tx.commit().await?;
     tenant.timezone = timezone;
     tenant.settings = settings;

@@ -4,9 +4,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
+use super::audit::{record, user_target};
 use crate::auth::extract::AdminAuth;
 use crate::auth::password::hash_password;
 use crate::db;
+use crate::domain::audit::Action;
 use crate::domain::ids::{NewPassword, Username};
 use crate::domain::role::Role;
 use crate::error::ApiError;
@@ -27,7 +29,7 @@ struct CreateUserRequest {
 async fn create_user(
     state: Data<AppState>,
     slug: Path<String>,
-    _auth: AdminAuth,
+    auth: AdminAuth,
     body: JsonBody<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let CreateUserRequest {
@@ -37,13 +39,25 @@ async fn create_user(
     } = body.0;
     let username = Username::parse(&username)?;
     let password = NewPassword::parse(password)?;
-    let mut conn = state.db.acquire().await?;
-    let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
+    // Hashed before the transaction begins: no connection is held for the hashing.
     let hash = web::block(move || hash_password(password.expose()))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::Internal)?;
-    let user = db::users::insert_user(&mut conn, tenant.id, &username, &hash, role).await?;
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
+    let user = db::users::insert_user(&mut tx, tenant.id, &username, &hash, role).await?;
+    let target = user_target(user.id, &user.username);
+    record(
+        &state,
+        &mut tx,
+        tenant.id,
+        Some(&auth.0),
+        Action::UserCreated,
+        Some(&target),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Created().json(json!({
         "id": user.id,
         "username": user.username,

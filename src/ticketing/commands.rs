@@ -105,6 +105,7 @@ fn called(next: NextCall, tenant: TenantId, now: DateTime<Utc>) -> Result<Option
     transition(previous, Action::Call)?;
     match next {
         NextCall::NoCounter => Err(Error::NotFound(Entity::Counter)),
+        NextCall::CounterInactive => Err(db::Conflict::CounterInactive.into()),
         NextCall::CounterBusy => Err(db::Conflict::CounterBusy.into()),
         NextCall::UnknownService => Err(Error::NotFound(Entity::Service)),
         NextCall::NobodyWaiting => Ok(None),
@@ -131,6 +132,9 @@ pub async fn call_ticket(
     let ticket = db::tickets::lock_ticket(conn, tenant.id, id)
         .await?
         .ok_or(Error::NotFound(Entity::Ticket))?;
+    if !counter.active {
+        return Err(db::Conflict::CounterInactive.into());
+    }
     transition(ticket.status, Action::Call)?;
     if counter.busy {
         return Err(db::Conflict::CounterBusy.into());

@@ -69,6 +69,7 @@ pub async fn next_call(
     .await?;
     let (ticket, priority_waits, priority_streak) = match found {
         NextPreview::NoCounter => return Err(Error::NotFound(Entity::Counter)),
+        NextPreview::CounterInactive => return Err(db::Conflict::CounterInactive.into()),
         NextPreview::UnknownService => return Err(Error::NotFound(Entity::Service)),
         NextPreview::Found {
             ticket,

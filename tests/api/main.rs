@@ -5,6 +5,8 @@ mod helpers;
 
 mod abuse;
 mod admin;
+mod admin_counters;
+mod audit;
 mod auth;
 mod bad_input;
 mod browser;
