@@ -6,9 +6,9 @@
 //! ([`BusinessDay::last_close`](crate::domain::business_day::BusinessDay::last_close)),
 //! from the tenants it read (again every few seconds, at once after this process changed
 //! settings, and again before it closes anything, so that a change of hours made by another
-//! process a moment before is never missed). A due close this process has not seen done is looked up with one
-//! query for all tenants; a day with tickets to close is closed through the writer like
-//! any change: it claims a row in `day_closes` in its transaction, so with several
+//! process a moment before is never missed). A due close this process has not seen done is
+//! looked up with one query for all tenants; a day with tickets to close is closed through
+//! the writer like any change: it claims a row in `day_closes` in its transaction, so with several
 //! processes one closes the day and the others find it done. It ends the tickets issued
 //! before the due instant, whenever it runs, so a ticket issued a moment after midnight
 //! stays in the new day. The first tick is at start-up, which catches up on the days that
@@ -44,7 +44,7 @@ use crate::views::Audience;
 pub const CLOSE_TICK: Duration = Duration::from_secs(1);
 
 /// How long the closer trusts the tenants (time zones, opening hours) it read, unless this
-/// process changed a tenant's settings: another process's change is seen within this.
+/// process changed a tenant's settings or a close looks due (then it reads them again).
 pub const TENANTS_REFRESH: Duration = Duration::from_secs(5);
 
 /// How long a close may wait in the writer's queue and run.
