@@ -16,26 +16,26 @@ use crate::domain::call_order::CallOrder;
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{EventAction, Priority, Status};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceRef {
     pub id: ServiceId,
     pub code: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CounterRef {
     pub id: CounterId,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperatorRef {
     pub id: UserId,
     pub username: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicTicket {
     pub id: TicketId,
     pub code: String,
@@ -51,7 +51,7 @@ pub struct PublicTicket {
     pub estimated_wait_secs: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperatorTicket {
     #[serde(flatten)]
     pub public: PublicTicket,
@@ -148,7 +148,7 @@ impl OperatorTicket {
 }
 
 /// A service in queue summaries (`queue_update` and the queue snapshot).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceSummary {
     pub id: ServiceId,
     pub code: String,
@@ -521,7 +521,7 @@ mod tests {
 
 /// The answer to closing the day (contract §8): tickets expired and finished, and the
 /// tenant's seq after the close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DayClosedAnswer {
     pub expired: usize,
     pub finished: usize,

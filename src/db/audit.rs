@@ -37,7 +37,8 @@ pub async fn record(
 }
 
 /// An entry as `GET …/audit` answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct Entry {
     pub at: DateTime<Utc>,
     pub user: Option<EntryUser>,
@@ -45,13 +46,15 @@ pub struct Entry {
     pub target: Option<EntryTarget>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = UserRef)]
 pub struct EntryUser {
     pub id: UserId,
     pub username: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditTarget)]
 pub struct EntryTarget {
     #[serde(rename = "type")]
     pub kind: String,

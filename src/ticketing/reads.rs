@@ -34,10 +34,11 @@ pub async fn load_ticket(
 }
 
 /// What call-next would take at a counter now, and why (`GET …/counters/{id}/next`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NextCall {
     pub ticket: Option<OperatorTicket>,
     /// `priority`, `waited_longest` or `fair_turn`; `None` when nobody waits.
+    #[schema(value_type = Option<String>)]
     pub reason: Option<&'static str>,
     pub priority_streak: u32,
     pub priority_ratio: Option<u32>,
