@@ -44,10 +44,14 @@ pub struct PublicTicket {
     pub priority: Priority,
     pub call_count: u32,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub called_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub counter: Option<CounterRef>,
     /// Waiting tickets of the same service that will be called first; `None` unless waiting.
+    #[schema(required = true)]
     pub ahead: Option<u32>,
+    #[schema(required = true)]
     pub estimated_wait_secs: Option<u32>,
 }
 
@@ -55,14 +59,19 @@ pub struct PublicTicket {
 pub struct OperatorTicket {
     #[serde(flatten)]
     pub public: PublicTicket,
+    #[schema(required = true)]
     pub customer_name: Option<String>,
+    #[schema(required = true)]
     pub operator: Option<OperatorRef>,
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
     /// While waiting, the ticket's place in the call order as a string (see
     /// [`CallOrder::sort_key`]): consoles keep their waiting list in order by it without
     /// knowing the rule. `None` otherwise, and in events logged before it existed.
     #[serde(default)]
+    #[schema(required = true)]
     pub call_order_key: Option<String>,
 }
 

@@ -41,8 +41,10 @@ pub async fn record(
 #[schema(as = AuditEntry)]
 pub struct Entry {
     pub at: DateTime<Utc>,
+    #[schema(required = true)]
     pub user: Option<EntryUser>,
     pub action: String,
+    #[schema(required = true)]
     pub target: Option<EntryTarget>,
 }
 

@@ -31,7 +31,7 @@ pub(super) struct AuditQuery {
     get, path = "/api/v1/tenants/{slug}/audit", tag = "admin",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("limit" = Option<u32>, Query, description = "How many entries, newest first (default 100)")),
     responses((status = 200, description = "The newest entries first", body = crate::http::openapi::schemas::AuditLog)),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn list_audit(
     state: Data<AppState>,

@@ -43,7 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo"),
         ("all" = Option<bool>, Query, description = "Admins: the inactive counters too, each with `active`; ignored from operators")),
     responses((status = 200, description = "The active counters (all of them for an admin's `all=true`)", body = crate::http::openapi::schemas::CounterList)),
-    security(("bearer" = [])),
+    security(("operator" = [])),
 )]
 pub(super) async fn list_counters(
     req: HttpRequest,
@@ -80,7 +80,7 @@ pub(super) struct CreateCounterRequest {
         (status = 201, description = "Created", body = crate::db::counters::Counter),
         (status = 409, description = "The name is taken (`counter_name_taken`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn create_counter(
     state: Data<AppState>,
@@ -124,7 +124,7 @@ pub(super) struct UpdateCounterRequest {
         (status = 404, description = "Unknown tenant (`tenant_not_found`) or counter (`counter_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 409, description = "The name is taken (`counter_name_taken`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn update_counter(
     state: Data<AppState>,
@@ -173,7 +173,7 @@ pub(super) struct CallNextRequest {
         (status = 404, description = "Unknown tenant (`tenant_not_found`), counter (`counter_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 409, description = "The counter holds a called or serving ticket (`counter_busy`), is inactive (`counter_inactive`), or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("operator" = [])),
 )]
 pub(super) async fn call_next(
     req: HttpRequest,
@@ -228,7 +228,7 @@ fn parse_service_ids(list: &str) -> Result<Vec<ServiceId>, ApiError> {
         (status = 404, description = "Unknown tenant (`tenant_not_found`), counter (`counter_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 422, description = "`service_ids` names no service (`invalid_input`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("operator" = [])),
 )]
 pub(super) async fn preview_next_call(
     state: Data<AppState>,

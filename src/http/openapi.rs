@@ -140,7 +140,7 @@ pub(super) async fn get_asyncapi() -> HttpResponse {
         .body(ASYNCAPI_YAML)
 }
 
-/// Adds the bearer security scheme and, to every operation, the answers of the shared
+/// Adds the security schemes and, to every operation, the answers of the shared
 /// extractors and middleware:
 /// - under `/api/v1`: 408 (the body came too slowly, `http::deadline`); 503 where the
 ///   handler reads the database (all but the two documents);
@@ -160,18 +160,26 @@ struct CommonAnswers;
 impl Modify for CommonAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some(
-                        "The token of `POST /api/v1/auth/login` (HS256 JWT), bound to one tenant",
-                    ))
-                    .build(),
-            ),
-        );
+        // Two names for the one bearer scheme, so that each operation says which role it
+        // needs.
+        for (name, who) in [
+            ("operator", "an operator's or an admin's"),
+            ("admin", "an admin's"),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(format!(
+                            "The token of `POST /api/v1/auth/login` (HS256 JWT): {who}, \
+                             of the path's tenant"
+                        )))
+                        .build(),
+                ),
+            );
+        }
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
                 &mut item.get,
@@ -437,6 +445,7 @@ pub mod schemas {
     pub struct TicketUpdate {
         pub action: EventAction,
         /// `null` for an issued ticket.
+        #[schema(required = true)]
         pub previous_status: Option<Status>,
         #[schema(schema_with = AnyTicket::schema)]
         pub ticket: AnyTicket,
@@ -497,6 +506,7 @@ pub mod schemas {
         pub open: bool,
         /// The start of the next opening range while closed; `null` while open or when the
         /// tenant never opens.
+        #[schema(required = true)]
         pub opens_at: Option<DateTime<Utc>>,
         /// The tenant's IANA timezone, for showing `opens_at` in local time.
         #[schema(example = "Europe/Lisbon")]
@@ -541,6 +551,7 @@ pub mod schemas {
         pub username: String,
         pub role: Role,
         pub active: bool,
+        #[schema(required = true)]
         pub last_login_at: Option<DateTime<Utc>>,
         /// The tenant's slug; only in the answer to creating the user.
         pub tenant: Option<String>,
@@ -617,10 +628,13 @@ pub mod schemas {
         #[schema(example = "Europe/Lisbon")]
         pub timezone: String,
         /// `null`: always open.
+        #[schema(required = true)]
         pub opening_hours: Option<OpeningHours>,
         #[schema(minimum = 1)]
+        #[schema(required = true)]
         pub max_calls: Option<u32>,
         #[schema(minimum = 1)]
+        #[schema(required = true)]
         pub priority_ratio: Option<u32>,
     }
 

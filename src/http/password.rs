@@ -41,7 +41,7 @@ pub(super) struct ChangePasswordRequest {
         (status = 429, description = "Too many attempts from this address (`rate_limited`)", body = crate::http::openapi::schemas::ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
-    security(("bearer" = [])),
+    security(("operator" = [])),
 )]
 pub(super) async fn change_password(
     req: HttpRequest,

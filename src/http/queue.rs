@@ -73,7 +73,7 @@ fn matches_if_none_match(req: &HttpRequest, tag: &str) -> bool {
         (status = 304, description = "Unchanged since the `If-None-Match` tag",
             headers(("ETag" = String, description = "The current tag"))),
     ),
-    security((), ("bearer" = [])),
+    security((), ("operator" = [])),
 )]
 pub(super) async fn get_queue(
     req: HttpRequest,
@@ -134,7 +134,7 @@ pub(super) struct EventsQuery {
         (status = 200, description = "The `ticket_update` and `queue_update` messages after `since`, in order, in the caller's projection", body = crate::http::openapi::schemas::EventList),
         (status = 410, description = "`since` is older than the events kept, or greater than the current `seq` (`since_unavailable`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security((), ("bearer" = [])),
+    security((), ("operator" = [])),
 )]
 pub(super) async fn list_events(
     state: Data<AppState>,

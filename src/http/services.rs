@@ -35,7 +35,7 @@ fn service_json(service: &db::services::Service) -> serde_json::Value {
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo"),
         ("all" = Option<bool>, Query, description = "Admins: the inactive services too, each with `active`; ignored from anyone else")),
     responses((status = 200, description = "The active services (all of them for an admin's `all=true`) and whether the tenant is open", body = crate::http::openapi::schemas::ServiceList)),
-    security((), ("bearer" = [])),
+    security((), ("operator" = [])),
 )]
 pub(super) async fn list_services(
     req: HttpRequest,
@@ -79,7 +79,7 @@ pub(super) struct CreateServiceRequest {
         (status = 201, description = "Created", body = crate::http::openapi::schemas::Service),
         (status = 409, description = "The code is taken (`service_code_taken`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn create_service(
     state: Data<AppState>,
@@ -120,7 +120,7 @@ pub(super) struct UpdateServiceRequest {
         (status = 200, description = "The service after the change", body = crate::http::openapi::schemas::Service),
         (status = 404, description = "Unknown tenant (`tenant_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn update_service(
     state: Data<AppState>,

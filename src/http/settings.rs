@@ -26,7 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     get, path = "/api/v1/tenants/{slug}/settings", tag = "admin",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
     responses((status = 200, description = "The settings", body = crate::http::openapi::schemas::Settings)),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn get_settings(
     state: Data<AppState>,
@@ -48,7 +48,7 @@ pub(super) async fn get_settings(
         (status = 200, description = "The whole settings after the change", body = crate::http::openapi::schemas::Settings),
         (status = 422, description = "A field is unknown or invalid; the message names it (`invalid_input`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn update_settings(
     state: Data<AppState>,

@@ -75,7 +75,7 @@ fn customer_name(raw: Option<String>) -> Result<Option<String>, ApiError> {
         (status = 429, description = "Without a token: this address or tenant issues too fast (`rate_limited`)", body = crate::http::openapi::schemas::ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
-    security((), ("bearer" = [])),
+    security((), ("operator" = [])),
 )]
 pub(super) async fn issue_ticket(
     req: HttpRequest,
@@ -155,7 +155,7 @@ pub(super) struct ListQuery {
         ("status" = Option<Status>, Query, description = "Only this status (default: waiting, called and serving); finished statuses list the 1000 most recent"),
         ("service_id" = Option<ServiceId>, Query, description = "Only this service")),
     responses((status = 200, description = "Waiting tickets in call order, then the others", body = crate::http::openapi::schemas::TicketList)),
-    security(("bearer" = [])),
+    security(("operator" = [])),
 )]
 pub(super) async fn list_tickets(
     state: Data<AppState>,
@@ -220,7 +220,7 @@ pub(super) struct CallTicketRequest {
         (status = 404, description = "Unknown tenant (`tenant_not_found`), ticket (`ticket_not_found`) or counter (`counter_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 409, description = "The ticket is not waiting (`invalid_transition`), the counter is busy (`counter_busy`) or inactive (`counter_inactive`), or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("operator" = [])),
 )]
 pub(super) async fn call_ticket(
     req: HttpRequest,
@@ -255,7 +255,7 @@ pub(super) struct TransferRequest {
         (status = 409, description = "The ticket is not called or serving (`invalid_transition`), or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 422, description = "The body does not have the expected fields (`invalid_body`), the service is the ticket's own (`same_service`) or inactive (`service_inactive`), or the Idempotency-Key was used with another request (`idempotency_key_reused`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("operator" = [])),
 )]
 pub(super) async fn transfer_ticket(
     req: HttpRequest,
@@ -302,7 +302,7 @@ struct EmptyBody {}
         (status = 404, description = "Unknown tenant (`tenant_not_found`) or ticket (`ticket_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 409, description = "The action is not allowed from the ticket's status (`invalid_transition`), or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("operator" = [])),
 )]
 pub(super) async fn act_on_ticket(
     req: HttpRequest,

@@ -41,7 +41,7 @@ fn account_json(account: &Account) -> Value {
     get, path = "/api/v1/tenants/{slug}/users", tag = "admin",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
     responses((status = 200, description = "Every user of the tenant", body = crate::http::openapi::schemas::UserList)),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn list_users(
     state: Data<AppState>,
@@ -75,7 +75,7 @@ pub(super) struct UpdateUserRequest {
         (status = 404, description = "Unknown tenant (`tenant_not_found`) or user (`user_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 409, description = "It would leave the tenant without an active admin (`last_admin`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn update_user(
     state: Data<AppState>,
@@ -162,7 +162,7 @@ pub(super) struct CreateUserRequest {
         (status = 201, description = "Created", body = crate::http::openapi::schemas::User),
         (status = 409, description = "The username is taken (`username_taken`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security(("bearer" = [])),
+    security(("admin" = [])),
 )]
 pub(super) async fn create_user(
     state: Data<AppState>,

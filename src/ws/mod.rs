@@ -89,7 +89,7 @@ pub(crate) async fn totem_session(
         (status = 429, description = "Too many live sessions from this address or for this tenant (`too_many_sessions`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 503, description = "The database is unavailable (`database_unavailable`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
-    security((), ("bearer" = [])),
+    security((), ("operator" = [])),
 )]
 pub(crate) async fn operator_session(
     req: HttpRequest,
