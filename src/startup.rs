@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use sqlx::PgPool;
 
+use crate::auth::revocation::TokenGenerations;
 use crate::auth::token::TokenKeys;
 use crate::changes::{self, ChangeWriter};
 use crate::clock::{Clock, SystemClock};
@@ -67,7 +68,8 @@ impl Application {
         let local = listener.local_addr()?;
         // Created once, outside the per-worker factory: one hub per tenant for all workers.
         let metrics = Metrics::new();
-        let hubs = HubRegistry::start(pool.clone(), metrics.clone());
+        let token_generations = Arc::new(TokenGenerations::default());
+        let hubs = HubRegistry::start(pool.clone(), metrics.clone(), token_generations.clone());
         let request_timeout = config.request_timeout;
         let send_timeout = config.send_timeout;
         let http_workers = config.http_workers;
@@ -101,6 +103,7 @@ impl Application {
             changes,
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
+            token_generations,
             limits: RateLimits::new(&config),
             session_caps: SessionCaps::new(
                 config.ws_max_sessions_per_address,

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::auth::revocation::TokenGenerations;
 use crate::auth::token::TokenKeys;
 use crate::changes::ChangeWriter;
 use crate::clock::Clock;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub tokens: TokenKeys,
+    /// Which tokens are revoked, kept up to date by the event feed's listener.
+    pub token_generations: Arc<TokenGenerations>,
     pub clock: Arc<dyn Clock>,
     pub limits: RateLimits,
     pub session_caps: Arc<SessionCaps>,

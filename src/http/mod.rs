@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod login;
 pub mod ops;
 pub mod pages;
+pub mod password;
 pub mod queue;
 pub mod rate_limit;
 pub mod services;
@@ -28,6 +29,7 @@ use crate::error::{ApiError, parse_json_body};
 /// Routes under `/api/v1`.
 pub fn configure_api(cfg: &mut web::ServiceConfig) {
     login::configure(cfg);
+    password::configure(cfg);
     services::configure(cfg);
     settings::configure(cfg);
     audit::configure(cfg);

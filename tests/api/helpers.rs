@@ -247,6 +247,17 @@ impl TestApp {
         .await
     }
 
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.send(
+            Method::PATCH,
+            path,
+            token,
+            &[],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
     /// Creates a tenant directly in the database (as `nextup tenant create` does).
     pub async fn create_tenant(&self, slug: &str, timezone: &str) {
         let mut conn = self.pool.acquire().await.unwrap();
@@ -440,8 +451,29 @@ pub fn expired_token(slug: &str) -> String {
     token_expiring_at(slug, chrono::Utc::now().timestamp() - 1)
 }
 
-/// A token signed with the test secret for `slug`, with this `exp`.
-pub fn token_expiring_at(slug: &str, exp: i64) -> String {
+/// The same token as `token` (its user, tenant and generation), expiring at `exp`.
+pub fn reissued_expiring_at(token: &str, exp: i64) -> String {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_exp = false;
+    let mut claims = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    claims["exp"] = json!(exp);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A token signed with the test secret for `slug`, with this `exp`, of a user who does
+/// not exist (refused as revoked unless refused for its expiry first).
+fn token_expiring_at(slug: &str, exp: i64) -> String {
     let claims = json!({
         "sub": Uuid::new_v4(),
         "tenant_id": Uuid::new_v4(),
