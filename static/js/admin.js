@@ -8,7 +8,7 @@
 // login form, as on the console.
 
 import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
-import { barChart, lineChart } from './charts.js';
+import { barChart, durationStep, lineChart } from './charts.js';
 import { currentLanguage, onLanguageChange, renderLanguageSwitcher, t, translatePage } from './i18n.js';
 import { claimsOf, loginForm, sessionEndReason, tokenStore } from './session.js';
 import { el } from './ui.js';
@@ -668,6 +668,11 @@ function formatSecs(secs) {
   return t('admin.reports.hours_min', { h: Math.floor(minutes / 60), m: String(minutes % 60).padStart(2, '0') });
 }
 
+/** An axis label: whole minutes as "5 min". */
+function formatTick(secs) {
+  return secs >= 60 && secs % 60 === 0 ? t('admin.reports.mins', { m: secs / 60 }) : formatSecs(secs);
+}
+
 function formatCount(value) {
   return typeof value === 'number' ? new Intl.NumberFormat(currentLanguage()).format(value) : '—';
 }
@@ -711,6 +716,8 @@ function renderReport() {
       { key: 'service_mean', label: t('admin.reports.fields.service_mean'), values: perService.map((s) => timeOf(s, TIMES[3])) },
     ],
     format: formatSecs,
+    tickFormat: formatTick,
+    stepFor: durationStep,
     describe: (code, s, text) => {
       const service = perService.find((x) => x.code === code);
       return `${code} · ${service ? service.name : ''} — ${s.label}: ${text}`;
@@ -734,6 +741,8 @@ function renderReport() {
     categories: hourLabels,
     series: [{ key: 'mean_wait', label: t('admin.reports.fields.wait_mean'), values: hours.map((h) => h.mean_wait_secs) }],
     format: formatSecs,
+    tickFormat: formatTick,
+    stepFor: durationStep,
     describe: (hour, s, text) => `${hour}:00 — ${s.label}: ${text}`,
   }));
 

@@ -5,7 +5,7 @@
 
 const SVG = 'http://www.w3.org/2000/svg';
 const PALETTE = ['#ffd23f', '#4cc9f0', '#3ddc97', '#ff9f1c'];
-const PAD = { top: 16, right: 16, bottom: 44, left: 56 };
+const PAD = { top: 16, right: 16, bottom: 44, left: 72 };
 
 let chartIds = 0;
 
@@ -24,9 +24,16 @@ function niceStep(max, count) {
   return step || power * 10;
 }
 
-function axis(max, ticks = 4) {
-  if (!(max > 0)) return { top: 1, step: 1 / ticks };
-  const step = niceStep(max, ticks);
+/** A round step for durations in seconds: 1, 2, 5, 10, 15, 30 s or min, then hours. */
+export function durationStep(max, count) {
+  const raw = max / count;
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+  return steps.find((s) => s >= raw) || Math.ceil(raw / 3600) * 3600;
+}
+
+function axis(max, stepFor, ticks = 4) {
+  if (!(max > 0)) return { top: ticks, step: 1 };
+  const step = stepFor(max, ticks);
   return { top: Math.ceil(max / step) * step, step };
 }
 
@@ -34,7 +41,7 @@ function axis(max, ticks = 4) {
  * The frame shared by the charts: an <svg role="img"> labelled by its <title> and <desc>, with
  * a y axis of round ticks. Returns the svg and what the charts need to place marks.
  */
-function frame({ title, description, width, height, max, format }) {
+function frame({ title, description, width, height, max, tickFormat, stepFor }) {
   chartIds += 1;
   const id = `chart-${chartIds}`;
   const svg = node('svg', {
@@ -47,12 +54,12 @@ function frame({ title, description, width, height, max, format }) {
   });
   svg.append(node('title', { id: `${id}-title` }, title), node('desc', { id: `${id}-desc` }, description || ''));
   const plot = { x: PAD.left, y: PAD.top, w: width - PAD.left - PAD.right, h: height - PAD.top - PAD.bottom };
-  const { top, step } = axis(max);
+  const { top, step } = axis(max, stepFor);
   const y = (value) => plot.y + plot.h - (value / top) * plot.h;
   const grid = node('g', { class: 'chart-grid', 'aria-hidden': 'true' });
   for (let v = 0; v <= top + step / 2; v += step) {
     grid.append(node('line', { x1: plot.x, x2: plot.x + plot.w, y1: y(v), y2: y(v) }));
-    grid.append(node('text', { x: plot.x - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'chart-tick' }, format(v)));
+    grid.append(node('text', { x: plot.x - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'chart-tick' }, tickFormat(v)));
   }
   svg.append(grid);
   return { svg, plot, y };
@@ -91,16 +98,18 @@ const present = (value) => typeof value === 'number' && Number.isFinite(value);
 /**
  * Grouped vertical bars. `categories`: labels along x; `series`: [{key, label, values}] with
  * one value (a number or null) per category; `format(value)` writes a value for people;
- * `describe(category, series, text)` the words of one bar's <title>.
+ * `describe(category, series, text)` the words of one bar's <title>; `tickFormat` and
+ * `stepFor(max, count)` the y axis's labels and round step (durationStep for seconds).
  * Returns a <figure> holding the svg and its legend.
  */
 export function barChart({
   title, description, categories, series, format = String, width = 720, height = 280,
   labelEvery = 1, describe = (category, s, text) => `${category} — ${s.label}: ${text}`,
+  tickFormat = format, stepFor = niceStep,
 }) {
   const values = series.flatMap((s) => s.values.filter(present));
   const max = Math.max(0, ...values);
-  const { svg, plot, y } = frame({ title, description, width, height, max, format });
+  const { svg, plot, y } = frame({ title, description, width, height, max, tickFormat, stepFor });
   const band = plot.w / Math.max(1, categories.length);
   const gap = Math.min(12, band * 0.2);
   const barWidth = (band - gap) / series.length;
@@ -137,10 +146,11 @@ export function barChart({
 export function lineChart({
   title, description, categories, series, format = String, width = 720, height = 240,
   labelEvery = 1, describe = (category, s, text) => `${category} — ${s.label}: ${text}`,
+  tickFormat = format, stepFor = niceStep,
 }) {
   const values = series.flatMap((s) => s.values.filter(present));
   const max = Math.max(0, ...values);
-  const { svg, plot, y } = frame({ title, description, width, height, max, format });
+  const { svg, plot, y } = frame({ title, description, width, height, max, tickFormat, stepFor });
   const band = plot.w / Math.max(1, categories.length);
   series.forEach((s, j) => {
     const color = PALETTE[j % PALETTE.length];

@@ -510,6 +510,9 @@ async fn the_console_changes_the_password_and_signs_in_again_with_it() {
     console
         .eval("(document.getElementById('logout').click(), true)")
         .await;
+    console
+        .eval("(document.querySelector('[data-testid=login-username]').value = '', true)")
+        .await;
     console.type_into("login-username", "olga").await;
     console.type_into("login-password", "olga-password").await;
     console

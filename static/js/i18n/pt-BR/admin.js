@@ -119,6 +119,7 @@ export default {
     secs: '{s} s',
     min_secs: '{m} min {s} s',
     hours_min: '{h} h {m} min',
+    mins: '{m} min',
     fields: {
       issued: 'Emitidas',
       served: 'Atendidas',
