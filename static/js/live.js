@@ -147,7 +147,8 @@ export function connectLive({
     try {
       const headers = etag ? { 'If-None-Match': etag } : {};
       const reply = await api(`/tenants/${encodeURIComponent(slug)}/queue`, { token, headers });
-      if (state === 'live') return;
+      // Closed meanwhile (signed out, or a new token after a change of password): not ours.
+      if (closedByUs || state === 'live') return;
       if (reply.status === 401) {
         onAuthError(reply.body && reply.body.error ? reply.body.error.code : '');
         return;
