@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::db::tenants::KnownTenants;
 use crate::error;
 use crate::http;
+use crate::http::assets::Assets;
 use crate::http::rate_limit::RateLimits;
 use crate::maintenance;
 use crate::metrics::Metrics;
@@ -109,6 +110,7 @@ impl Application {
                 config.ws_max_sessions_per_address,
                 config.ws_max_sessions_per_tenant,
             ),
+            assets: Assets::from_config(config.static_dir.as_deref()),
             config: Arc::new(config),
             clock,
             hubs: hubs.clone(),
@@ -200,7 +202,6 @@ fn listen(bind_addr: &str) -> std::io::Result<TcpListener> {
 
 /// Registers state, extractor configuration, every route and the pages.
 pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
-    let static_dir = state.config.static_dir.clone();
     cfg.app_data(state.clone())
         .app_data(error::payload_config(MAX_BODY_BYTES))
         .app_data(error::path_config())
@@ -213,7 +214,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         )
         .configure(ws::configure)
         .configure(http::ops::configure)
-        .configure(|cfg| http::pages::configure(cfg, &static_dir))
+        .configure(http::pages::configure)
         .default_service(web::to(error::route_not_found));
 }
 

@@ -8,6 +8,7 @@ use crate::changes::ChangeWriter;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::tenants::KnownTenants;
+use crate::http::assets::Assets;
 use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::ticketing::paces::PaceCache;
@@ -19,6 +20,8 @@ use crate::ws::snapshots::SnapshotCache;
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
+    /// The pages' files: built in, or from `STATIC_DIR`.
+    pub assets: Assets,
     pub tokens: TokenKeys,
     /// Which tokens are revoked, kept up to date by the event feed's listener.
     pub token_generations: Arc<TokenGenerations>,

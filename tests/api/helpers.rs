@@ -105,7 +105,6 @@ impl TestApp {
         config.login_user_rate_per_minute = 1_000_000;
         // Some tests fill a queue past it; security_queue_full.rs sets its own.
         config.public_queue_limit = 1_000_000;
-        config.static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static").into();
         adjust(&mut config);
         Self::start(config, db_name, true).await
     }
