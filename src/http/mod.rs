@@ -1,5 +1,6 @@
 //! REST handlers, one module per resource; each exposes `configure`.
 
+pub mod access_log;
 pub mod assets;
 pub mod audit;
 pub mod change;

@@ -59,6 +59,7 @@ impl Sandbox {
             "STATIC_DIR",
             "RUST_LOG",
             "RUST_BACKTRACE",
+            "LOG_FORMAT",
         ] {
             command.env_remove(name);
         }
@@ -629,6 +630,101 @@ async fn serve_refuses_a_worker_count_out_of_range_in_one_line() {
             "HTTP_WORKERS={workers}: {line}"
         );
     }
+}
+
+#[actix_web::test]
+async fn log_format_json_gives_one_object_per_line_with_the_request_id() {
+    let sandbox = Sandbox::new();
+    let mut command = sandbox.nextup(&["serve", "--demo"]);
+    command.env("LOG_FORMAT", "json");
+    let server = Server::start(command);
+    let lines = server.read_until(Instant::now() + START_TIMEOUT, |l| {
+        l.contains("listening on http://")
+    });
+    let base = listening_url(lines.last().unwrap());
+    let client = awc::Client::new();
+    let response = client
+        .get(format!("{base}/api/v1/tenants/demo/services"))
+        .insert_header(("X-Request-Id", "probe-42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers().get("x-request-id").unwrap(),
+        "probe-42",
+        "the client's id is echoed"
+    );
+    // Without one (or with one that could break a log line) the server makes one.
+    let response = client
+        .get(format!("{base}/ws/demo/operator?token=SECRET-TOKEN"))
+        .insert_header(("X-Request-Id", "two words"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let generated = response
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+
+    // The access lines are written once the responses are sent: wait for both.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let log = server.log();
+        let entries: Vec<Value> = log
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"))
+            })
+            .collect();
+        let access = entries
+            .iter()
+            .filter(|e| e["target"] == "nextup::access")
+            .count();
+        if access >= 2 {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "no access lines in {log}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for entry in &entries {
+        for key in ["time", "level", "target", "message"] {
+            assert!(entry[key].is_string(), "{key} of {entry}");
+        }
+    }
+    let access = |id: &str| {
+        entries
+            .iter()
+            .find(|e| e["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access line of {id} in {entries:#?}"))
+            .clone()
+    };
+    let services = access("probe-42");
+    assert_eq!(services["method"], "GET");
+    assert_eq!(services["route"], "/api/v1/tenants/{slug}/services");
+    assert_eq!(services["status"], 200);
+    assert_eq!(services["client"], "127.0.0.1");
+    assert!(services["duration_ms"].as_f64().is_some(), "{services}");
+    let refused = access(&generated);
+    assert_eq!(refused["status"], 401);
+    assert_eq!(refused["route"], "/ws/{slug}/operator");
+    assert!(
+        !server.log().contains("SECRET-TOKEN"),
+        "a token in the URL is never logged"
+    );
+    drop(server);
+
+    let mut command = sandbox.nextup(&["serve", "--demo"]);
+    command.env("LOG_FORMAT", "xml");
+    let result = run(command, None);
+    let line = result.failed_with_one_line();
+    assert!(line.contains("LOG_FORMAT must be text or json"), "{line}");
 }
 
 /// A running `nextup serve`, killed on drop (also when an assertion fails).
