@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod browser;
+mod browser_admin;
 mod browser_day;
 mod business_day;
 mod call_order;
