@@ -37,7 +37,7 @@ async fn get_stats(
     query: Query<StatsQuery>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let format = format(query.format.as_deref(), &req)?;
+    let format = negotiate_format(query.format.as_deref(), &req)?;
     let mut conn = state.db.acquire().await?;
     let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
     let today = service_day(state.clock.now(), tenant.timezone);
@@ -80,7 +80,7 @@ async fn get_stats(
 
 /// `?format=csv|json` decides; without it, the `Accept` header's most wanted of `text/csv`
 /// (or `text/*`) and JSON (or `application/*`, `*/*`); JSON when it names neither.
-fn format(asked: Option<&str>, req: &HttpRequest) -> Result<Format, ApiError> {
+fn negotiate_format(asked: Option<&str>, req: &HttpRequest) -> Result<Format, ApiError> {
     match asked {
         Some("json") => return Ok(Format::Json),
         Some("csv") => return Ok(Format::Csv),
