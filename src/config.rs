@@ -87,8 +87,9 @@ pub struct Config {
     /// How often the event log is pruned (one hour; not read from the environment, tests
     /// shorten it).
     pub prune_interval: Duration,
-    /// `STATIC_DIR`: where the pages are served from (default `static`).
-    pub static_dir: String,
+    /// `STATIC_DIR`: a directory to serve the pages from instead of the copies built into
+    /// the binary (for developing pages); unset, the built-in ones.
+    pub static_dir: Option<String>,
     /// `PUBLIC_URL`: where people reach this server (`https://queue.example.org`, maybe
     /// with a path prefix), for the links it hands out, such as the ticket QR code. Unset:
     /// taken from each request (see `http::pages`).
@@ -308,7 +309,7 @@ impl Config {
             event_retention,
             audit_retention,
             prune_interval: Duration::from_secs(3_600),
-            static_dir: get("STATIC_DIR").unwrap_or_else(|| "static".to_owned()),
+            static_dir: get("STATIC_DIR"),
             public_url,
         })
     }

@@ -54,6 +54,10 @@ pub enum ApiError {
     InvalidToken,
     #[error("the token has expired; log in again")]
     TokenExpired,
+    #[error(
+        "this token was revoked (the account was deactivated or its role or password changed); log in again"
+    )]
+    TokenRevoked,
     #[error("unknown tenant, username or password")]
     InvalidCredentials,
     #[error("this is not the tenant's kiosk key; open the kiosk page with its current key")]
@@ -121,6 +125,7 @@ pub enum Resource {
     Service,
     Counter,
     Ticket,
+    User,
     Route,
 }
 
@@ -131,6 +136,7 @@ impl std::fmt::Display for Resource {
             Resource::Service => "service",
             Resource::Counter => "counter",
             Resource::Ticket => "ticket",
+            Resource::User => "user",
             Resource::Route => "route",
         })
     }
@@ -153,6 +159,7 @@ impl ApiError {
             MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            TokenRevoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             InvalidKioskKey => (StatusCode::UNAUTHORIZED, "invalid_kiosk_key"),
             WrongTenant => (StatusCode::FORBIDDEN, "wrong_tenant"),
@@ -161,6 +168,7 @@ impl ApiError {
             NotFound(Resource::Service) => (StatusCode::NOT_FOUND, "service_not_found"),
             NotFound(Resource::Counter) => (StatusCode::NOT_FOUND, "counter_not_found"),
             NotFound(Resource::Ticket) => (StatusCode::NOT_FOUND, "ticket_not_found"),
+            NotFound(Resource::User) => (StatusCode::NOT_FOUND, "user_not_found"),
             NotFound(Resource::Route) => (StatusCode::NOT_FOUND, "not_found"),
             InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             Conflict(conflict) => (
@@ -172,6 +180,7 @@ impl ApiError {
                     db::Conflict::ServiceCodeTaken => "service_code_taken",
                     db::Conflict::CounterNameTaken => "counter_name_taken",
                     db::Conflict::UsernameTaken => "username_taken",
+                    db::Conflict::LastAdmin => "last_admin",
                 },
             ),
             ServiceInactive => (StatusCode::UNPROCESSABLE_ENTITY, "service_inactive"),
@@ -229,6 +238,7 @@ impl From<db::Entity> for Resource {
             db::Entity::Service => Resource::Service,
             db::Entity::Counter => Resource::Counter,
             db::Entity::Ticket => Resource::Ticket,
+            db::Entity::User => Resource::User,
         }
     }
 }
@@ -313,7 +323,10 @@ impl ResponseError for ApiError {
                 // The connection may be mid-body: do not keep it for another request.
                 response.force_close();
             }
-            ApiError::MissingToken | ApiError::InvalidToken | ApiError::TokenExpired => {
+            ApiError::MissingToken
+            | ApiError::InvalidToken
+            | ApiError::TokenExpired
+            | ApiError::TokenRevoked => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             _ => {}

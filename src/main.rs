@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nextup::cli::{Cli, run};
+use nextup::logging::{self, LogFormat};
 
 fn main() -> ExitCode {
     return_big_blocks_to_the_system();
@@ -11,11 +12,13 @@ fn main() -> ExitCode {
         eprintln!("error: cannot read .env: {e}");
         return ExitCode::FAILURE;
     }
-    // sqlx reports "relation _sqlx_migrations already exists" as an info notice on every run.
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,sqlx::postgres::notice=warn"),
-    )
-    .init();
+    match LogFormat::parse(std::env::var("LOG_FORMAT").ok().as_deref()) {
+        Ok(format) => logging::init(format),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let cli = Cli::parse();
     let result = actix_web::rt::System::new().block_on(run(cli));
     match result {

@@ -7,11 +7,12 @@ use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest};
 use actix_web::http::header::{self, HeaderName};
-use actix_web::middleware::{Logger, Next, NormalizePath, TrailingSlash, from_fn};
+use actix_web::middleware::{Next, NormalizePath, TrailingSlash, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use sqlx::PgPool;
 
+use crate::auth::revocation::TokenGenerations;
 use crate::auth::token::TokenKeys;
 use crate::changes::{self, ChangeWriter};
 use crate::clock::{Clock, SystemClock};
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::db::tenants::KnownTenants;
 use crate::error;
 use crate::http;
+use crate::http::assets::Assets;
 use crate::http::rate_limit::RateLimits;
 use crate::maintenance;
 use crate::metrics::Metrics;
@@ -67,7 +69,8 @@ impl Application {
         let local = listener.local_addr()?;
         // Created once, outside the per-worker factory: one hub per tenant for all workers.
         let metrics = Metrics::new();
-        let hubs = HubRegistry::start(pool.clone(), metrics.clone());
+        let token_generations = Arc::new(TokenGenerations::default());
+        let hubs = HubRegistry::start(pool.clone(), metrics.clone(), token_generations.clone());
         let request_timeout = config.request_timeout;
         let send_timeout = config.send_timeout;
         let http_workers = config.http_workers;
@@ -101,11 +104,13 @@ impl Application {
             changes,
             db: pool,
             tokens: TokenKeys::new(&secret, config.token_ttl),
+            token_generations,
             limits: RateLimits::new(&config),
             session_caps: SessionCaps::new(
                 config.ws_max_sessions_per_address,
                 config.ws_max_sessions_per_tenant,
             ),
+            assets: Assets::from_config(config.static_dir.as_deref()),
             config: Arc::new(config),
             clock,
             hubs: hubs.clone(),
@@ -119,10 +124,7 @@ impl Application {
                 .wrap(error::json_error_handlers())
                 .wrap(from_fn(count_request))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
-                .wrap(
-                    Logger::new("%a \"%{request}xi\" %s %b %Dms")
-                        .custom_request_replace("request", redacted_request_line),
-                )
+                .wrap(from_fn(http::access_log::access_log))
                 .configure(|cfg| configure_app(cfg, state.clone()))
         })
         .workers(http_workers)
@@ -197,7 +199,6 @@ fn listen(bind_addr: &str) -> std::io::Result<TcpListener> {
 
 /// Registers state, extractor configuration, every route and the pages.
 pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
-    let static_dir = state.config.static_dir.clone();
     cfg.app_data(state.clone())
         .app_data(error::payload_config(MAX_BODY_BYTES))
         .app_data(error::path_config())
@@ -210,7 +211,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         )
         .configure(ws::configure)
         .configure(http::ops::configure)
-        .configure(|cfg| http::pages::configure(cfg, &static_dir))
+        .configure(http::pages::configure)
         .default_service(web::to(error::route_not_found));
 }
 
@@ -231,40 +232,6 @@ fn cors(allowed_origins: &[String]) -> Cors {
         ])
         .expose_headers([header::ETAG, header::RETRY_AFTER])
         .max_age(3600)
-}
-
-/// The request line for the access log, with `token=` query values hidden: operators'
-/// WebSocket URLs carry their login token.
-fn redacted_request_line(req: &ServiceRequest) -> String {
-    let query = redacted_query(req.query_string());
-    let separator = if query.is_empty() { "" } else { "?" };
-    format!(
-        "{} {}{separator}{query} {:?}",
-        req.method(),
-        req.path(),
-        req.version()
-    )
-}
-
-/// The query string with the value of every `token` parameter replaced. Keys are compared
-/// once decoded, as the query extractor decodes them (`%74oken` is `token` to it), and
-/// regardless of case, which costs nothing and hides more.
-fn redacted_query(query: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if is_token_key(key) => format!("{key}=<redacted>"),
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn is_token_key(raw_key: &str) -> bool {
-    form_urlencoded::parse(raw_key.as_bytes())
-        .next()
-        .is_some_and(|(key, _)| key.eq_ignore_ascii_case("token"))
 }
 
 /// Counts requests by route pattern (bounded: never the raw path) and status.
@@ -318,40 +285,5 @@ async fn shutdown_signal() -> &'static str {
             log::warn!("cannot listen for signals; stop with SIGKILL");
             std::future::pending().await
         }
-    }
-}
-
-#[cfg(test)]
-mod redaction_tests {
-    use super::redacted_query;
-
-    #[test]
-    fn token_values_are_hidden_however_the_key_is_encoded() {
-        for query in [
-            "token=SECRET",
-            "%74oken=SECRET",
-            "%74%6F%6b%65%6e=SECRET",
-            "TOKEN=SECRET",
-            "Token=SECRET&token=SECRET",
-        ] {
-            let line = redacted_query(query);
-            assert!(!line.contains("SECRET"), "{query} became {line}");
-            assert!(line.contains("=<redacted>"), "{line}");
-        }
-        assert_eq!(
-            redacted_query("since=4&%74oken=SECRET&lang=pt-BR"),
-            "since=4&%74oken=<redacted>&lang=pt-BR"
-        );
-    }
-
-    #[test]
-    fn other_parameters_are_kept_as_sent() {
-        assert_eq!(
-            redacted_query("since=4&&lang=pt%2DBR"),
-            "since=4&lang=pt%2DBR"
-        );
-        assert_eq!(redacted_query("tokens=x&my_token=y"), "tokens=x&my_token=y");
-        assert_eq!(redacted_query("token"), "token");
-        assert_eq!(redacted_query(""), "");
     }
 }

@@ -4,4 +4,5 @@
 pub mod extract;
 pub mod kiosk_key;
 pub mod password;
+pub mod revocation;
 pub mod token;

@@ -23,6 +23,11 @@ pub struct Claims {
     pub tenant: String,
     pub username: String,
     pub role: Role,
+    /// The user's token generation when the token was issued: a token of an older
+    /// generation than the user's current one is revoked. Tokens issued before accounts
+    /// could be revoked carry none, which reads as the first generation.
+    #[serde(default, rename = "gen")]
+    pub generation: i32,
     pub iat: i64,
     pub exp: i64,
 }
@@ -61,6 +66,7 @@ impl TokenKeys {
         user: UserId,
         username: &str,
         role: Role,
+        generation: i32,
         tenant_id: TenantId,
         tenant_slug: &str,
     ) -> Result<IssuedToken, ApiError> {
@@ -73,6 +79,7 @@ impl TokenKeys {
             tenant: tenant_slug.to_owned(),
             username: username.to_owned(),
             role,
+            generation,
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
         };
@@ -120,11 +127,12 @@ mod tests {
         let keys = keys(60);
         let (user, tenant) = (UserId::new(), TenantId::new());
         let issued = keys
-            .issue(user, "ana", Role::Admin, tenant, "demo")
+            .issue(user, "ana", Role::Admin, 3, tenant, "demo")
             .unwrap();
         let claims = keys.verify(&issued.token).unwrap();
         assert_eq!((claims.sub, claims.tenant_id), (user, tenant));
         assert_eq!((claims.tenant.as_str(), claims.role), ("demo", Role::Admin));
+        assert_eq!(claims.generation, 3);
         assert_eq!(claims.exp, issued.expires_at.timestamp());
     }
 
@@ -135,6 +143,7 @@ mod tests {
                 UserId::new(),
                 "ana",
                 Role::Operator,
+                0,
                 TenantId::new(),
                 "demo",
             )
@@ -160,6 +169,7 @@ mod tests {
             tenant: "demo".into(),
             username: "ana".into(),
             role: Role::Operator,
+            generation: 0,
             iat: exp - 60,
             exp,
         };
@@ -199,6 +209,17 @@ mod tests {
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert!(matches!(keys.verify(&token), Err(ApiError::InvalidToken)));
+    }
+
+    #[test]
+    fn a_token_from_before_generations_is_of_the_first_generation() {
+        let keys = keys(60);
+        let claims = serde_json::json!({ "sub": UserId::new(), "tenant_id": TenantId::new(),
+            "tenant": "demo", "username": "ana", "role": "operator", "iat": 0,
+            "exp": Utc::now().timestamp() + 60 });
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert_eq!(keys.verify(&token).unwrap().generation, 0);
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub enum Conflict {
     /// An admin deactivated the counter (contract §9): nothing is called to it.
     #[error("this counter is not active; an admin can activate it again")]
     CounterInactive,
+    /// The change would leave the tenant without an active admin (contract §9).
+    #[error("this would leave the site without an active admin; make another user admin first")]
+    LastAdmin,
 }
 
 /// What a lookup did not find.
@@ -68,6 +71,7 @@ pub enum Entity {
     Service,
     Counter,
     Ticket,
+    User,
 }
 
 impl std::fmt::Display for Entity {
@@ -77,6 +81,7 @@ impl std::fmt::Display for Entity {
             Entity::Service => "service",
             Entity::Counter => "counter",
             Entity::Ticket => "ticket",
+            Entity::User => "user",
         })
     }
 }

@@ -12,6 +12,7 @@ pub enum Action {
     CounterCreated,
     CounterUpdated,
     UserCreated,
+    UserUpdated,
     SettingsUpdated,
     DayClosed,
 }
@@ -26,6 +27,7 @@ impl Action {
             Action::CounterCreated => "counter_created",
             Action::CounterUpdated => "counter_updated",
             Action::UserCreated => "user_created",
+            Action::UserUpdated => "user_updated",
             Action::SettingsUpdated => "settings_updated",
             Action::DayClosed => "day_closed",
         }

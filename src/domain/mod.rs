@@ -1,6 +1,7 @@
 //! Pure domain logic: no I/O, no sqlx, no actix. Everything here is a function of its
 //! inputs (the clock is always passed in), so it is unit-tested in place.
 
+pub mod account;
 pub mod audit;
 pub mod batch;
 pub mod business_day;

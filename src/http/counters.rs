@@ -45,7 +45,7 @@ async fn list_counters(
     _auth: OperatorAuth,
     query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let all = admin_asks_for_all(&req, &query)?;
+    let all = admin_asks_for_all(&req, &query).await?;
     let mut conn = state.db.acquire().await?;
     let tenant = db::tenants::get_tenant(&mut conn, &slug).await?;
     let counters = db::counters::list_counters(&mut conn, tenant.id, !all).await?;

@@ -74,15 +74,18 @@ async fn login(
         id: u.id.get(),
         name: u.username.clone(),
     });
-    let action = match (&credentials, matches) {
-        (Some(_), true) => Action::Login,
-        _ => Action::LoginFailed,
+    // A deactivated user gets the same answer as a wrong password (contract §9).
+    let admitted = matches && credentials.as_ref().is_some_and(|c| c.active);
+    let action = if admitted {
+        Action::Login
+    } else {
+        Action::LoginFailed
     };
     if let Some(tenant) = &tenant {
-        let mut conn = state.db.acquire().await?;
+        let mut tx = state.db.begin().await?;
         let now = state.clock.now();
         db::audit::record(
-            &mut conn,
+            &mut tx,
             tenant.id,
             now,
             actor.as_ref(),
@@ -90,16 +93,26 @@ async fn login(
             target.as_ref(),
         )
         .await?;
+        if let (Some(user), true) = (user, admitted) {
+            db::users::record_login(&mut tx, user.id, now).await?;
+        }
+        tx.commit().await?;
     }
-    let (Some(tenant), Some(credentials), true) = (tenant, credentials, matches) else {
+    let (Some(tenant), Some(credentials), true) = (tenant, credentials, admitted) else {
         failures.failed(name);
         return Err(ApiError::InvalidCredentials);
     };
     failures.succeeded(name, address);
+    let generation = credentials.token_generation;
     let user = credentials.user;
-    let issued = state
-        .tokens
-        .issue(user.id, &user.username, user.role, tenant.id, &tenant.slug)?;
+    let issued = state.tokens.issue(
+        user.id,
+        &user.username,
+        user.role,
+        generation,
+        tenant.id,
+        &tenant.slug,
+    )?;
     Ok(HttpResponse::Ok().json(json!({
         "token": issued.token,
         "expires_at": issued.expires_at,

@@ -1,5 +1,7 @@
 //! REST handlers, one module per resource; each exposes `configure`.
 
+pub mod access_log;
+pub mod assets;
 pub mod audit;
 pub mod change;
 pub mod connection;
@@ -10,6 +12,7 @@ pub mod idempotency;
 pub mod login;
 pub mod ops;
 pub mod pages;
+pub mod password;
 pub mod queue;
 pub mod rate_limit;
 pub mod services;
@@ -29,6 +32,7 @@ use crate::error::{ApiError, parse_json_body};
 /// Routes under `/api/v1`.
 pub fn configure_api(cfg: &mut web::ServiceConfig) {
     login::configure(cfg);
+    password::configure(cfg);
     services::configure(cfg);
     settings::configure(cfg);
     audit::configure(cfg);

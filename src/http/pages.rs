@@ -1,8 +1,5 @@
-//! The pages of contract §6, served from the static directory.
+//! The pages of contract §6 and the files they load (see [`super::assets`]).
 
-use std::path::{Path as FsPath, PathBuf};
-
-use actix_files::{Files, NamedFile};
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Data, Path};
@@ -18,7 +15,7 @@ use crate::domain::ids::TicketId;
 use crate::error::{ApiError, Resource};
 use crate::state::AppState;
 
-/// The per-tenant pages, each a file `<name>.html` in the static directory.
+/// The per-tenant pages, each a file `<name>.html` of `static/`.
 const TENANT_PAGES: [&str; 3] = ["totem", "display", "operator"];
 
 /// The pages load only their own scripts, styles and images, open WebSockets to their own
@@ -35,7 +32,7 @@ fn page_headers() -> DefaultHeaders {
         .add((header::X_FRAME_OPTIONS, "DENY"))
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig, static_dir: &str) {
+pub fn configure(cfg: &mut web::ServiceConfig) {
     // Browsers ask for it on every page; there is none, and a 404 would be noise.
     cfg.route("/favicon.ico", web::get().to(HttpResponse::NoContent))
         .service(
@@ -45,23 +42,32 @@ pub fn configure(cfg: &mut web::ServiceConfig, static_dir: &str) {
                 .route("/t/{slug}/ticket/{id}", web::get().to(ticket_page))
                 .route("/t/{slug}/ticket/{id}/qr.svg", web::get().to(ticket_qr))
                 .route("/t/{slug}/{page}", web::get().to(tenant_page))
-                // Scripts, styles, sounds. `Files` refuses paths that leave the directory.
-                .service(Files::new("/static", static_dir)),
+                // Scripts, styles, sounds.
+                .route("/static/{name:.*}", web::get().to(static_file)),
         );
 }
 
-fn page_file(state: &AppState, name: &str) -> PathBuf {
-    FsPath::new(&state.config.static_dir).join(format!("{name}.html"))
+async fn page(state: &AppState, req: &HttpRequest, name: &str) -> Result<HttpResponse, ApiError> {
+    state.assets.respond(req, &format!("{name}.html")).await
 }
 
-async fn index(state: Data<AppState>) -> Result<NamedFile, ApiError> {
-    NamedFile::open(page_file(&state, "index")).map_err(|_| ApiError::NotFound(Resource::Route))
+async fn index(req: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    page(&state, &req, "index").await
+}
+
+async fn static_file(
+    req: HttpRequest,
+    state: Data<AppState>,
+    name: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.assets.respond(&req, &name).await
 }
 
 async fn tenant_page(
+    req: HttpRequest,
     state: Data<AppState>,
     path: Path<(String, String)>,
-) -> Result<NamedFile, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let (slug, page) = path.into_inner();
     let page = TENANT_PAGES
         .into_iter()
@@ -69,7 +75,8 @@ async fn tenant_page(
         .ok_or(ApiError::NotFound(Resource::Route))?;
     let mut conn = state.db.acquire().await?;
     db::tenants::get_tenant(&mut conn, &slug).await?;
-    NamedFile::open(page_file(&state, page)).map_err(|_| ApiError::NotFound(Resource::Route))
+    drop(conn);
+    self::page(&state, &req, page).await
 }
 
 /// The tenant of the path, provided it has the ticket (404 otherwise).
@@ -88,12 +95,13 @@ async fn tenant_with_ticket(
 
 /// The page a person opens on their phone to follow a ticket.
 async fn ticket_page(
+    req: HttpRequest,
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
-) -> Result<NamedFile, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let (slug, id) = path.into_inner();
     tenant_with_ticket(&state, &slug, id).await?;
-    NamedFile::open(page_file(&state, "ticket")).map_err(|_| ApiError::NotFound(Resource::Route))
+    page(&state, &req, "ticket").await
 }
 
 /// A QR code (SVG) of the ticket's follow page, for the kiosk screen and printout, at the

@@ -36,7 +36,7 @@ async fn list_services(
     slug: Path<String>,
     query: Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let all = admin_asks_for_all(&req, &query)?;
+    let all = admin_asks_for_all(&req, &query).await?;
     let mut conn = state.db.acquire().await?;
     let tenant = state.tenants.get(&mut conn, &slug).await?;
     let services = db::services::list_services(&mut conn, tenant.id, !all).await?;

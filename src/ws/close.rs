@@ -25,6 +25,8 @@ pub enum Close {
     Timeout,
     /// The operator's token expired.
     TokenExpired,
+    /// The operator's token was revoked (deactivated, role or password changed).
+    TokenRevoked,
 }
 
 impl Close {
@@ -50,6 +52,7 @@ impl Close {
             TooFarBehind => (1013, "too far behind; reconnect with since", "slow_client"),
             Timeout => (4000, "no message from the client in time", "timeout"),
             TokenExpired => (4001, "token expired; log in again", "token_expired"),
+            TokenRevoked => (4001, "token revoked; log in again", "token_revoked"),
         }
     }
 
@@ -76,6 +79,7 @@ mod tests {
             TooFarBehind,
             Timeout,
             TokenExpired,
+            TokenRevoked,
         ] {
             let (code, reason, label) = close.parts();
             // 1004-1006 and 1015 are reserved; 1000-2999 are the protocol's, 4000-4999 ours.

@@ -15,6 +15,8 @@
 //! - The last [`RECENT_EVENTS`] events of the last [`RECENT_WINDOW`] are kept, so a session
 //!   that joins after reading a snapshot at seq S gets the events after S that the hub
 //!   already delivered. Each is encoded for an audience only once a session of it needs it.
+//! - An operator session whose user's tokens are revoked is closed with 4001: when the
+//!   revocation arrives ([`RevokeTokens`]), or when it joins after one this process knows.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use actix::prelude::*;
 use super::close::Close;
 use super::feed::{LogReader, ReadLog};
 use super::messages::*;
+use crate::auth::revocation::TokenGenerations;
 use crate::domain::ids::TenantId;
 use crate::metrics::Metrics;
 use crate::views::{Audience, CommittedChange};
@@ -42,6 +45,7 @@ pub const RECENT_WINDOW: Duration = Duration::from_secs(10);
 struct Member {
     audience: Audience,
     recipient: Recipient<ToSession>,
+    operator: Option<TokenHolder>,
 }
 
 /// A delivered change, encoded for an audience the first time a session of it needs the
@@ -110,6 +114,8 @@ pub struct Hub {
     reading_log: bool,
     /// Notifications may have been lost: read the log to its end, whatever `known` says.
     catching_up: bool,
+    /// Revoked tokens, as far as this process knows (memory only).
+    generations: Arc<TokenGenerations>,
 }
 
 impl Hub {
@@ -118,6 +124,7 @@ impl Hub {
         slug: String,
         log: Addr<LogReader>,
         metrics: Arc<Metrics>,
+        generations: Arc<TokenGenerations>,
     ) -> Self {
         Self {
             tenant,
@@ -132,6 +139,7 @@ impl Hub {
             gap_timer: None,
             reading_log: false,
             catching_up: false,
+            generations,
         }
     }
 
@@ -301,6 +309,15 @@ impl Handler<Connect> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
+        // Revoked between the handshake's check and now.
+        if let Some(holder) = msg.operator
+            && self
+                .generations
+                .is_known_revoked(holder.user, holder.generation)
+        {
+            msg.recipient.do_send(ToSession::Close(Close::TokenRevoked));
+            return;
+        }
         let delivered = *self.delivered.get_or_insert(msg.after);
         self.known = self.known.max(msg.after);
         // The events after the session's baseline that were already delivered to others.
@@ -334,6 +351,7 @@ impl Handler<Connect> for Hub {
             Member {
                 audience: msg.audience,
                 recipient: msg.recipient,
+                operator: msg.operator,
             },
         );
         self.deliver_ready();
@@ -430,6 +448,31 @@ impl Handler<CloseAll> for Hub {
     }
 }
 
+impl Handler<RevokeTokens> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: RevokeTokens, _: &mut Context<Self>) {
+        let revoked: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, member)| {
+                member.operator.is_some_and(|holder| {
+                    holder.user == msg.user && holder.generation < msg.generation
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in revoked {
+            if let Some(member) = self.remove(id) {
+                // Past the mailbox capacity on purpose: this must reach the session.
+                member
+                    .recipient
+                    .do_send(ToSession::Close(Close::TokenRevoked));
+            }
+        }
+    }
+}
+
 impl Handler<SessionCount> for Hub {
     type Result = MessageResult<SessionCount>;
 
@@ -516,7 +559,14 @@ mod tests {
             .connect_lazy("postgres://nobody@127.0.0.1:1/none")
             .unwrap();
         let log = LogReader::new(pool).start();
-        Hub::new(TenantId::new(), "test".into(), log, Metrics::new()).start()
+        Hub::new(
+            TenantId::new(),
+            "test".into(),
+            log,
+            Metrics::new(),
+            Arc::default(),
+        )
+        .start()
     }
 
     struct Joined {
@@ -538,6 +588,7 @@ mod tests {
             audience,
             recipient: session.clone().recipient(),
             after,
+            operator: None,
         })
         .await
         .unwrap();

@@ -9,6 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::close::Close;
+use crate::domain::ids::UserId;
 use crate::views::{Audience, CommittedChange};
 
 pub type SessionId = Uuid;
@@ -39,6 +40,23 @@ pub struct Connect {
     pub audience: Audience,
     pub recipient: Recipient<ToSession>,
     pub after: i64,
+    /// The operator session's user and token generation (none for totems).
+    pub operator: Option<TokenHolder>,
+}
+
+/// Whose token an operator session was opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenHolder {
+    pub user: UserId,
+    pub generation: i32,
+}
+
+/// The user's tokens before `generation` are revoked: close their sessions (4001).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RevokeTokens {
+    pub user: UserId,
+    pub generation: i32,
 }
 
 #[derive(Message)]

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::incoming::{FrameGate, Verdict};
-use self::messages::frame;
+use self::messages::{TokenHolder, frame};
 use self::session::WsSession;
 use crate::auth::extract::{bearer_token, verify_for_slug};
 use crate::db;
@@ -81,7 +81,7 @@ async fn operator_session(
         (None, Some(header)) => header?,
         (None, None) => return Err(ApiError::MissingToken),
     };
-    let claims = verify_for_slug(&state, token, &slug)?;
+    let claims = verify_for_slug(&state, token, &slug).await?;
     let expires_at = Utc
         .timestamp_opt(claims.exp, 0)
         .single()
@@ -92,10 +92,24 @@ async fn operator_session(
         &state,
         &slug,
         Audience::Operator,
-        Some(expires_at),
+        Some(Holder {
+            expires_at,
+            token: TokenHolder {
+                user: claims.sub,
+                generation: claims.generation,
+            },
+        }),
         query.since,
     )
     .await
+}
+
+/// The token an operator session is opened with: it closes when the token expires or is
+/// revoked.
+#[derive(Clone, Copy)]
+struct Holder {
+    expires_at: DateTime<Utc>,
+    token: TokenHolder,
 }
 
 async fn start_session(
@@ -104,7 +118,7 @@ async fn start_session(
     state: &AppState,
     slug: &str,
     audience: Audience,
-    token_expires_at: Option<DateTime<Utc>>,
+    holder: Option<Holder>,
     since: Option<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = match state.tenants.known(slug) {
@@ -167,7 +181,8 @@ async fn start_session(
         last_seq: seq,
         heartbeat: state.config.heartbeat_interval,
         client_timeout: state.config.client_timeout,
-        token_expires_at,
+        token_expires_at: holder.map(|h| h.expires_at),
+        operator: holder.map(|h| h.token),
         last_heard: Instant::now(),
         close_reason: "client_closed",
         metrics: state.metrics.clone(),

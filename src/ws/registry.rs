@@ -12,9 +12,10 @@ use super::close::Close;
 use super::feed::{LogReader, run_listener};
 use super::hub::Hub;
 use super::latest::LatestSeqs;
-use super::messages::{CatchUp, CloseAll, Committed, Publish, SessionCount};
+use super::messages::{CatchUp, CloseAll, Committed, Publish, RevokeTokens, SessionCount};
+use crate::auth::revocation::TokenGenerations;
 use crate::db;
-use crate::domain::ids::TenantId;
+use crate::domain::ids::{TenantId, UserId};
 use crate::metrics::Metrics;
 use crate::views::CommittedChange;
 
@@ -28,11 +29,12 @@ pub struct RegistryInner {
     listener_pid: Arc<AtomicI32>,
     latest: Arc<LatestSeqs>,
     metrics: Arc<Metrics>,
+    generations: Arc<TokenGenerations>,
 }
 
 impl HubRegistry {
     /// Starts the hub thread and the listener. Needs a running actix `System`.
-    pub fn start(pool: PgPool, metrics: Arc<Metrics>) -> Self {
+    pub fn start(pool: PgPool, metrics: Arc<Metrics>, generations: Arc<TokenGenerations>) -> Self {
         let arbiter = Arbiter::new();
         let log_pool = db::log_reader_pool(&pool);
         let log = LogReader::start_in_arbiter(&arbiter.handle(), move |_| LogReader::new(log_pool));
@@ -43,6 +45,7 @@ impl HubRegistry {
             listener_pid: Arc::new(AtomicI32::new(0)),
             latest: Arc::default(),
             metrics,
+            generations,
         });
         let weak = Arc::downgrade(&inner);
         let pid = inner.listener_pid.clone();
@@ -60,9 +63,10 @@ impl HubRegistry {
             .or_insert_with(|| {
                 let log = self.0.log.clone();
                 let metrics = self.0.metrics.clone();
+                let generations = self.0.generations.clone();
                 let slug = slug.to_owned();
                 Hub::start_in_arbiter(&self.0.arbiter.handle(), move |_| {
-                    Hub::new(tenant, slug, log, metrics)
+                    Hub::new(tenant, slug, log, metrics, generations)
                 })
             })
             .clone()
@@ -74,6 +78,13 @@ impl HubRegistry {
         if let Some(hub) = self.0.get(tenant) {
             hub.do_send(Publish(change));
         }
+    }
+
+    /// The user's tokens before `generation` are revoked by a change of this process: they
+    /// are refused from now on here, and the user's sessions here are closed (4001). Other
+    /// processes hear it from the database.
+    pub fn tokens_revoked(&self, tenant: TenantId, user: UserId, generation: i32) {
+        self.0.tokens_revoked(tenant, user, generation);
     }
 
     /// Open sessions of the tenant in this process: (totem, operator).
@@ -122,6 +133,17 @@ impl RegistryInner {
                 seq,
                 by_this_process,
             });
+        }
+    }
+
+    pub(super) fn generations(&self) -> &TokenGenerations {
+        &self.generations
+    }
+
+    pub(super) fn tokens_revoked(&self, tenant: TenantId, user: UserId, generation: i32) {
+        self.generations.revoked(user, generation);
+        if let Some(hub) = self.get(tenant) {
+            hub.do_send(RevokeTokens { user, generation });
         }
     }
 

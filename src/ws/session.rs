@@ -5,7 +5,7 @@
 //! the client's `since`), then joins its hub with baseline S and relays live events,
 //! dropping any with a seq it already sent. It pings every heartbeat interval and closes
 //! when the client has been silent for the client timeout, when an operator's token
-//! expires (4001), when the hub finds it too slow (1013), or on a protocol violation: a
+//! expires or is revoked (4001), when the hub finds it too slow (1013), or on a protocol violation: a
 //! frame over the size limit (1009, refused at its header by [`super::incoming`]), one not
 //! completed in time (1008), fragments (1003) or malformed frames (1002). Whatever the way
 //! out, `stopping` deregisters it from its hub, and a close ends the TCP connection right
@@ -27,7 +27,7 @@ use super::caps::SessionPermit;
 use super::close::Close;
 use super::hub::Hub;
 use super::incoming::{Refusal, Verdict};
-use super::messages::{Connect, Disconnect, SessionId, ToSession, frame};
+use super::messages::{Connect, Disconnect, SessionId, ToSession, TokenHolder, frame};
 use crate::http::connection::ConnectionSocket;
 use crate::metrics::Metrics;
 use crate::views::Audience;
@@ -46,6 +46,8 @@ pub struct WsSession {
     pub heartbeat: Duration,
     pub client_timeout: Duration,
     pub token_expires_at: Option<DateTime<Utc>>,
+    /// An operator session's user and token generation, closed if revoked.
+    pub operator: Option<TokenHolder>,
     pub last_heard: Instant,
     /// Why the session ended, for `nextup_ws_sessions_closed_total`.
     pub close_reason: &'static str,
@@ -123,6 +125,7 @@ impl Actor for WsSession {
                 audience: self.audience,
                 recipient: ctx.address().recipient(),
                 after: self.last_seq,
+                operator: self.operator,
             })
             .into_actor(self)
             .then(|joined, session, ctx| {

@@ -59,6 +59,7 @@ impl Sandbox {
             "STATIC_DIR",
             "RUST_LOG",
             "RUST_BACKTRACE",
+            "LOG_FORMAT",
         ] {
             command.env_remove(name);
         }
@@ -631,6 +632,101 @@ async fn serve_refuses_a_worker_count_out_of_range_in_one_line() {
     }
 }
 
+#[actix_web::test]
+async fn log_format_json_gives_one_object_per_line_with_the_request_id() {
+    let sandbox = Sandbox::new();
+    let mut command = sandbox.nextup(&["serve", "--demo"]);
+    command.env("LOG_FORMAT", "json");
+    let server = Server::start(command);
+    let lines = server.read_until(Instant::now() + START_TIMEOUT, |l| {
+        l.contains("listening on http://")
+    });
+    let base = listening_url(lines.last().unwrap());
+    let client = awc::Client::new();
+    let response = client
+        .get(format!("{base}/api/v1/tenants/demo/services"))
+        .insert_header(("X-Request-Id", "probe-42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers().get("x-request-id").unwrap(),
+        "probe-42",
+        "the client's id is echoed"
+    );
+    // Without one (or with one that could break a log line) the server makes one.
+    let response = client
+        .get(format!("{base}/ws/demo/operator?token=SECRET-TOKEN"))
+        .insert_header(("X-Request-Id", "two words"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let generated = response
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+
+    // The access lines are written once the responses are sent: wait for both.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let log = server.log();
+        let entries: Vec<Value> = log
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"))
+            })
+            .collect();
+        let access = entries
+            .iter()
+            .filter(|e| e["target"] == "nextup::access")
+            .count();
+        if access >= 2 {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "no access lines in {log}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for entry in &entries {
+        for key in ["time", "level", "target", "message"] {
+            assert!(entry[key].is_string(), "{key} of {entry}");
+        }
+    }
+    let access = |id: &str| {
+        entries
+            .iter()
+            .find(|e| e["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access line of {id} in {entries:#?}"))
+            .clone()
+    };
+    let services = access("probe-42");
+    assert_eq!(services["method"], "GET");
+    assert_eq!(services["route"], "/api/v1/tenants/{slug}/services");
+    assert_eq!(services["status"], 200);
+    assert_eq!(services["client"], "127.0.0.1");
+    assert!(services["duration_ms"].as_f64().is_some(), "{services}");
+    let refused = access(&generated);
+    assert_eq!(refused["status"], 401);
+    assert_eq!(refused["route"], "/ws/{slug}/operator");
+    assert!(
+        !server.log().contains("SECRET-TOKEN"),
+        "a token in the URL is never logged"
+    );
+    drop(server);
+
+    let mut command = sandbox.nextup(&["serve", "--demo"]);
+    command.env("LOG_FORMAT", "xml");
+    let result = run(command, None);
+    let line = result.failed_with_one_line();
+    assert!(line.contains("LOG_FORMAT must be text or json"), "{line}");
+}
+
 /// A running `nextup serve`, killed on drop (also when an assertion fails).
 pub struct Server {
     pub child: Child,
@@ -749,8 +845,8 @@ fn printed_login(lines: &[String], role: &str) -> (String, String) {
 #[actix_web::test]
 async fn serve_demo_prints_its_address_and_serves_the_demo_tenant() {
     let sandbox = Sandbox::new();
-    let mut command = sandbox.nextup(&["serve", "--demo"]);
-    command.env("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"));
+    // From an empty directory, without STATIC_DIR: the pages are in the binary.
+    let command = sandbox.nextup(&["serve", "--demo"]);
     let server = Server::start(command);
     let deadline = Instant::now() + START_TIMEOUT;
     let mut lines = server.read_until(deadline, |l| l.contains("listening on http://"));
@@ -837,6 +933,127 @@ async fn serve_demo_prints_its_address_and_serves_the_demo_tenant() {
         let html = String::from_utf8_lossy(&body).to_lowercase();
         assert!(html.contains("<html"), "page {page} is not HTML: {html}");
     }
+
+    // Every file of static/ is served with its type, and revalidated cheaply by its ETag.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 10, "{files:?}");
+    for file in files {
+        let name = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let url = format!("{base}/static/{name}");
+        let mut response = client.get(&url).send().await.expect("file requested");
+        let body = response.body().limit(1 << 24).await.expect("file body");
+        assert_eq!(response.status().as_u16(), 200, "{name}");
+        assert_eq!(body.as_ref(), std::fs::read(&file).unwrap(), "{name}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let expected = match file.extension().and_then(|e| e.to_str()) {
+            Some("html") => "text/html",
+            Some("css") => "text/css",
+            Some("js") => "text/javascript",
+            Some("svg") => "image/svg+xml",
+            other => panic!("a file of an unexpected kind in static/: {name} ({other:?})"),
+        };
+        let content_type = header("content-type");
+        assert!(
+            content_type.starts_with(expected)
+                || (expected == "text/javascript"
+                    && content_type.starts_with("application/javascript")),
+            "{name} is {content_type}"
+        );
+        assert_eq!(header("cache-control"), "no-cache", "{name}");
+        let etag = header("etag");
+        assert!(etag.starts_with('"'), "{name}: ETag {etag:?}");
+        let again = client
+            .get(&url)
+            .insert_header(("If-None-Match", etag.as_str()))
+            .send()
+            .await
+            .expect("file requested again");
+        assert_eq!(again.status().as_u16(), 304, "{name}");
+    }
+    drop(server);
+}
+
+#[actix_web::test]
+async fn static_dir_overrides_the_pages_built_in() {
+    let sandbox = Sandbox::new();
+    let pages = sandbox.dir.join("pages");
+    std::fs::create_dir_all(pages.join("js")).unwrap();
+    std::fs::write(
+        pages.join("index.html"),
+        "<html>a page in development</html>",
+    )
+    .unwrap();
+    std::fs::write(pages.join("js/api.js"), "// edited").unwrap();
+    let mut command = sandbox.nextup(&["serve", "--demo"]);
+    command.env("STATIC_DIR", &pages);
+    let server = Server::start(command);
+    let lines = server.read_until(Instant::now() + START_TIMEOUT, |l| {
+        l.contains("listening on http://")
+    });
+    let base = listening_url(lines.last().unwrap());
+    let client = awc::Client::new();
+    for (path, expected) in [
+        ("/", "<html>a page in development</html>"),
+        ("/static/js/api.js", "// edited"),
+    ] {
+        let mut response = client.get(format!("{base}{path}")).send().await.unwrap();
+        let body = response.body().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(String::from_utf8_lossy(&body), expected, "{path}");
+    }
+    // Edited files are served at once, with a new ETag.
+    let etag = |response: &awc::ClientResponse<_>| {
+        response
+            .headers()
+            .get("etag")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let first = client.get(format!("{base}/")).send().await.unwrap();
+    std::fs::write(pages.join("index.html"), "<html>edited again</html>").unwrap();
+    let mut second = client.get(format!("{base}/")).send().await.unwrap();
+    assert_ne!(etag(&first), etag(&second));
+    assert_eq!(
+        second.body().await.unwrap().as_ref(),
+        b"<html>edited again</html>"
+    );
+    // What the directory lacks is not served from the binary either.
+    let missing = client
+        .get(format!("{base}/t/demo/totem"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    for path in ["/static/../Cargo.toml", "/static/js/../../pages/index.html"] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(response.status().as_u16() >= 400, "{path}");
+    }
     drop(server);
 }
 
@@ -844,9 +1061,7 @@ async fn serve_demo_prints_its_address_and_serves_the_demo_tenant() {
 async fn serve_demo_a_second_time_leaves_the_demo_tenant_as_it_is() {
     let sandbox = Sandbox::new();
     for _ in 0..2 {
-        let mut command = sandbox.nextup(&["serve", "--demo"]);
-        command.env("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"));
-        let server = Server::start(command);
+        let server = Server::start(sandbox.nextup(&["serve", "--demo"]));
         let deadline = Instant::now() + START_TIMEOUT;
         let lines = server.read_until(deadline, |l| l.contains("listening on http://"));
         listening_url(lines.last().unwrap());
@@ -871,9 +1086,7 @@ async fn serve_demo_a_second_time_leaves_the_demo_tenant_as_it_is() {
 async fn serve_accepts_a_jwt_secret_of_32_bytes_and_prints_its_real_port() {
     let sandbox = Sandbox::new();
     let mut command = sandbox.nextup(&["serve"]);
-    command
-        .env("JWT_SECRET", "exactly-32-bytes-of-jwt-secret!!")
-        .env("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"));
+    command.env("JWT_SECRET", "exactly-32-bytes-of-jwt-secret!!");
     let server = Server::start(command);
     let deadline = Instant::now() + START_TIMEOUT;
     let lines = server.read_until(deadline, |l| l.contains("listening on http://"));
@@ -916,9 +1129,7 @@ async fn sigterm_closes_sessions_with_1001_and_exits_zero() {
         .run(&["tenant", "create", "--slug", "clinic", "--name", "Clinic"])
         .succeeded();
     let mut command = sandbox.nextup(&["serve"]);
-    command
-        .env("JWT_SECRET", "exactly-32-bytes-of-jwt-secret!!")
-        .env("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"));
+    command.env("JWT_SECRET", "exactly-32-bytes-of-jwt-secret!!");
     let mut server = Server::start(command);
     let lines = server.read_until(Instant::now() + START_TIMEOUT, |l| {
         l.contains("listening on http://")

@@ -105,7 +105,6 @@ impl TestApp {
         config.login_user_rate_per_minute = 1_000_000;
         // Some tests fill a queue past it; security_queue_full.rs sets its own.
         config.public_queue_limit = 1_000_000;
-        config.static_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/static").into();
         adjust(&mut config);
         Self::start(config, db_name, true).await
     }
@@ -239,6 +238,17 @@ impl TestApp {
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
         self.send(
             Method::POST,
+            path,
+            token,
+            &[],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.send(
+            Method::PATCH,
             path,
             token,
             &[],
@@ -440,8 +450,29 @@ pub fn expired_token(slug: &str) -> String {
     token_expiring_at(slug, chrono::Utc::now().timestamp() - 1)
 }
 
-/// A token signed with the test secret for `slug`, with this `exp`.
-pub fn token_expiring_at(slug: &str, exp: i64) -> String {
+/// The same token as `token` (its user, tenant and generation), expiring at `exp`.
+pub fn reissued_expiring_at(token: &str, exp: i64) -> String {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_exp = false;
+    let mut claims = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    claims["exp"] = json!(exp);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A token signed with the test secret for `slug`, with this `exp`, of a user who does
+/// not exist (refused as revoked unless refused for its expiry first).
+fn token_expiring_at(slug: &str, exp: i64) -> String {
     let claims = json!({
         "sub": Uuid::new_v4(),
         "tenant_id": Uuid::new_v4(),

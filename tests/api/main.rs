@@ -4,6 +4,7 @@
 mod helpers;
 
 mod abuse;
+mod accounts;
 mod admin;
 mod admin_counters;
 mod audit;
@@ -16,12 +17,14 @@ mod call_order;
 mod call_policy;
 mod cli;
 mod concurrency;
+mod deploy;
 mod events;
 mod faults;
 mod faults_sqlstate;
 mod group_commit;
 mod idempotency;
 mod lifecycle;
+mod nginx;
 mod ops;
 mod properties;
 mod proxy;

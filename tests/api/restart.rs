@@ -22,9 +22,7 @@ type Acknowledged = Rc<RefCell<Vec<(String, String)>>>;
 
 fn start(sandbox: &Sandbox) -> (Server, String) {
     let mut command = sandbox.nextup(&["serve", "--demo"]);
-    command
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"));
+    command.env("JWT_SECRET", JWT_SECRET);
     let server = Server::start(command);
     let lines = server.read_until(Instant::now() + START_TIMEOUT, |l| {
         l.contains("listening on http://")

@@ -235,11 +235,11 @@ async fn a_token_is_refused_from_the_second_its_exp_names() {
     let path = format!("/api/v1/tenants/{}/counters", site.slug);
     // A second later it would be refused by any reading of the RFC; at `exp` itself too.
     let now = chrono::Utc::now().timestamp();
-    let at_exp = token_expiring_at("clinic", now);
+    let at_exp = reissued_expiring_at(&site.operator, now);
     app.get(&path, Some(&at_exp))
         .await
         .expect_error(401, "token_expired");
-    let later = token_expiring_at("clinic", now + 600);
+    let later = reissued_expiring_at(&site.operator, now + 600);
     app.get(&path, Some(&later)).await.expect(200);
 }
 

@@ -28,7 +28,11 @@ pub enum Received {
 
 impl WsClient {
     pub async fn connect(app: &TestApp, path: &str) -> WsClient {
-        let url = app.url(path).replacen("http", "ws", 1);
+        Self::connect_url(&app.url(path).replacen("http", "ws", 1)).await
+    }
+
+    /// Connects to a full `ws://` URL (through a proxy, say).
+    pub async fn connect_url(url: &str) -> WsClient {
         let (_, framed) = awc::Client::new()
             .ws(url)
             .max_frame_size(16 * 1024 * 1024)
