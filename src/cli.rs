@@ -13,6 +13,7 @@ use crate::demo;
 use crate::domain::ids::{DisplayName, NewPassword, Slug, Username};
 use crate::domain::numbering::parse_timezone;
 use crate::domain::role::Role;
+use crate::private_postgres;
 use crate::startup::Application;
 
 /// nextup: a real-time ticket-queue server for kiosks, displays and operator desks.
@@ -98,7 +99,9 @@ pub enum UserCommand {
 
 /// Runs the command; the error, if any, is printed by `main` as one line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::from_env().map_err(anyhow::Error::msg)?;
+    let mut config = Config::from_env().map_err(anyhow::Error::msg)?;
+    // Runs until this command is done, if one is needed.
+    let _private_server = private_postgres::choose_database(&mut config).await?;
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(config, args).await,
         Command::Migrate => {

@@ -17,6 +17,11 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/nextu
 pub struct Config {
     /// `DATABASE_URL`: PostgreSQL URL; the database is created if missing.
     pub database_url: String,
+    /// Whether `DATABASE_URL` was set (then it is used as given); unset, a private server
+    /// is run when the default cannot be used (see `crate::private_postgres`).
+    pub database_url_given: bool,
+    /// `NEXTUP_DATA_DIR`: where that private server keeps its data (default `nextup-data`).
+    pub data_dir: std::path::PathBuf,
     /// `DATABASE_POOL_SIZE`: the size of each of this process's two pools, the readers' and
     /// the change writer's (default 10).
     pub database_pool_size: u32,
@@ -248,7 +253,11 @@ impl Config {
             ));
         }
 
+        let database_url_given = get("DATABASE_URL").is_some();
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let data_dir = get("NEXTUP_DATA_DIR")
+            .unwrap_or_else(|| "nextup-data".to_owned())
+            .into();
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             problems.push(format!(
                 "DATABASE_URL must be a postgres:// URL, got '{}'",
@@ -285,6 +294,8 @@ impl Config {
         }
         Ok(Self {
             database_url,
+            database_url_given,
+            data_dir,
             database_pool_size,
             bind_addr,
             http_workers,

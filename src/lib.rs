@@ -11,6 +11,7 @@ pub mod http;
 pub mod logging;
 pub mod maintenance;
 pub mod metrics;
+pub mod private_postgres;
 pub mod startup;
 pub mod state;
 pub mod ticketing;

@@ -11,10 +11,71 @@ use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
-/// The PostgreSQL server the tests use (a database is created per test).
+/// The PostgreSQL server the tests use (a database is created per test): `TEST_POSTGRES_URL`,
+/// else the default server if it can be used, else a private server run from the machine's
+/// PostgreSQL binaries, as `nextup serve` does (in `target/test-postgres`, on a free TCP port
+/// of 127.0.0.1, stopped when the tests end).
 pub fn postgres_server_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_POSTGRES_URL") {
+            return url;
+        }
+        let default = "postgres://postgres@127.0.0.1:5432";
+        if server_answers(default) {
+            return default.to_owned();
+        }
+        private_test_server()
+    })
+    .clone()
+}
+
+/// Whether a login to the server's `postgres` database succeeds.
+fn server_answers(server: &str) -> bool {
+    let url = format!("{server}/postgres");
+    // The tests run on actix's runtime; this asks from a thread and runtime of its own.
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let connect = PgConnection::connect(&url);
+            matches!(
+                actix_web::rt::time::timeout(Duration::from_secs(5), connect).await,
+                Ok(Ok(_))
+            )
+        })
+    })
+    .join()
+    .unwrap_or(false)
+}
+
+static TEST_SERVER: std::sync::Mutex<Option<nextup::private_postgres::PrivatePostgres>> =
+    std::sync::Mutex::new(None);
+
+fn private_test_server() -> String {
+    use nextup::private_postgres::{Listen, PrivatePostgres};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-postgres");
+    let server = PrivatePostgres::start(&dir, Listen::Tcp(port))
+        .unwrap_or_else(|e| panic!("no PostgreSQL for the tests (set TEST_POSTGRES_URL): {e:#}"));
+    eprintln!(
+        "tests: no usable PostgreSQL at 127.0.0.1:5432; running a private one in {}",
+        dir.display()
+    );
+    let url = server.server_url().to_owned();
+    *TEST_SERVER.lock().unwrap() = Some(server);
+    extern "C" fn stop_test_server() {
+        if let Ok(mut server) = TEST_SERVER.lock()
+            && let Some(mut server) = server.take()
+        {
+            server.stop();
+        }
+    }
+    // The test harness ends with exit(), which runs atexit handlers but no destructors.
+    // SAFETY: registers a plain function with no arguments.
+    unsafe { libc::atexit(stop_test_server) };
+    url
 }
 
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";

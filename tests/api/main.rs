@@ -26,6 +26,7 @@ mod idempotency;
 mod lifecycle;
 mod nginx;
 mod ops;
+mod private_postgres;
 mod properties;
 mod proxy;
 mod queue_order;
