@@ -38,5 +38,6 @@ mod security_login;
 mod security_queue_full;
 mod security_small;
 mod security_snapshots;
+mod stats;
 mod ws;
 mod ws_hardening;
