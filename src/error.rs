@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::db;
 use crate::domain::ids::InvalidName;
 use crate::domain::queue_limit::QueueFull;
+use crate::domain::stats::RangeError;
 use crate::domain::ticket::TransitionError;
 use crate::ticketing;
 
@@ -205,6 +206,17 @@ impl ApiError {
 impl From<InvalidName> for ApiError {
     fn from(err: InvalidName) -> Self {
         ApiError::Invalid(err.0)
+    }
+}
+
+impl From<RangeError> for ApiError {
+    fn from(err: RangeError) -> Self {
+        match err {
+            RangeError::Malformed { .. } => ApiError::InvalidQuery(err.to_string()),
+            RangeError::Reversed { .. } | RangeError::TooLong { .. } => {
+                ApiError::Invalid(err.to_string())
+            }
+        }
     }
 }
 

@@ -99,6 +99,36 @@ pub async fn analyze(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `sql` (one or more statements) with `psql` on `database_url`, stopping at the first
+/// error, and returns what it printed (unaligned, tuples only: `a|b` per row).
+pub async fn run_sql(database_url: &str, sql: &str, timeout: Duration) -> anyhow::Result<String> {
+    let run = Command::new("psql")
+        .args([
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database_url,
+            "-c",
+            sql,
+        ])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(timeout, run)
+        .await
+        .with_context(|| format!("psql did not finish within {} s", timeout.as_secs()))?
+        .context("cannot run psql")?;
+    if !output.status.success() {
+        bail!(
+            "psql failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod kiosk_keys;
 pub mod queue;
 pub mod services;
+pub mod stats;
 pub mod tenants;
 pub mod tickets;
 pub mod users;

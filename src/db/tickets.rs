@@ -357,7 +357,7 @@ pub async fn call_next_waiting(
            ),
            t as (
                update tickets set status = 'called', counter_id = $3, operator_id = $4,
-                      called_at = $5, call_count = call_count + 1
+                      called_at = $5, first_called_at = $5, call_count = call_count + 1
                  from next
                 where tickets.id = next.id
                returning tickets.*
@@ -641,7 +641,7 @@ pub async fn call_next_many(
            t as (
                update tickets set status = 'called', counter_id = next.counter_id,
                       operator_id = next.operator_id, called_at = next.at,
-                      call_count = call_count + 1
+                      first_called_at = next.at, call_count = call_count + 1
                  from next
                 where tickets.id = next.id
                returning tickets.*
@@ -717,7 +717,7 @@ pub async fn mark_called(
         TicketRow,
         r#"with t as (
                update tickets set status = 'called', counter_id = $2, operator_id = $3,
-                      called_at = $4, call_count = call_count + 1
+                      called_at = $4, first_called_at = $4, call_count = call_count + 1
                 where id = $1
                returning *
            ),
@@ -889,19 +889,52 @@ pub async fn set_statuses_from(
         .collect()
 }
 
+/// Why a ticket goes back to a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// To another service: the leg in the service it leaves is kept in `ticket_legs`.
+    Transfer(ServiceId),
+    /// Back to its own service, undoing its no-show or cancel: its last leg is replaced.
+    Reactivate,
+}
+
 /// Puts the ticket back in a queue (transfer, reactivate): it keeps its code and issue
-/// time, so it regains its place, and forgets its calls. Returns it as changed.
+/// time, so it regains its place, and forgets its calls. A new leg starts at `now`
+/// (`queued_at`; a call is always its leg's first, so calls set `first_called_at`); a
+/// transfer first writes the leg it ends to `ticket_legs`, in the same statement (the
+/// ticket is locked by the caller, so `old` is the row the update changes). Returns it as
+/// changed.
 pub async fn requeue(
     conn: &mut PgConnection,
     id: TicketId,
-    service: ServiceId,
+    why: Requeue,
+    now: DateTime<Utc>,
 ) -> Result<TicketRecord, Error> {
+    let target = match why {
+        Requeue::Transfer(service) => Some(service.get()),
+        Requeue::Reactivate => None,
+    };
     sqlx::query_as!(
         TicketRow,
-        r#"with t as (
-               update tickets set status = 'waiting', service_id = $2, counter_id = null,
-                      operator_id = null, call_count = 0, called_at = null, started_at = null,
-                      finished_at = null
+        r#"with old as (
+               select * from tickets where id = $1
+           ),
+           leg as (
+               insert into ticket_legs (ticket_id, leg, tenant_id, service_id, service_day,
+                                        counter_id, operator_id, queued_at, first_called_at,
+                                        started_at, ended_at)
+               select id, transfers + 1, tenant_id, service_id, service_day, counter_id,
+                      operator_id, coalesce(queued_at, created_at),
+                      coalesce(first_called_at, called_at), started_at, $3
+                 from old
+                where $2::uuid is not null
+           ),
+           t as (
+               update tickets set status = 'waiting', service_id = coalesce($2, service_id),
+                      counter_id = null, operator_id = null, call_count = 0, called_at = null,
+                      first_called_at = null, started_at = null, finished_at = null,
+                      queued_at = $3,
+                      transfers = transfers + case when $2::uuid is null then 0 else 1 end
                 where id = $1
                returning *
            )
@@ -916,7 +949,8 @@ pub async fn requeue(
              left join counters c on c.id = t.counter_id
              left join users u on u.id = t.operator_id"#,
         id.get(),
-        service.get()
+        target,
+        now
     )
     .fetch_one(conn)
     .await?

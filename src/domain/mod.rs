@@ -15,4 +15,5 @@ pub mod queue_limit;
 pub mod replay;
 pub mod role;
 pub mod settings;
+pub mod stats;
 pub mod ticket;

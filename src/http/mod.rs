@@ -18,6 +18,7 @@ pub mod queue;
 pub mod rate_limit;
 pub mod services;
 pub mod settings;
+pub mod stats;
 pub mod tickets;
 pub mod users;
 
@@ -36,6 +37,7 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
     services::configure(cfg);
     settings::configure(cfg);
     audit::configure(cfg);
+    stats::configure(cfg);
     counters::configure(cfg);
     day::configure(cfg);
     users::configure(cfg);

@@ -1,4 +1,6 @@
-//! The pages of contract §6 and the files they load (see [`super::assets`]).
+//! The pages of contract §6 and the files they load (see [`super::assets`]). The admin page
+//! is served to anyone, like the console: it holds no data until an admin signs in through
+//! the API.
 
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
@@ -16,7 +18,7 @@ use crate::error::{ApiError, Resource};
 use crate::state::AppState;
 
 /// The per-tenant pages, each a file `<name>.html` of `static/`.
-const TENANT_PAGES: [&str; 3] = ["totem", "display", "operator"];
+const TENANT_PAGES: [&str; 4] = ["totem", "display", "operator", "admin"];
 
 /// The pages load only their own scripts, styles and images, open WebSockets to their own
 /// host, and may not be framed: no inline code runs even if some text were injected.

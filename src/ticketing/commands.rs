@@ -9,7 +9,9 @@ use crate::db::Entity;
 use crate::db::events::EventRow;
 use crate::db::queue::{QueueChanges, ServiceCount, WaitingPlace};
 use crate::db::tenants::Tenant;
-use crate::db::tickets::{CallNextAt, NextCall, StatusChange, StatusChangeOutcome, TicketRecord};
+use crate::db::tickets::{
+    CallNextAt, NextCall, Requeue, StatusChange, StatusChangeOutcome, TicketRecord,
+};
 use crate::domain::batch::{QueueMove, behind_at_own_seq};
 use crate::domain::call_order::{CallOrder, Turn, ahead_from_counts};
 use crate::domain::ids::{CounterId, ServiceId, TenantId, TicketId, UserId};
@@ -170,7 +172,7 @@ pub async fn act(
             Action::Recall => db::tickets::mark_recalled(conn, id, now).await?,
             instead => return status_change(conn, tenant, id, instead, now).await,
         },
-        Action::Reactivate => db::tickets::requeue(conn, id, ticket.service_id).await?,
+        Action::Reactivate => db::tickets::requeue(conn, id, Requeue::Reactivate, now).await?,
         _ => {
             return Err(Error::unexpected(anyhow::anyhow!(
                 "{action:?} needs a counter or a service; it has its own command"
@@ -346,7 +348,7 @@ pub async fn transfer(
     }
     Ok(Pending {
         tenant: tenant.id,
-        record: db::tickets::requeue(conn, id, target.id).await?,
+        record: db::tickets::requeue(conn, id, Requeue::Transfer(target.id), now).await?,
         action: EventAction::Transferred,
         previous: Some(ticket.status),
         now,

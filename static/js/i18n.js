@@ -2,12 +2,14 @@
 // (static/js/i18n/<lang>/), one file per page plus `common`. The language comes from
 // ?lang=, then the last choice (localStorage), then the browser, then English.
 
+import enAdmin from './i18n/en/admin.js';
 import enCommon from './i18n/en/common.js';
 import enDisplay from './i18n/en/display.js';
 import enIndex from './i18n/en/index.js';
 import enOperator from './i18n/en/operator.js';
 import enTicket from './i18n/en/ticket.js';
 import enTotem from './i18n/en/totem.js';
+import ptAdmin from './i18n/pt-BR/admin.js';
 import ptCommon from './i18n/pt-BR/common.js';
 import ptDisplay from './i18n/pt-BR/display.js';
 import ptIndex from './i18n/pt-BR/index.js';
@@ -16,8 +18,8 @@ import ptTicket from './i18n/pt-BR/ticket.js';
 import ptTotem from './i18n/pt-BR/totem.js';
 
 const DICTIONARIES = {
-  en: { common: enCommon, display: enDisplay, index: enIndex, operator: enOperator, ticket: enTicket, totem: enTotem },
-  'pt-BR': { common: ptCommon, display: ptDisplay, index: ptIndex, operator: ptOperator, ticket: ptTicket, totem: ptTotem },
+  en: { admin: enAdmin, common: enCommon, display: enDisplay, index: enIndex, operator: enOperator, ticket: enTicket, totem: enTotem },
+  'pt-BR': { admin: ptAdmin, common: ptCommon, display: ptDisplay, index: ptIndex, operator: ptOperator, ticket: ptTicket, totem: ptTotem },
 };
 
 export const LANGUAGES = [['en', 'English'], ['pt-BR', 'Português']];

@@ -1,10 +1,10 @@
-// The start page: the sites (tenants) this server hosts, with links to their kiosk, display
-// and operator pages; a short how-to when there is none yet.
+// The start page: the sites (tenants) this server hosts, with links to their kiosk, display,
+// operator and admin pages; a short how-to when there is none yet.
 
 import { api } from './api.js';
 import { onLanguageChange, renderLanguageSwitcher, t, translatePage } from './i18n.js';
 
-const PAGES = ['totem', 'display', 'operator'];
+const PAGES = ['totem', 'display', 'operator', 'admin'];
 const $ = (id) => document.getElementById(id);
 const ui = {
   loading: $('loading'),

@@ -7,6 +7,8 @@
 // - an application-level ping, because browsers hide protocol pings from page code.
 //
 // States reported through onState: 'connecting', 'live', 'reconnecting', 'polling'.
+// onAuthError(reason) when the token is refused: the 4001 close reason, or the 401's error
+// code (`token_revoked` when an admin changed the account).
 
 import { api } from './api.js';
 
@@ -82,7 +84,7 @@ export function connectLive({
       clearInterval(pingTimer);
       if (closedByUs) return;
       if (event.code === 4001) {
-        onAuthError();
+        onAuthError(event.reason);
         return;
       }
       dropped();
@@ -145,9 +147,10 @@ export function connectLive({
     try {
       const headers = etag ? { 'If-None-Match': etag } : {};
       const reply = await api(`/tenants/${encodeURIComponent(slug)}/queue`, { token, headers });
-      if (state === 'live') return;
+      // Closed meanwhile (signed out, or a new token after a change of password): not ours.
+      if (closedByUs || state === 'live') return;
       if (reply.status === 401) {
-        onAuthError();
+        onAuthError(reply.body && reply.body.error ? reply.body.error.code : '');
         return;
       }
       if (reply.status === 200) {

@@ -17,9 +17,12 @@ import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
 import { t, translatePage, onLanguageChange, renderLanguageSwitcher, currentLanguage } from './i18n.js';
 import { connectLive, pollSecsFromQuery } from './live.js';
 import { renderConnection, formatWait, statusText, el } from './ui.js';
+import {
+  changePassword, claimsOf, liveEndReason, logIn, loginForm, sessionEndReason, tokenStore,
+} from './session.js';
 
 const slug = slugFromPath();
-const TOKEN_KEY = `nextup.operator.token.${slug}`;
+const tokens = tokenStore('operator', slug);
 const SETUP_KEY = `nextup.operator.setup.${slug}`;
 const ACTIVE = new Set(['waiting', 'called', 'serving']);
 const MISSED = ['no_show', 'cancelled']; // listed for the day, to be reactivated
@@ -69,6 +72,15 @@ const dom = {
   missedEmpty: $('missed-empty'),
   missedTotal: $('missed-total'),
   announce: $('announce'),
+  changePassword: $('change-password'),
+  passwordPanel: $('password-panel'),
+  passwordForm: $('password-form'),
+  passwordCurrent: $('password-current'),
+  passwordNew: $('password-new'),
+  passwordRepeat: $('password-repeat'),
+  passwordSubmit: $('password-submit'),
+  passwordCancel: $('password-cancel'),
+  passwordError: $('password-error'),
 };
 const buttons = {
   'call-next': $('call-next'),
@@ -107,8 +119,8 @@ let setup = loadSetup(); // {counterId, serviceIds}
 let pending = false; // an action is in flight: action buttons are disabled meanwhile
 let message = null; // {code, kind, vars}
 let connectionState = null;
-let loginErrorKey = null;
-let loginErrorVars = {};
+let passwordChange = false; // a change of password is under way: refusals of the old token are expected
+let loginUi = null;
 
 window.nextupLive = null;
 
@@ -132,80 +144,8 @@ function saveSetup() {
   try { localStorage.setItem(SETUP_KEY, JSON.stringify(setup)); } catch { /* private mode */ }
 }
 
-function readToken() {
-  try { return sessionStorage.getItem(TOKEN_KEY); } catch { return null; }
-}
-
-function storeToken(value) {
-  try {
-    if (value) sessionStorage.setItem(TOKEN_KEY, value);
-    else sessionStorage.removeItem(TOKEN_KEY);
-  } catch { /* private mode: the session lasts as long as the page */ }
-}
-
-/** The claims of a JWT (not verified: the server does that), or null. */
-function claimsOf(jwt) {
-  try {
-    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const padded = part + '='.repeat((4 - (part.length % 4)) % 4);
-    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
-    return JSON.parse(new TextDecoder().decode(bytes));
-  } catch {
-    return null;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Session
-
-async function login(event) {
-  event.preventDefault();
-  const username = dom.loginUsername.value.trim();
-  const password = dom.loginPassword.value;
-  if (!username || !password) {
-    (username ? dom.loginPassword : dom.loginUsername).focus();
-    return;
-  }
-  dom.loginButton.disabled = true;
-  dom.loginButton.textContent = t('operator.login.signing_in');
-  let reply = null;
-  try {
-    reply = await api('/auth/login', { method: 'POST', body: { tenant: slug, username, password } });
-  } catch {
-    reply = null;
-  }
-  dom.loginButton.disabled = false;
-  dom.loginButton.textContent = t('operator.login.submit');
-  if (!reply) {
-    showLoginError('common.network_error', {}, 'network_error');
-    return;
-  }
-  if (reply.status === 200 && reply.body && reply.body.token) {
-    dom.loginPassword.value = '';
-    storeToken(reply.body.token);
-    startSession(reply.body.token);
-    return;
-  }
-  if (reply.status === 401) {
-    showLoginError('operator.login.invalid_credentials', {}, 'invalid_credentials');
-    dom.loginPassword.select();
-    return;
-  }
-  const code = errorCode(reply) || `http_${reply.status}`;
-  showLoginError('operator.login.failed', { code }, code);
-}
-
-function showLoginError(key, vars, code) {
-  loginErrorKey = key;
-  loginErrorVars = vars;
-  dom.loginError.dataset.code = code || '';
-  renderLoginError();
-}
-
-function renderLoginError() {
-  dom.loginError.hidden = !loginErrorKey;
-  dom.loginError.textContent = loginErrorKey ? t(loginErrorKey, loginErrorVars) : '';
-}
 
 function startSession(jwt) {
   const claims = claimsOf(jwt);
@@ -215,14 +155,13 @@ function startSession(jwt) {
   }
   token = jwt;
   user = claims ? { username: claims.username || '', role: claims.role || '' } : { username: '', role: '' };
-  loginErrorKey = null;
-  dom.loginError.dataset.code = '';
-  renderLoginError();
+  loginUi.showError(null);
   message = null;
   tickets = new Map();
   summaries = [];
 
   clearTimeout(expiryTimer);
+  if (live) live.close(); // a new token (after a change of password): a new session
   if (claims && typeof claims.exp === 'number') {
     const ms = claims.exp * 1000 - Date.now();
     if (ms < MAX_TIMER_MS) expiryTimer = setTimeout(() => endSession('session_expired'), ms + 500);
@@ -231,6 +170,7 @@ function startSession(jwt) {
   dom.login.hidden = true;
   dom.console.hidden = false;
   dom.logout.hidden = false;
+  dom.changePassword.hidden = false;
   dom.userInfo.hidden = !user.username;
   dom.connection.hidden = false;
   renderHeader();
@@ -248,14 +188,16 @@ function startSession(jwt) {
     onSnapshot,
     onTicketUpdate,
     onQueueUpdate,
-    onAuthError: () => endSession('session_expired'),
+    onAuthError: (reason) => {
+      if (!passwordChange) endSession(liveEndReason(reason));
+    },
   });
   window.nextupLive = live;
   loadSetupData();
   focusPrimary();
 }
 
-/** Back to the login form; `reason` ('session_expired', 'wrong_tenant') is shown there. */
+/** Back to the login form; `reason` ('session_expired', 'token_revoked', …) is shown there. */
 function endSession(reason) {
   if (live) live.close();
   live = null;
@@ -263,7 +205,7 @@ function endSession(reason) {
   clearTimeout(expiryTimer);
   token = null;
   user = null;
-  storeToken(null);
+  tokens.write(null);
   tickets = new Map();
   missed = new Map();
   missedLoad = null;
@@ -282,26 +224,20 @@ function endSession(reason) {
   dom.logout.hidden = true;
   dom.userInfo.hidden = true;
   dom.connection.hidden = true;
-  if (reason) {
-    showLoginError(`operator.login.${reason}`, {}, reason);
-  } else {
-    showLoginError(null, {}, '');
-  }
-  dom.loginButton.disabled = false;
-  dom.loginUsername.focus();
+  closePasswordForm();
+  passwordChange = false;
+  dom.changePassword.hidden = true;
+  loginUi.showError(reason);
+  loginUi.reset();
 }
 
 /** Handles a refused token on any call; true when the session ended. */
 function authFailed(reply) {
-  if (reply.status === 401) {
-    endSession('session_expired');
-    return true;
-  }
-  if (reply.status === 403 && errorCode(reply) === 'wrong_tenant') {
-    endSession('wrong_tenant');
-    return true;
-  }
-  return false;
+  const reason = sessionEndReason(reply);
+  if (!reason) return false;
+  // The old token is refused once the password changed: the console signs in again by itself.
+  if (!passwordChange) endSession(reason);
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -988,13 +924,112 @@ function isTyping(target) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Change of password
+
+let passwordError = null; // {code, vars}
+
+function togglePasswordForm() {
+  if (dom.passwordPanel.hidden) openPasswordForm();
+  else closePasswordForm();
+}
+
+function openPasswordForm() {
+  dom.passwordPanel.hidden = false;
+  dom.changePassword.setAttribute('aria-expanded', 'true');
+  showPasswordError(null);
+  dom.passwordCurrent.focus();
+}
+
+function closePasswordForm() {
+  dom.passwordPanel.hidden = true;
+  dom.changePassword.setAttribute('aria-expanded', 'false');
+  dom.passwordForm.reset();
+  showPasswordError(null);
+}
+
+function showPasswordError(code, vars = {}) {
+  passwordError = code ? { code, vars } : null;
+  renderPasswordError();
+}
+
+function renderPasswordError() {
+  const error = passwordError;
+  dom.passwordError.hidden = !error;
+  dom.passwordError.dataset.code = error ? error.code : '';
+  if (!error) {
+    dom.passwordError.textContent = '';
+  } else if (error.code === 'network_error') {
+    dom.passwordError.textContent = t('common.network_error');
+  } else {
+    const key = `operator.password.errors.${error.code}`;
+    const text = t(key, error.vars);
+    dom.passwordError.textContent = text === key ? t('operator.password.errors.generic', { code: error.code, ...error.vars }) : text;
+  }
+}
+
+/**
+ * Changes the password, then signs in again with it: the server refuses the old token (and
+ * closes its WebSocket with 4001) as soon as the change is made, so those refusals are not
+ * "signed out" while this runs.
+ */
+async function submitPassword(event) {
+  event.preventDefault();
+  if (!token || passwordChange) return;
+  const current = dom.passwordCurrent.value;
+  const next = dom.passwordNew.value;
+  if (!current || !next) {
+    (current ? dom.passwordNew : dom.passwordCurrent).focus();
+    return;
+  }
+  if (next !== dom.passwordRepeat.value) {
+    showPasswordError('mismatch');
+    dom.passwordRepeat.select();
+    return;
+  }
+  const username = user ? user.username : '';
+  passwordChange = true;
+  dom.passwordSubmit.disabled = true;
+  const reply = await changePassword(token, current, next);
+  dom.passwordSubmit.disabled = false;
+  if (!reply) {
+    passwordChange = false;
+    showPasswordError('network_error');
+    return;
+  }
+  if (reply.status !== 204) {
+    passwordChange = false;
+    const code = errorCode(reply) || `http_${reply.status}`;
+    if (code === 'invalid_credentials') {
+      showPasswordError('invalid_credentials');
+      dom.passwordCurrent.select();
+      return;
+    }
+    if (authFailed(reply)) return;
+    const message = reply.body && reply.body.error ? reply.body.error.message : '';
+    showPasswordError(code, { message });
+    return;
+  }
+  const login = await logIn(slug, username, next);
+  passwordChange = false;
+  if (!login || login.status !== 200 || !login.body || !login.body.token) {
+    endSession('password_changed');
+    return;
+  }
+  closePasswordForm();
+  tokens.write(login.body.token);
+  startSession(login.body.token);
+  showMessage('password_changed', 'info');
+  announce(t('operator.messages.password_changed'));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Wiring
 
 function onLanguage() {
   renderLanguageSwitcher(dom.langSwitcher);
   renderHeader();
-  renderLoginError();
-  if (!dom.loginButton.disabled) dom.loginButton.textContent = t('operator.login.submit');
+  loginUi.render();
+  renderPasswordError();
   if (connectionState) renderConnection(dom.connection, connectionState);
   if (counters.length) renderCounters();
   if (!dom.setupError.hidden && dom.setupErrorText.dataset.code) showSetupError(dom.setupErrorText.dataset.code);
@@ -1007,7 +1042,20 @@ function init() {
   onLanguageChange(onLanguage);
   renderHeader();
 
-  dom.loginForm.addEventListener('submit', login);
+  loginUi = loginForm(slug, {
+    form: dom.loginForm,
+    username: dom.loginUsername,
+    password: dom.loginPassword,
+    button: dom.loginButton,
+    error: dom.loginError,
+  }, (jwt) => {
+    tokens.write(jwt);
+    startSession(jwt);
+    return null;
+  });
+  dom.changePassword.addEventListener('click', togglePasswordForm);
+  dom.passwordForm.addEventListener('submit', submitPassword);
+  dom.passwordCancel.addEventListener('click', () => { closePasswordForm(); dom.changePassword.focus(); });
   dom.logout.addEventListener('click', () => endSession(null));
   dom.counterSelect.addEventListener('change', onCounterChange);
   dom.setupRetry.addEventListener('click', loadSetupData);
@@ -1035,7 +1083,7 @@ function init() {
   }).catch(() => {});
 
   renderAll();
-  const stored = readToken();
+  const stored = tokens.read();
   if (stored) {
     startSession(stored);
   } else {

@@ -11,6 +11,7 @@ mod delivery;
 mod fanout;
 mod fleet;
 mod floor;
+mod history;
 mod measure;
 mod poll;
 mod protocol;
@@ -53,6 +54,9 @@ enum Scenario {
     Tenants(tenants::Args),
     /// K clients polling `GET …/queue` with the current `If-None-Match`.
     Poll(poll::Args),
+    /// A long history of a busy site written into the database, then `GET …/stats` timed
+    /// over a day, a month and all of it.
+    Stats(history::Args),
     /// No server: a bare writer sends a message to N loopback connections, the floor
     /// under `fanout` on this machine.
     Floor(floor::Args),
@@ -191,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             a.tenants * a.sessions_per_tenant,
         ),
         Scenario::Poll(_) => ("poll", 1, 0),
+        Scenario::Stats(_) => ("stats", 1, 0),
         Scenario::Floor(_) | Scenario::SessionWorker | Scenario::FloorWriter { .. } => {
             unreachable!("handled before")
         }
@@ -218,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Scenario::Throughput(a) => throughput::run(common, a, &deployment).await,
                 Scenario::Tenants(a) => tenants::run(common, a, &deployment, &limit).await,
                 Scenario::Poll(a) => poll::run(common, a, &deployment).await,
+                Scenario::Stats(a) => history::run(common, a, &deployment).await,
                 Scenario::Floor(_) | Scenario::SessionWorker | Scenario::FloorWriter { .. } => {
                     unreachable!("handled before")
                 }

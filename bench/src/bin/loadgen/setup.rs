@@ -93,6 +93,11 @@ impl Deployment {
         Ok(true)
     }
 
+    /// The servers' database, when known (spawn mode, or attach mode with `--database-url`).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     pub async fn prepare(common: &Common, tenants: usize) -> anyhow::Result<Deployment> {
         let slugs = tenant_slugs(common, tenants);
         let http = api::http_client(Duration::from_secs(30));

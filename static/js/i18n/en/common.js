@@ -37,6 +37,18 @@ export default {
     opens_weekday: 'Opens {day} at {time}',
     opens_date: 'Opens on {date} at {time}',
   },
+  // Signing in (operator console, admin page): the errors and what a refused token means.
+  login: {
+    submit: 'Sign in',
+    signing_in: 'Signing in…',
+    invalid_credentials: 'Wrong username or password.',
+    session_expired: 'Your session has expired. Please sign in again.',
+    token_revoked: 'Your account was changed (by an admin, or a new password). Please sign in again.',
+    wrong_tenant: 'This account belongs to another site. Please sign in again.',
+    admin_required: 'This page is for administrators. Sign in with an admin account.',
+    password_changed: 'Your password was changed, but signing in again failed. Sign in with the new password.',
+    failed: 'Could not sign in ({code}). Please try again.',
+  },
   language: 'Language',
   tenant_not_found: 'This site does not exist.',
   network_error: 'No connection to the server. Please try again.',

@@ -7,11 +7,13 @@ export default {
     totem: 'Kiosk',
     display: 'Display',
     operator: 'Operator',
+    admin: 'Admin',
   },
   pages_hint: {
     totem: 'take a ticket',
     display: 'public screen',
     operator: 'call tickets',
+    admin: 'settings and reports',
   },
   howto: {
     title: 'No site yet',

@@ -37,6 +37,18 @@ export default {
     opens_weekday: 'Abre {day} às {time}',
     opens_date: 'Abre em {date} às {time}',
   },
+  // Entrada (painel do atendente, administração): os erros e o que quer dizer um token recusado.
+  login: {
+    submit: 'Entrar',
+    signing_in: 'Entrando…',
+    invalid_credentials: 'Usuário ou senha incorretos.',
+    session_expired: 'Sua sessão expirou. Entre novamente.',
+    token_revoked: 'Sua conta foi alterada (por um administrador ou por uma nova senha). Entre novamente.',
+    wrong_tenant: 'Esta conta pertence a outro local. Entre novamente.',
+    admin_required: 'Esta página é para administradores. Entre com uma conta de administrador.',
+    password_changed: 'Sua senha foi alterada, mas não foi possível entrar de novo. Entre com a nova senha.',
+    failed: 'Não foi possível entrar ({code}). Tente novamente.',
+  },
   language: 'Idioma',
   tenant_not_found: 'Este local não existe.',
   network_error: 'Sem conexão com o servidor. Tente novamente.',

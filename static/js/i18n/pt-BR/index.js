@@ -7,11 +7,13 @@ export default {
     totem: 'Totem',
     display: 'Painel',
     operator: 'Atendente',
+    admin: 'Administração',
   },
   pages_hint: {
     totem: 'retirar senha',
     display: 'tela pública',
     operator: 'chamar senhas',
+    admin: 'configurações e relatórios',
   },
   howto: {
     title: 'Nenhum local cadastrado',
