@@ -19,7 +19,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    audit, counters, day, login, ops, password, queue, services, settings, tickets, users,
+    audit, counters, day, login, ops, password, queue, services, settings, stats, tickets, users,
 };
 use crate::ws;
 
@@ -59,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         counters::call_next,
         counters::preview_next_call,
         day::close_day,
+        stats::get_stats,
         users::list_users,
         users::create_user,
         users::update_user,
@@ -86,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         schemas::TicketUpdateMessage,
         schemas::QueueUpdateMessage,
         tickets::TicketAction,
+        stats::StatsFormat,
     )),
     modifiers(&CommonAnswers),
     tags(
