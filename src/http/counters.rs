@@ -69,6 +69,7 @@ pub(super) async fn list_counters(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct CreateCounterRequest {
+    #[schema(example = "Desk 9")]
     name: String,
 }
 
@@ -77,7 +78,12 @@ pub(super) struct CreateCounterRequest {
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
     request_body(content = CreateCounterRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = crate::db::counters::Counter),
+        (status = 201, description = "Created", body = crate::db::counters::Counter,
+            links(
+                ("UpdateCounter" = (operation_id = "update_counter", parameters(("slug" = "$request.path.slug"), ("counter_id" = "$response.body#/id")))),
+                ("CallNext" = (operation_id = "call_next", parameters(("slug" = "$request.path.slug"), ("counter_id" = "$response.body#/id")))),
+                ("PreviewNextCall" = (operation_id = "preview_next_call", parameters(("slug" = "$request.path.slug"), ("counter_id" = "$response.body#/id"))))
+            )),
         (status = 409, description = "The name is taken (`counter_name_taken`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
     security(("admin" = [])),

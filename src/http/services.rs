@@ -67,7 +67,10 @@ pub(super) async fn list_services(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct CreateServiceRequest {
+    /// One to four capital letters, unique in the tenant.
+    #[schema(pattern = "^[A-Z]{1,4}$", example = "X")]
     code: String,
+    #[schema(example = "Extra")]
     name: String,
 }
 
@@ -76,7 +79,11 @@ pub(super) struct CreateServiceRequest {
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
     request_body(content = CreateServiceRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = crate::http::openapi::schemas::Service),
+        (status = 201, description = "Created", body = crate::http::openapi::schemas::Service,
+            links(
+                ("UpdateService" = (operation_id = "update_service", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id")))),
+                ("IssueTicket" = (operation_id = "issue_ticket", parameters(("slug" = "$request.path.slug")), request_body = json!({"service_id": "$response.body#/id"})))
+            )),
         (status = 409, description = "The code is taken (`service_code_taken`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
     security(("admin" = [])),

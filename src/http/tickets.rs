@@ -67,7 +67,16 @@ fn customer_name(raw: Option<String>) -> Result<Option<String>, ApiError> {
         ("X-Kiosk-Key" = Option<String>, Header, description = "The tenant's kiosk key: anonymous kiosks then share a quota of their own")),
     request_body(content = IssueBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "Issued: the public ticket, or the operator ticket with a token", body = crate::http::openapi::schemas::AnyTicket),
+        (status = 201, description = "Issued: the public ticket, or the operator ticket with a token", body = crate::http::openapi::schemas::AnyTicket,
+            links(
+                ("GetTicket" = (operation_id = "get_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id")))),
+                ("CancelTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "cancel")))),
+                ("RecallTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "recall")))),
+                ("StartTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "start")))),
+                ("FinishTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "finish")))),
+                ("NoShowTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "no-show")))),
+                ("ReactivateTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "reactivate"))))
+            )),
         (status = 401, description = "A wrong kiosk key (`invalid_kiosk_key`), or a bad token (`invalid_token`, `token_expired`, `token_revoked`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 404, description = "Unknown tenant (`tenant_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
         (status = 409, description = "Without a token: the service's queue is full (`queue_full`) or the tenant is closed (`closed`); or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),

@@ -159,7 +159,10 @@ pub(super) struct CreateUserRequest {
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
     request_body(content = CreateUserRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = crate::http::openapi::schemas::User),
+        (status = 201, description = "Created", body = crate::http::openapi::schemas::User,
+            links(
+                ("UpdateUser" = (operation_id = "update_user", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"))))
+            )),
         (status = 409, description = "The username is taken (`username_taken`)", body = crate::http::openapi::schemas::ErrorBody),
     ),
     security(("admin" = [])),
