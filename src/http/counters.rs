@@ -75,6 +75,7 @@ pub(super) struct CreateCounterRequest {
 
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/counters", tag = "counters",
+    summary = "Admins: add a counter",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
     request_body(content = CreateCounterRequest, content_type = "application/json"),
     responses(

@@ -26,6 +26,7 @@ pub(super) struct LoginRequest {
 /// amount of hashing work.
 #[utoipa::path(
     post, path = "/api/v1/auth/login", tag = "auth",
+    summary = "Log in: a token for one tenant's user",
     request_body(content = LoginRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Logged in", body = crate::http::openapi::schemas::LoginAnswer),

@@ -34,6 +34,7 @@ pub(super) struct ChangePasswordRequest {
 /// password is 401, and attempts count against the caller's address like logins do.
 #[utoipa::path(
     post, path = "/api/v1/auth/password", tag = "auth",
+    summary = "Change one's own password (revokes every earlier token of the user)",
     request_body(content = ChangePasswordRequest, content_type = "application/json"),
     responses(
         (status = 204, description = "Changed; every earlier token of the user is revoked"),

@@ -76,6 +76,7 @@ pub(super) struct CreateServiceRequest {
 
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/services", tag = "services",
+    summary = "Admins: add a service",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
     request_body(content = CreateServiceRequest, content_type = "application/json"),
     responses(
@@ -121,6 +122,7 @@ pub(super) struct UpdateServiceRequest {
 
 #[utoipa::path(
     patch, path = "/api/v1/tenants/{slug}/services/{id}", tag = "services",
+    summary = "Admins: rename a service and/or (de)activate it",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = ServiceId, Path, description = "The service")),
     request_body(content = UpdateServiceRequest, content_type = "application/json"),
     responses(

@@ -59,10 +59,11 @@ fn customer_name(raw: Option<String>) -> Result<Option<String>, ApiError> {
     Ok(Some(name))
 }
 
-/// Public: a kiosk takes a ticket (rate-limited, see [`check_public_quota`]). With an
-/// operator token the ticket may carry a customer name and the answer is the operator view.
+/// Public: a kiosk takes a ticket (rate-limited per address and tenant, or per kiosk key).
+/// With an operator token the ticket may carry a customer name and the answer is the operator view.
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/tickets", tag = "tickets",
+    summary = "Take a ticket: public (rate-limited), or an operator's with a customer name",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$"),
         ("X-Kiosk-Key" = Option<String>, Header, description = "The tenant's kiosk key: anonymous kiosks then share a quota of their own")),
     request_body(content = IssueBody, content_type = "application/json"),

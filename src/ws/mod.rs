@@ -50,6 +50,7 @@ pub(crate) struct SessionQuery {
 
 #[utoipa::path(
     get, path = "/ws/{slug}/totem", tag = "websocket",
+    summary = "Public live updates (kiosks, displays): a WebSocket",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("since" = Option<i64>, Query, description = "Resume after this `seq`")),
     responses(
         (status = 101, description = "Switched to the WebSocket protocol: public messages (see the AsyncAPI document)"),
@@ -81,6 +82,7 @@ pub(crate) async fn totem_session(
 /// `Authorization: Bearer`.
 #[utoipa::path(
     get, path = "/ws/{slug}/operator", tag = "websocket",
+    summary = "Operators' live updates: a WebSocket",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("since" = Option<i64>, Query, description = "Resume after this `seq`"),
         ("token" = Option<String>, Query, description = "The operator's token (browsers cannot set headers on a WebSocket); or send `Authorization: Bearer`")),
     responses(
