@@ -11,7 +11,7 @@ import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
 import { barChart, durationStep, lineChart } from './charts.js';
 import { currentLanguage, onLanguageChange, renderLanguageSwitcher, t, translatePage } from './i18n.js';
 import { claimsOf, loginForm, sessionEndReason, tokenStore } from './session.js';
-import { el } from './ui.js';
+import { el, messageLine } from './ui.js';
 
 const slug = slugFromPath();
 const tokens = tokenStore('admin', slug);
@@ -73,6 +73,9 @@ const dom = {
   reportOperatorsHead: $('report-operators-head'),
   reportOperatorsBody: $('report-operators-body'),
 };
+
+// The message line under the tabs: what was done, or why not.
+const messages = messageLine(dom.message, 'admin');
 const tabButton = (name) => $(`tab-${name}`);
 const tabPanel = (name) => $(`panel-${name}`);
 
@@ -84,7 +87,6 @@ let user = null; // {id, username} from the token's claims
 let expiryTimer = null;
 let tenantName = '';
 let activeTab = 'services';
-let message = null; // {code, kind, vars}
 let services = null; // [{id, code, name, active}]
 let counters = null; // [{id, name, active}]
 let users = null; // [{id, username, role, active, last_login_at}], or 'unavailable'
@@ -113,8 +115,7 @@ function startSession(jwt) {
     if (ms < MAX_TIMER_MS) expiryTimer = setTimeout(() => endSession('session_expired'), ms + 500);
   }
   services = counters = users = settings = audit = report = closeResult = null;
-  message = null;
-  renderMessage();
+  messages.clear();
   dom.login.hidden = true;
   dom.admin.hidden = false;
   dom.logout.hidden = false;
@@ -155,7 +156,7 @@ async function call(path, options = {}) {
   }
   if (token !== sessionToken) return null; // signed out meanwhile
   if (!reply) {
-    showMessage('network_error');
+    messages.show('network_error');
     return null;
   }
   const ended = sessionEndReason(reply);
@@ -176,7 +177,7 @@ function succeeded(reply) {
   if (reply.status >= 200 && reply.status < 300) return true;
   const code = errorCode(reply) || `http_${reply.status}`;
   const detail = reply.body && reply.body.error ? reply.body.error.message : '';
-  showMessage(code, 'error', { message: detail });
+  messages.show(code, 'error', { message: detail });
   return false;
 }
 
@@ -220,29 +221,6 @@ function loadTab(name) {
 // ---------------------------------------------------------------------------------------------
 // Messages
 
-function showMessage(code, kind = 'error', vars = {}) {
-  message = { code, kind, vars };
-  renderMessage();
-}
-
-function clearMessage() {
-  message = null;
-  renderMessage();
-}
-
-function messageText({ code, vars }) {
-  if (code === 'network_error') return t('common.network_error');
-  const key = `admin.messages.${code}`;
-  const text = t(key, vars);
-  if (text !== key) return text;
-  return vars.message ? t('admin.messages.refused', { message: vars.message, code }) : t('admin.messages.generic', { code });
-}
-
-function renderMessage() {
-  dom.message.dataset.code = message ? message.code : '';
-  dom.message.dataset.kind = message ? message.kind : '';
-  dom.message.textContent = message ? messageText(message) : '';
-}
 
 /** Re-renders `container` without losing the keyboard focus held by one of its elements. */
 function keepingFocus(container, render) {
@@ -331,7 +309,7 @@ function renderServices() {
 async function updateService(service, body) {
   const reply = await call(`${base()}/services/${encodeURIComponent(service.id)}`, { method: 'PATCH', body });
   if (!succeeded(reply)) return;
-  showMessage('saved', 'info', { name: reply.body.name || service.name });
+  messages.show('saved', 'info', { name: reply.body.name || service.name });
   await loadServices();
 }
 
@@ -342,7 +320,7 @@ async function createService(event) {
   const reply = await call(`${base()}/services`, { method: 'POST', body: { code, name } });
   if (!succeeded(reply)) return;
   dom.serviceForm.reset();
-  showMessage('created', 'info', { name: `${code} · ${name}` });
+  messages.show('created', 'info', { name: `${code} · ${name}` });
   dom.newServiceCode.focus();
   await loadServices();
 }
@@ -388,7 +366,7 @@ function renderCounters() {
 async function updateCounter(counter, body) {
   const reply = await call(`${base()}/counters/${encodeURIComponent(counter.id)}`, { method: 'PATCH', body });
   if (!succeeded(reply)) return;
-  showMessage('saved', 'info', { name: reply.body.name || counter.name });
+  messages.show('saved', 'info', { name: reply.body.name || counter.name });
   await loadCounters();
 }
 
@@ -398,7 +376,7 @@ async function createCounter(event) {
   const reply = await call(`${base()}/counters`, { method: 'POST', body: { name } });
   if (!succeeded(reply)) return;
   dom.counterForm.reset();
-  showMessage('created', 'info', { name });
+  messages.show('created', 'info', { name });
   dom.newCounterName.focus();
   await loadCounters();
 }
@@ -478,7 +456,7 @@ function renderUsers() {
 async function updateUser(account, body, done) {
   const reply = await call(`${base()}/users/${encodeURIComponent(account.id)}`, { method: 'PATCH', body });
   if (!succeeded(reply)) return;
-  showMessage(done, 'info', { name: account.username });
+  messages.show(done, 'info', { name: account.username });
   // Changing my own role, or my own password, revokes this very token: the next call says so.
   await loadUsers();
 }
@@ -490,7 +468,7 @@ async function createUser(event) {
   const reply = await call(`${base()}/users`, { method: 'POST', body });
   if (!succeeded(reply)) return;
   dom.userForm.reset();
-  showMessage('created', 'info', { name: username });
+  messages.show('created', 'info', { name: username });
   dom.newUserUsername.focus();
   await loadUsers();
 }
@@ -568,7 +546,7 @@ async function saveSettings(event) {
   if (!succeeded(reply)) return;
   settings = reply.body;
   renderSettings();
-  showMessage('settings_saved', 'info');
+  messages.show('settings_saved', 'info');
 }
 
 function askCloseDay() {
@@ -586,7 +564,7 @@ async function closeDay() {
   if (!succeeded(reply)) return;
   closeResult = reply.body;
   renderCloseResult();
-  showMessage('day_closed', 'info', { expired: closeResult.expired, finished: closeResult.finished });
+  messages.show('day_closed', 'info', { expired: closeResult.expired, finished: closeResult.finished });
 }
 
 function renderCloseResult() {
@@ -654,7 +632,7 @@ async function loadReport(event) {
   dom.reportBody.removeAttribute('aria-busy');
   if (!succeeded(reply)) return;
   report = reply.body;
-  clearMessage();
+  messages.clear();
   renderReport();
 }
 
@@ -799,7 +777,7 @@ async function downloadCsv() {
   try {
     response = await fetch(`/api/v1${statsQuery('csv')}`, { headers: { Authorization: `Bearer ${sessionToken}` } });
   } catch {
-    showMessage('network_error');
+    messages.show('network_error');
     return;
   }
   if (!response.ok) {
@@ -834,7 +812,7 @@ function onLanguage() {
   renderLanguageSwitcher(dom.langSwitcher);
   renderHeader();
   loginUi.render();
-  renderMessage();
+  messages.render();
   renderServices();
   renderCounters();
   renderUsers();

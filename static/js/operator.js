@@ -16,7 +16,7 @@
 import { api, errorCode, newIdempotencyKey, slugFromPath } from './api.js';
 import { t, translatePage, onLanguageChange, renderLanguageSwitcher, currentLanguage } from './i18n.js';
 import { connectLive, pollSecsFromQuery } from './live.js';
-import { renderConnection, formatWait, statusText, el } from './ui.js';
+import { renderConnection, formatWait, statusText, el, messageLine } from './ui.js';
 import {
   changePassword, claimsOf, liveEndReason, logIn, loginForm, sessionEndReason, tokenStore,
 } from './session.js';
@@ -82,6 +82,9 @@ const dom = {
   passwordCancel: $('password-cancel'),
   passwordError: $('password-error'),
 };
+
+// The message line of the console: what happened, or why an action was refused.
+const messages = messageLine(dom.message, 'operator');
 const buttons = {
   'call-next': $('call-next'),
   recall: $('recall'),
@@ -117,7 +120,6 @@ let maxCalls = null; // the site's recall limit, as the last preview told
 let tenantName = '';
 let setup = loadSetup(); // {counterId, serviceIds}
 let pending = false; // an action is in flight: action buttons are disabled meanwhile
-let message = null; // {code, kind, vars}
 let connectionState = null;
 let passwordChange = false; // a change of password is under way: refusals of the old token are expected
 let loginUi = null;
@@ -156,7 +158,7 @@ function startSession(jwt) {
   token = jwt;
   user = claims ? { username: claims.username || '', role: claims.role || '' } : { username: '', role: '' };
   loginUi.showError(null);
-  message = null;
+  messages.clear();
   tickets = new Map();
   summaries = [];
 
@@ -215,7 +217,7 @@ function endSession(reason) {
   previewState = 'none';
   maxCalls = null;
   pending = false;
-  message = null;
+  messages.clear();
   connectionState = null;
   delete document.body.dataset.connection;
 
@@ -324,7 +326,7 @@ function onServicesChange() {
 function onCounterChange() {
   setup.counterId = dom.counterSelect.value;
   saveSetup();
-  if (message && message.code === 'choose_counter') message = null;
+  if (messages.code() === 'choose_counter') messages.clear();
   renderAll();
   schedulePreview(0);
 }
@@ -359,7 +361,7 @@ function onTicketUpdate(data, seq) {
   if (seq <= snapshotSeq) return;
   applyTicket(data.ticket);
   // The day was closed (contract §8): its waiting and called tickets are gone from the queue.
-  if (data.action === 'expired' && !(message && message.code === 'day_closed')) showMessage('day_closed', 'info');
+  if (data.action === 'expired' && messages.code() !== 'day_closed') messages.show('day_closed', 'info');
   renderAll();
   schedulePreview();
 }
@@ -493,7 +495,7 @@ function renderAll() {
   renderWaiting();
   renderCounts();
   renderMissed();
-  renderMessage();
+  messages.render();
 }
 
 function renderHeader() {
@@ -751,28 +753,6 @@ function renderCounts() {
   }
 }
 
-function showMessage(code, kind = 'error', vars = {}) {
-  message = { code, kind, vars };
-  renderMessage();
-}
-
-function clearMessage() {
-  message = null;
-  renderMessage();
-}
-
-function messageText({ code, vars }) {
-  if (code === 'network_error') return t('common.network_error');
-  const key = `operator.messages.${code}`;
-  const text = t(key, vars);
-  return text === key ? t('operator.messages.generic', { code }) : text;
-}
-
-function renderMessage() {
-  dom.message.dataset.code = message ? message.code : '';
-  dom.message.dataset.kind = message ? message.kind : '';
-  dom.message.textContent = message ? messageText(message) : '';
-}
 
 function announce(text) {
   dom.announce.textContent = '';
@@ -819,17 +799,17 @@ async function perform(path, body, trigger, done) {
   if (token !== sessionToken) return; // signed out meanwhile
   pending = false;
   if (!reply) {
-    showMessage('network_error');
+    messages.show('network_error');
   } else if (authFailed(reply)) {
     return;
   } else if (reply.status === 204) {
-    showMessage('nobody_waiting', 'info');
+    messages.show('nobody_waiting', 'info');
   } else if (reply.status >= 200 && reply.status < 300) {
-    clearMessage();
+    messages.clear();
     applyTicket(reply.body);
     if (reply.body) announce(done(reply.body));
   } else {
-    showMessage(errorCode(reply) || `http_${reply.status}`);
+    messages.show(errorCode(reply) || `http_${reply.status}`);
     // A conflict means this console's view is stale (another tab or device acted first):
     // reload the queue so that the desk's actual ticket shows.
     if (reply.status === 409) refreshQueue();
@@ -852,7 +832,7 @@ async function refreshQueue() {
 
 function callNext() {
   if (!setup.counterId) {
-    showMessage('choose_counter');
+    messages.show('choose_counter');
     dom.counterSelect.focus();
     return;
   }
@@ -863,7 +843,7 @@ function callNext() {
 
 function callTicket(id, code, trigger) {
   if (!setup.counterId) {
-    showMessage('choose_counter');
+    messages.show('choose_counter');
     dom.counterSelect.focus();
     return;
   }
@@ -878,7 +858,7 @@ function ticketAction(action, announceKey) {
     (result) => {
       if (action === 'recall' && result.status === 'no_show') {
         // The recall limit was reached: the server marked the ticket no-show instead.
-        showMessage('recall_limit', 'info', { code: result.code });
+        messages.show('recall_limit', 'info', { code: result.code });
         return t('operator.announce.no_show', { code: result.code });
       }
       return t(`operator.announce.${announceKey}`, { code: result.code });
@@ -1018,7 +998,7 @@ async function submitPassword(event) {
   closePasswordForm();
   tokens.write(login.body.token);
   startSession(login.body.token);
-  showMessage('password_changed', 'info');
+  messages.show('password_changed', 'info');
   announce(t('operator.messages.password_changed'));
 }
 

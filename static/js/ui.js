@@ -8,6 +8,47 @@ export function renderConnection(el, state) {
   el.textContent = t(`common.connection.${state}`);
 }
 
+/**
+ * A page's message line: one message at a time, kept by its code and shown in the current
+ * language from the page's texts `<prefix>.messages.<code>`. An unknown code reads as
+ * `<prefix>.messages.refused` when the server said why (`vars.message`) and the page has that
+ * text, else as `<prefix>.messages.generic`. The element carries the code and the kind
+ * ('error' | 'info') as data attributes, for styles and tests.
+ */
+export function messageLine(element, prefix) {
+  let current = null; // {code, kind, vars}
+  const text = ({ code, vars }) => {
+    if (code === 'network_error') return t('common.network_error');
+    const key = `${prefix}.messages.${code}`;
+    const known = t(key, vars);
+    if (known !== key) return known;
+    const refused = `${prefix}.messages.refused`;
+    if (vars.message && t(refused) !== refused) return t(refused, { message: vars.message, code });
+    return t(`${prefix}.messages.generic`, { code });
+  };
+  const render = () => {
+    element.dataset.code = current ? current.code : '';
+    element.dataset.kind = current ? current.kind : '';
+    element.textContent = current ? text(current) : '';
+  };
+  return {
+    show(code, kind = 'error', vars = {}) {
+      current = { code, kind, vars };
+      render();
+    },
+    clear() {
+      current = null;
+      render();
+    },
+    /** The code shown, or null. */
+    code() {
+      return current ? current.code : null;
+    },
+    /** Again, in the current language. */
+    render,
+  };
+}
+
 /** "about 5 min", "less than a minute", for an estimate in seconds. */
 export function formatWait(secs) {
   if (secs === null || secs === undefined) return '';

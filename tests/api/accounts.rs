@@ -480,16 +480,26 @@ async fn users_change_their_own_password() {
     );
 }
 
-#[actix_web::test]
-async fn a_revocation_reaches_another_process_and_closes_sessions_on_both() {
+/// Two processes A and B on one database, a site, and olga's id; B has checked olga's token
+/// once, so from then on it answers from memory.
+async fn two_processes() -> (TestApp, TestApp, Site, String) {
     let a = TestApp::spawn().await;
     let b = a.spawn_sibling().await;
     let site = a.site("clinic", 1, 1).await;
     b.wait_for_listener().await;
     let olga = user_id(&a, &site, "olga").await;
-    // B has checked the token once: from here it answers from memory.
     counters_with(&b, &site, &site.operator).await.expect(200);
-    let path = format!("/ws/{}/operator?token={}", site.slug, site.operator);
+    (a, b, site, olga)
+}
+
+fn operator_path(site: &Site, token: &str) -> String {
+    format!("/ws/{}/operator?token={token}", site.slug)
+}
+
+#[actix_web::test]
+async fn a_revocation_reaches_another_process_and_closes_sessions_on_both() {
+    let (a, b, site, olga) = two_processes().await;
+    let path = operator_path(&site, &site.operator);
     let mut on_a = WsClient::connect(&a, &path).await;
     on_a.start().await;
     let mut on_b = WsClient::connect(&b, &path).await;
@@ -497,8 +507,7 @@ async fn a_revocation_reaches_another_process_and_closes_sessions_on_both() {
     // A totem and the admin's own session are not touched.
     let mut totem = WsClient::connect(&b, &format!("/ws/{}/totem", site.slug)).await;
     totem.start().await;
-    let admin_path = format!("/ws/{}/operator?token={}", site.slug, site.admin);
-    let mut admin_on_b = WsClient::connect(&b, &admin_path).await;
+    let mut admin_on_b = WsClient::connect(&b, &operator_path(&site, &site.admin)).await;
     admin_on_b.start().await;
     b.wait_for_sessions(&site.slug, (1, 2)).await;
 
@@ -524,14 +533,8 @@ async fn a_revocation_reaches_another_process_and_closes_sessions_on_both() {
 
 #[actix_web::test]
 async fn a_revocation_missed_while_not_listening_is_read_when_listening_again() {
-    let a = TestApp::spawn().await;
-    let b = a.spawn_sibling().await;
-    let site = a.site("clinic", 1, 1).await;
-    b.wait_for_listener().await;
-    let olga = user_id(&a, &site, "olga").await;
-    counters_with(&b, &site, &site.operator).await.expect(200);
-    let path = format!("/ws/{}/operator?token={}", site.slug, site.operator);
-    let mut on_b = WsClient::connect(&b, &path).await;
+    let (a, b, site, olga) = two_processes().await;
+    let mut on_b = WsClient::connect(&b, &operator_path(&site, &site.operator)).await;
     on_b.start().await;
     b.wait_for_sessions(&site.slug, (0, 1)).await;
 
