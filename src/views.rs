@@ -16,26 +16,26 @@ use crate::domain::call_order::CallOrder;
 use crate::domain::ids::{CounterId, ServiceId, TicketId, UserId};
 use crate::domain::ticket::{EventAction, Priority, Status};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceRef {
     pub id: ServiceId,
     pub code: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CounterRef {
     pub id: CounterId,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperatorRef {
     pub id: UserId,
     pub username: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicTicket {
     pub id: TicketId,
     pub code: String,
@@ -44,25 +44,34 @@ pub struct PublicTicket {
     pub priority: Priority,
     pub call_count: u32,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub called_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub counter: Option<CounterRef>,
     /// Waiting tickets of the same service that will be called first; `None` unless waiting.
+    #[schema(required = true)]
     pub ahead: Option<u32>,
+    #[schema(required = true)]
     pub estimated_wait_secs: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperatorTicket {
     #[serde(flatten)]
     pub public: PublicTicket,
+    #[schema(required = true)]
     pub customer_name: Option<String>,
+    #[schema(required = true)]
     pub operator: Option<OperatorRef>,
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
     /// While waiting, the ticket's place in the call order as a string (see
     /// [`CallOrder::sort_key`]): consoles keep their waiting list in order by it without
     /// knowing the rule. `None` otherwise, and in events logged before it existed.
     #[serde(default)]
+    #[schema(required = true)]
     pub call_order_key: Option<String>,
 }
 
@@ -148,7 +157,7 @@ impl OperatorTicket {
 }
 
 /// A service in queue summaries (`queue_update` and the queue snapshot).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceSummary {
     pub id: ServiceId,
     pub code: String,
@@ -521,7 +530,7 @@ mod tests {
 
 /// The answer to closing the day (contract §8): tickets expired and finished, and the
 /// tenant's seq after the close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DayClosedAnswer {
     pub expired: usize,
     pub finished: usize,

@@ -37,21 +37,26 @@ pub async fn record(
 }
 
 /// An entry as `GET …/audit` answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct Entry {
     pub at: DateTime<Utc>,
+    #[schema(required = true)]
     pub user: Option<EntryUser>,
     pub action: String,
+    #[schema(required = true)]
     pub target: Option<EntryTarget>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = UserRef)]
 pub struct EntryUser {
     pub id: UserId,
     pub username: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditTarget)]
 pub struct EntryTarget {
     #[serde(rename = "type")]
     pub kind: String,

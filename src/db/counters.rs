@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use super::{Conflict, Entity, Error, OnConstraint};
 use crate::domain::ids::{CounterId, DisplayName, TenantId};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Counter {
     pub id: CounterId,
     pub name: String,

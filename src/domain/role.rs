@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::ticket::UnknownValue;
 
 /// What a user may do. Admins can do all that operators can, plus manage the tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Operator,

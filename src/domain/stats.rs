@@ -80,10 +80,13 @@ pub fn round_secs(secs: f64) -> f64 {
 
 /// Mean, median and 90th percentile of a set of durations in seconds; `None` without a
 /// sample.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Times {
+    #[schema(required = true)]
     pub mean: Option<f64>,
+    #[schema(required = true)]
     pub p50: Option<f64>,
+    #[schema(required = true)]
     pub p90: Option<f64>,
 }
 
@@ -99,7 +102,7 @@ impl Times {
 }
 
 /// What the ended legs of a service or an operator (or all of them) came to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Ended {
     /// Legs ended `done`.
     pub served: i64,
@@ -115,14 +118,14 @@ pub struct Ended {
 }
 
 /// [`Ended`] and the tickets issued: what the totals and each service show.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Tally {
     pub issued: i64,
     #[serde(flatten)]
     pub ended: Ended,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ServiceStats {
     pub id: Uuid,
     pub code: String,
@@ -131,7 +134,7 @@ pub struct ServiceStats {
     pub tally: Tally,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OperatorStats {
     pub id: Uuid,
     pub username: String,
@@ -141,15 +144,17 @@ pub struct OperatorStats {
 
 /// A tenant-local hour of the day, for the staffing chart: the legs that began in it
 /// (tickets issued, transferred in or reactivated) and their mean wait.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HourStats {
     pub hour: u32,
     pub arrivals: i64,
+    #[schema(required = true)]
     pub mean_wait_secs: Option<f64>,
 }
 
 /// The whole answer of `GET …/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = StatsReport)]
 pub struct Report {
     pub from: NaiveDate,
     pub to: NaiveDate,

@@ -22,12 +22,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct AuditQuery {
+pub(super) struct AuditQuery {
     limit: Option<String>,
 }
 
 /// Admins: the tenant's newest audit entries, newest first (`?limit=`, 100 by default).
-async fn list_audit(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/audit", tag = "admin",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("limit" = Option<u32>, Query, description = "How many entries, newest first (default 100)")),
+    responses((status = 200, description = "The newest entries first", body = crate::http::openapi::schemas::AuditLog)),
+    security(("admin" = [])),
+)]
+pub(super) async fn list_audit(
     state: Data<AppState>,
     slug: Path<String>,
     _auth: AdminAuth,

@@ -38,7 +38,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Operators: the active counters. With `?all=true` an admin gets the inactive ones too
 /// (contract §9); from an operator `all` is ignored.
-async fn list_counters(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/counters", tag = "counters",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"),
+        ("all" = Option<bool>, Query, description = "Admins: the inactive counters too, each with `active`; ignored from operators")),
+    responses((status = 200, description = "The active counters (all of them for an admin's `all=true`)", body = crate::http::openapi::schemas::CounterList)),
+    security(("operator" = [])),
+)]
+pub(super) async fn list_counters(
     req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,
@@ -60,12 +67,29 @@ async fn list_counters(
     Ok(HttpResponse::Ok().json(json!({ "counters": counters })))
 }
 
-#[derive(Deserialize)]
-struct CreateCounterRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct CreateCounterRequest {
+    #[schema(example = "Desk 9")]
     name: String,
 }
 
-async fn create_counter(
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/counters", tag = "counters",
+    summary = "Admins: add a counter",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
+    request_body(content = CreateCounterRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = crate::db::counters::Counter,
+            links(
+                ("UpdateCounter" = (operation_id = "update_counter", parameters(("slug" = "$request.path.slug"), ("counter_id" = "$response.body#/id")))),
+                ("CallNext" = (operation_id = "call_next", parameters(("slug" = "$request.path.slug"), ("counter_id" = "$response.body#/id")))),
+                ("PreviewNextCall" = (operation_id = "preview_next_call", parameters(("slug" = "$request.path.slug"), ("counter_id" = "$response.body#/id"))))
+            )),
+        (status = 409, description = "The name is taken (`counter_name_taken`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub(super) async fn create_counter(
     state: Data<AppState>,
     slug: Path<String>,
     auth: AdminAuth,
@@ -89,8 +113,8 @@ async fn create_counter(
     Ok(HttpResponse::Created().json(counter))
 }
 
-#[derive(Deserialize)]
-struct UpdateCounterRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct UpdateCounterRequest {
     name: Option<String>,
     active: Option<bool>,
 }
@@ -98,7 +122,18 @@ struct UpdateCounterRequest {
 /// Admins: rename a counter and/or (de)activate it (contract §9). Deactivating a counter
 /// that holds a called or serving ticket leaves that ticket where it is: it can still be
 /// recalled, started and finished; only new calls to the counter are refused.
-async fn update_counter(
+#[utoipa::path(
+    patch, path = "/api/v1/tenants/{slug}/counters/{counter_id}", tag = "counters",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("counter_id" = CounterId, Path, description = "The counter")),
+    request_body(content = UpdateCounterRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The counter after the change", body = crate::db::counters::Counter),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`) or counter (`counter_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 409, description = "The name is taken (`counter_name_taken`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub(super) async fn update_counter(
     state: Data<AppState>,
     path: Path<(String, CounterId)>,
     auth: AdminAuth,
@@ -129,13 +164,25 @@ async fn update_counter(
     Ok(HttpResponse::Ok().json(counter))
 }
 
-#[derive(Deserialize, Default)]
-struct CallNextRequest {
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub(super) struct CallNextRequest {
     service_ids: Option<Vec<ServiceId>>,
 }
 
 /// Operators: call the next waiting ticket to this counter; 204 when nobody waits.
-async fn call_next(
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/counters/{counter_id}/call", tag = "counters",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("counter_id" = CounterId, Path, description = "The counter to call to"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    request_body(content = Option<CallNextRequest>, content_type = "application/json", description = "Optional: without it, every service"),
+    responses(
+        (status = 200, description = "The ticket now called to the counter", body = crate::views::OperatorTicket),
+        (status = 204, description = "Nobody waits in the services asked for"),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`), counter (`counter_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 409, description = "The counter holds a called or serving ticket (`counter_busy`), is inactive (`counter_inactive`), or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+pub(super) async fn call_next(
     req: HttpRequest,
     state: Data<AppState>,
     path: Path<(String, CounterId)>,
@@ -158,7 +205,7 @@ async fn call_next(
 }
 
 #[derive(Deserialize)]
-struct NextCallQuery {
+pub(super) struct NextCallQuery {
     /// Comma-separated service ids, as call-next's `service_ids`.
     service_ids: Option<String>,
 }
@@ -179,7 +226,18 @@ fn parse_service_ids(list: &str) -> Result<Vec<ServiceId>, ApiError> {
 /// Operators: the ticket call-next would call to this counter now (from `service_ids`, or
 /// from all services), and why; nothing is called. An addition to the contract, for the
 /// console.
-async fn preview_next_call(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/counters/{counter_id}/next", tag = "counters",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("counter_id" = CounterId, Path, description = "The counter"),
+        ("service_ids" = Option<String>, Query, description = "Service ids separated by commas; all services without it")),
+    responses(
+        (status = 200, description = "What call-next would call now, and why; nothing is called", body = crate::ticketing::reads::NextCall),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`), counter (`counter_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 422, description = "`service_ids` names no service (`invalid_input`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+pub(super) async fn preview_next_call(
     state: Data<AppState>,
     path: Path<(String, CounterId)>,
     query: Query<NextCallQuery>,

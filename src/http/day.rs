@@ -26,7 +26,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// entry there would cost every close of the day and the writer's path an insert. So a
 /// process that stops between the two loses the entry of a close that happened; never
 /// the reverse. A replay of an `Idempotency-Key` closed nothing and records nothing.
-async fn close_day(
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/day/close", tag = "admin",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    responses((status = 200, description = "Closed: waiting and called tickets expired, serving ones finished", body = crate::views::DayClosedAnswer)),
+    security(("admin" = [])),
+)]
+pub(super) async fn close_day(
     req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,

@@ -15,8 +15,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/login").route(web::post().to(login)));
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct LoginRequest {
     tenant: String,
     username: String,
     password: String,
@@ -24,7 +24,18 @@ struct LoginRequest {
 
 /// Unknown tenant, unknown user and wrong password all get the same 401, after the same
 /// amount of hashing work.
-async fn login(
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth",
+    summary = "Log in: a token for one tenant's user",
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Logged in", body = crate::http::openapi::schemas::LoginAnswer),
+        (status = 401, description = "Unknown tenant, username or password, or a deactivated user (`invalid_credentials`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 429, description = "Too many attempts from this address or for this name (`rate_limited`)", body = crate::http::openapi::schemas::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
+pub(super) async fn login(
     req: HttpRequest,
     state: Data<AppState>,
     body: JsonBody<LoginRequest>,

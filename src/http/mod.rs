@@ -10,6 +10,7 @@ pub mod day;
 pub mod deadline;
 pub mod idempotency;
 pub mod login;
+pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod password;
@@ -42,6 +43,7 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     queue::configure(cfg);
     tickets::configure(cfg);
+    openapi::configure(cfg);
 }
 
 /// A JSON request body, with every failure reported as the contract's error body

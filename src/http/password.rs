@@ -22,9 +22,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/auth/password").route(web::post().to(change_password)));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangePasswordRequest {
+pub(super) struct ChangePasswordRequest {
     current_password: String,
     new_password: String,
 }
@@ -32,7 +32,19 @@ struct ChangePasswordRequest {
 /// 204 once changed. Like any password change it revokes every token the user holds,
 /// this one included: the client logs in again with the new password. A wrong current
 /// password is 401, and attempts count against the caller's address like logins do.
-async fn change_password(
+#[utoipa::path(
+    post, path = "/api/v1/auth/password", tag = "auth",
+    summary = "Change one's own password (revokes every earlier token of the user)",
+    request_body(content = ChangePasswordRequest, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Changed; every earlier token of the user is revoked"),
+        (status = 401, description = "A wrong current password (`invalid_credentials`), or no valid token (`missing_token`, `invalid_token`, `token_expired`, `token_revoked`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 429, description = "Too many attempts from this address (`rate_limited`)", body = crate::http::openapi::schemas::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("operator" = [])),
+)]
+pub(super) async fn change_password(
     req: HttpRequest,
     state: Data<AppState>,
     auth: OperatorAuth,

@@ -19,7 +19,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Public: the tenants this server hosts (for the start page).
-async fn list_tenants(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get, path = "/api/v1/tenants", tag = "queue",
+    responses((status = 200, description = "Every tenant", body = crate::http::openapi::schemas::TenantList)),
+)]
+pub(super) async fn list_tenants(state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.db.acquire().await?;
     let tenants = db::tenants::list_tenants(&mut conn).await?;
     let tenants: Vec<_> = tenants
@@ -59,7 +63,19 @@ fn matches_if_none_match(req: &HttpRequest, tag: &str) -> bool {
 /// (see [`crate::ws::latest`]). Polling clients mostly get that 304. Otherwise the seq is
 /// read from the database, and the snapshot at that seq is shared with every other poll
 /// and handshake that wants it (see [`crate::ws::snapshots`]).
-async fn get_queue(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/queue", tag = "queue",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while the queue is unchanged")),
+    responses(
+        (status = 200, description = "The queue snapshot, in the caller's projection", body = crate::http::openapi::schemas::AnyQueueSnapshot,
+            headers(("ETag" = String, description = "Changes exactly when the tenant's `seq` does"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` tag",
+            headers(("ETag" = String, description = "The current tag"))),
+    ),
+    security((), ("operator" = [])),
+)]
+pub(super) async fn get_queue(
     req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,
@@ -105,12 +121,22 @@ fn queue_response(
 }
 
 #[derive(Deserialize)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     since: i64,
 }
 
 /// Public (operators get the operator view): the messages the WebSocket sent after `since`.
-async fn list_events(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/events", tag = "queue",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"),
+        ("since" = i64, Query, description = "The last `seq` the caller has seen")),
+    responses(
+        (status = 200, description = "The `ticket_update` and `queue_update` messages after `since`, in order, in the caller's projection", body = crate::http::openapi::schemas::EventList),
+        (status = 410, description = "`since` is older than the events kept, or greater than the current `seq` (`since_unavailable`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security((), ("operator" = [])),
+)]
+pub(super) async fn list_events(
     state: Data<AppState>,
     slug: Path<String>,
     query: Query<EventsQuery>,

@@ -30,7 +30,14 @@ fn service_json(service: &db::services::Service) -> serde_json::Value {
 /// (contract §8): `opens_at` is the start of its next opening range while it is closed.
 /// With `?all=true` an admin gets the inactive ones too, each with `active` (contract §9);
 /// from anyone else `all` is ignored.
-async fn list_services(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/services", tag = "services",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"),
+        ("all" = Option<bool>, Query, description = "Admins: the inactive services too, each with `active`; ignored from anyone else")),
+    responses((status = 200, description = "The active services (all of them for an admin's `all=true`) and whether the tenant is open", body = crate::http::openapi::schemas::ServiceList)),
+    security((), ("operator" = [])),
+)]
+pub(super) async fn list_services(
     req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,
@@ -58,13 +65,31 @@ async fn list_services(
     })))
 }
 
-#[derive(Deserialize)]
-struct CreateServiceRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct CreateServiceRequest {
+    /// One to four capital letters, unique in the tenant.
+    #[schema(pattern = "^[A-Z]{1,4}$", example = "X")]
     code: String,
+    #[schema(example = "Extra")]
     name: String,
 }
 
-async fn create_service(
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/services", tag = "services",
+    summary = "Admins: add a service",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
+    request_body(content = CreateServiceRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = crate::http::openapi::schemas::Service,
+            links(
+                ("UpdateService" = (operation_id = "update_service", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id")))),
+                ("IssueTicket" = (operation_id = "issue_ticket", parameters(("slug" = "$request.path.slug")), request_body = json!({"service_id": "$response.body#/id"})))
+            )),
+        (status = 409, description = "The code is taken (`service_code_taken`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub(super) async fn create_service(
     state: Data<AppState>,
     slug: Path<String>,
     auth: AdminAuth,
@@ -89,13 +114,24 @@ async fn create_service(
     Ok(HttpResponse::Created().json(service_json(&service)))
 }
 
-#[derive(Deserialize)]
-struct UpdateServiceRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct UpdateServiceRequest {
     name: Option<String>,
     active: Option<bool>,
 }
 
-async fn update_service(
+#[utoipa::path(
+    patch, path = "/api/v1/tenants/{slug}/services/{id}", tag = "services",
+    summary = "Admins: rename a service and/or (de)activate it",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = ServiceId, Path, description = "The service")),
+    request_body(content = UpdateServiceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The service after the change", body = crate::http::openapi::schemas::Service),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub(super) async fn update_service(
     state: Data<AppState>,
     path: Path<(String, ServiceId)>,
     auth: AdminAuth,

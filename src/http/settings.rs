@@ -22,7 +22,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Admins: the settings, as one flat object.
-async fn get_settings(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/settings", tag = "admin",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
+    responses((status = 200, description = "The settings", body = crate::http::openapi::schemas::Settings)),
+    security(("admin" = [])),
+)]
+pub(super) async fn get_settings(
     state: Data<AppState>,
     slug: Path<String>,
     _auth: AdminAuth,
@@ -34,7 +40,17 @@ async fn get_settings(
 
 /// Admins: changes the fields given and answers the whole settings. This process uses
 /// the new settings at once; the others within `TENANT_FRESHNESS`.
-async fn update_settings(
+#[utoipa::path(
+    patch, path = "/api/v1/tenants/{slug}/settings", tag = "admin",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
+    request_body(content = crate::http::openapi::schemas::SettingsPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The whole settings after the change", body = crate::http::openapi::schemas::Settings),
+        (status = 422, description = "A field is unknown or invalid; the message names it (`invalid_input`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub(super) async fn update_settings(
     state: Data<AppState>,
     slug: Path<String>,
     auth: AdminAuth,

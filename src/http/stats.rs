@@ -16,8 +16,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/tenants/{slug}/stats").route(web::get().to(get_stats)));
 }
 
+/// `?format=` of [`get_stats`], for the API document.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(super) enum StatsFormat {
+    Json,
+    Csv,
+}
+
 #[derive(Deserialize)]
-struct StatsQuery {
+pub(super) struct StatsQuery {
     from: Option<String>,
     to: Option<String>,
     format: Option<String>,
@@ -30,7 +39,22 @@ enum Format {
 }
 
 /// Admins: the report on the tenant's days `from..=to` (each defaults to today, tenant-local).
-async fn get_stats(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/stats", tag = "admin",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"),
+        ("from" = Option<chrono::NaiveDate>, Query, description = "First tenant-local day (YYYY-MM-DD), default today"),
+        ("to" = Option<chrono::NaiveDate>, Query, description = "Last tenant-local day (YYYY-MM-DD), default today"),
+        ("format" = Option<StatsFormat>, Query, description = "`json` or `csv`; without it, the `Accept` header decides (JSON unless it prefers `text/csv`)")),
+    responses(
+        (status = 200, description = "The report, per service and per operator, and by hour", content(
+            (crate::domain::stats::Report = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 422, description = "`from` is after `to`, or the range is too long (`invalid_input`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub(super) async fn get_stats(
     state: Data<AppState>,
     slug: Path<String>,
     _auth: AdminAuth,

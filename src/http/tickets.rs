@@ -39,8 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Longest customer name kept, in characters.
 const MAX_CUSTOMER_NAME_CHARS: usize = 200;
 
-#[derive(Deserialize)]
-struct IssueBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct IssueBody {
     service_id: ServiceId,
     #[serde(default)]
     priority: Priority,
@@ -59,9 +59,35 @@ fn customer_name(raw: Option<String>) -> Result<Option<String>, ApiError> {
     Ok(Some(name))
 }
 
-/// Public: a kiosk takes a ticket (rate-limited, see [`check_public_quota`]). With an
-/// operator token the ticket may carry a customer name and the answer is the operator view.
-async fn issue_ticket(
+/// Public: a kiosk takes a ticket (rate-limited per address and tenant, or per kiosk key).
+/// With an operator token the ticket may carry a customer name and the answer is the operator view.
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/tickets", tag = "tickets",
+    summary = "Take a ticket: public (rate-limited), or an operator's with a customer name",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$"),
+        ("X-Kiosk-Key" = Option<String>, Header, description = "The tenant's kiosk key: anonymous kiosks then share a quota of their own")),
+    request_body(content = IssueBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Issued: the public ticket, or the operator ticket with a token", body = crate::http::openapi::schemas::AnyTicket,
+            links(
+                ("GetTicket" = (operation_id = "get_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id")))),
+                ("CancelTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "cancel")))),
+                ("RecallTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "recall")))),
+                ("StartTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "start")))),
+                ("FinishTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "finish")))),
+                ("NoShowTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "no-show")))),
+                ("ReactivateTicket" = (operation_id = "act_on_ticket", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"), ("action" = "reactivate"))))
+            )),
+        (status = 401, description = "A wrong kiosk key (`invalid_kiosk_key`), or a bad token (`invalid_token`, `token_expired`, `token_revoked`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 409, description = "Without a token: the service's queue is full (`queue_full`) or the tenant is closed (`closed`); or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 422, description = "The body does not have the expected fields (`invalid_body`), the service is inactive (`service_inactive`), the customer name is too long (`invalid_input`), or the Idempotency-Key was used with another request (`idempotency_key_reused`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 429, description = "Without a token: this address or tenant issues too fast (`rate_limited`)", body = crate::http::openapi::schemas::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("operator" = [])),
+)]
+pub(super) async fn issue_ticket(
     req: HttpRequest,
     state: Data<AppState>,
     slug: Path<String>,
@@ -126,14 +152,22 @@ async fn check_public_quota(
 const FINISHED_LIST_LIMIT: i64 = 1000;
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(super) struct ListQuery {
     status: Option<Status>,
     service_id: Option<ServiceId>,
 }
 
 /// Operators: tickets by status (default: waiting, called and serving) and service.
 /// Finished statuses list the most recent [`FINISHED_LIST_LIMIT`] tickets.
-async fn list_tickets(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/tickets", tag = "tickets",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"),
+        ("status" = Option<Status>, Query, description = "Only this status (default: waiting, called and serving); finished statuses list the 1000 most recent"),
+        ("service_id" = Option<ServiceId>, Query, description = "Only this service")),
+    responses((status = 200, description = "Waiting tickets in call order, then the others", body = crate::http::openapi::schemas::TicketList)),
+    security(("operator" = [])),
+)]
+pub(super) async fn list_tickets(
     state: Data<AppState>,
     slug: Path<String>,
     query: Query<ListQuery>,
@@ -162,7 +196,15 @@ async fn list_tickets(
 }
 
 /// Public: one ticket, as a person following it on their phone sees it.
-async fn get_ticket(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/tickets/{id}", tag = "tickets",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "The ticket")),
+    responses(
+        (status = 200, description = "The public ticket", body = crate::views::PublicTicket),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`) or ticket (`ticket_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+)]
+pub(super) async fn get_ticket(
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -173,13 +215,24 @@ async fn get_ticket(
     Ok(HttpResponse::Ok().json(ticket.project(Audience::Public)))
 }
 
-#[derive(Deserialize)]
-struct CallTicketRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct CallTicketRequest {
     counter_id: CounterId,
 }
 
 /// Operators: call this waiting ticket to a counter, out of order.
-async fn call_ticket(
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/tickets/{id}/call", tag = "tickets",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "A waiting ticket"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    request_body(content = CallTicketRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The ticket, called to the counter out of order", body = crate::views::OperatorTicket),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`), ticket (`ticket_not_found`) or counter (`counter_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 409, description = "The ticket is not waiting (`invalid_transition`), the counter is busy (`counter_busy`) or inactive (`counter_inactive`), or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+pub(super) async fn call_ticket(
     req: HttpRequest,
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
@@ -196,13 +249,25 @@ async fn call_ticket(
     change(&state, &req, &slug, &body, Audience::Operator, command).await
 }
 
-#[derive(Deserialize)]
-struct TransferRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct TransferRequest {
     service_id: ServiceId,
 }
 
 /// Operators: move a called or serving ticket to another service's queue.
-async fn transfer_ticket(
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/tickets/{id}/transfer", tag = "tickets",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "A called or serving ticket"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    request_body(content = TransferRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The ticket, waiting in the other service with its code and issue time", body = crate::views::OperatorTicket),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`), ticket (`ticket_not_found`) or service (`service_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 409, description = "The ticket is not called or serving (`invalid_transition`), or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 422, description = "The body does not have the expected fields (`invalid_body`), the service is the ticket's own (`same_service`) or inactive (`service_inactive`), or the Idempotency-Key was used with another request (`idempotency_key_reused`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+pub(super) async fn transfer_ticket(
     req: HttpRequest,
     state: Data<AppState>,
     path: Path<(String, TicketId)>,
@@ -218,8 +283,38 @@ async fn transfer_ticket(
     change(&state, &req, &slug, &body, Audience::Operator, command).await
 }
 
+/// The `{action}` of [`act_on_ticket`], for the API document (the handler reads it with
+/// `Action::from_path_name`; the route test checks that each one is answered).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub(super) enum TicketAction {
+    Recall,
+    Start,
+    Finish,
+    NoShow,
+    Cancel,
+    Reactivate,
+}
+
+/// The actions take no body.
+#[derive(utoipa::ToSchema)]
+struct EmptyBody {}
+
 /// Operators: recall, start, finish, no-show, cancel, reactivate.
-async fn act_on_ticket(
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/tickets/{id}/{action}", tag = "tickets",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "The ticket"),
+        ("action" = TicketAction, Path, description = "What to do"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    request_body(content = Option<EmptyBody>, content_type = "application/json", description = "None; any body is ignored (but must be sent as JSON)"),
+    responses(
+        (status = 200, description = "The ticket after the action", body = crate::views::OperatorTicket),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`) or ticket (`ticket_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 409, description = "The action is not allowed from the ticket's status (`invalid_transition`), or the Idempotency-Key's first request is still running (`request_in_progress`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+pub(super) async fn act_on_ticket(
     req: HttpRequest,
     state: Data<AppState>,
     path: Path<(String, TicketId, String)>,

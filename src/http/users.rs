@@ -37,7 +37,13 @@ fn account_json(account: &Account) -> Value {
 }
 
 /// Admins: every user of the tenant, active or not, by username.
-async fn list_users(
+#[utoipa::path(
+    get, path = "/api/v1/tenants/{slug}/users", tag = "admin",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
+    responses((status = 200, description = "Every user of the tenant", body = crate::http::openapi::schemas::UserList)),
+    security(("admin" = [])),
+)]
+pub(super) async fn list_users(
     state: Data<AppState>,
     slug: Path<String>,
     _: AdminAuth,
@@ -49,9 +55,9 @@ async fn list_users(
     Ok(HttpResponse::Ok().json(json!({ "users": users })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateUserRequest {
+pub(super) struct UpdateUserRequest {
     role: Option<Role>,
     active: Option<bool>,
     password: Option<String>,
@@ -60,7 +66,18 @@ struct UpdateUserRequest {
 /// Admins: change a user's role, access or password. Deactivating a user or changing
 /// their role or password refuses every token issued to them before (contract §9); no
 /// change may leave the tenant without an active admin (409 `last_admin`).
-async fn update_user(
+#[utoipa::path(
+    patch, path = "/api/v1/tenants/{slug}/users/{id}", tag = "admin",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = UserId, Path, description = "The user")),
+    request_body(content = UpdateUserRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user after the change", body = crate::http::openapi::schemas::User),
+        (status = 404, description = "Unknown tenant (`tenant_not_found`) or user (`user_not_found`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 409, description = "It would leave the tenant without an active admin (`last_admin`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub(super) async fn update_user(
     state: Data<AppState>,
     path: Path<(String, UserId)>,
     auth: AdminAuth,
@@ -129,15 +146,28 @@ pub(super) async fn hash(password: NewPassword) -> Result<String, ApiError> {
         .map_err(ApiError::Internal)
 }
 
-#[derive(Deserialize)]
-struct CreateUserRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct CreateUserRequest {
     username: String,
     password: String,
     role: Role,
 }
 
 /// Admins: add an operator or admin. The answer never contains the password or its hash.
-async fn create_user(
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{slug}/users", tag = "admin",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo")),
+    request_body(content = CreateUserRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = crate::http::openapi::schemas::User,
+            links(
+                ("UpdateUser" = (operation_id = "update_user", parameters(("slug" = "$request.path.slug"), ("id" = "$response.body#/id"))))
+            )),
+        (status = 409, description = "The username is taken (`username_taken`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub(super) async fn create_user(
     state: Data<AppState>,
     slug: Path<String>,
     auth: AdminAuth,

@@ -43,12 +43,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct SessionQuery {
+pub(crate) struct SessionQuery {
     since: Option<i64>,
     token: Option<String>,
 }
 
-async fn totem_session(
+#[utoipa::path(
+    get, path = "/ws/{slug}/totem", tag = "websocket",
+    summary = "Public live updates (kiosks, displays): a WebSocket",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("since" = Option<i64>, Query, description = "Resume after this `seq`")),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol: public messages (see the AsyncAPI document)"),
+        (status = 400, description = "Not a WebSocket upgrade (`websocket_upgrade_required`), or a query parameter does not parse (`invalid_query`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 429, description = "Too many live sessions from this address or for this tenant (`too_many_sessions`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 503, description = "The database is unavailable (`database_unavailable`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+)]
+pub(crate) async fn totem_session(
     req: HttpRequest,
     stream: Payload,
     state: Data<AppState>,
@@ -69,7 +80,20 @@ async fn totem_session(
 
 /// The token comes as `?token=` (browsers cannot set headers on a WebSocket) or as
 /// `Authorization: Bearer`.
-async fn operator_session(
+#[utoipa::path(
+    get, path = "/ws/{slug}/operator", tag = "websocket",
+    summary = "Operators' live updates: a WebSocket",
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("since" = Option<i64>, Query, description = "Resume after this `seq`"),
+        ("token" = Option<String>, Query, description = "The operator's token (browsers cannot set headers on a WebSocket); or send `Authorization: Bearer`")),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol: operator messages (see the AsyncAPI document)"),
+        (status = 400, description = "Not a WebSocket upgrade (`websocket_upgrade_required`), or a query parameter does not parse (`invalid_query`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 429, description = "Too many live sessions from this address or for this tenant (`too_many_sessions`)", body = crate::http::openapi::schemas::ErrorBody),
+        (status = 503, description = "The database is unavailable (`database_unavailable`)", body = crate::http::openapi::schemas::ErrorBody),
+    ),
+    security((), ("operator" = [])),
+)]
+pub(crate) async fn operator_session(
     req: HttpRequest,
     stream: Payload,
     state: Data<AppState>,

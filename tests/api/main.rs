@@ -26,6 +26,7 @@ mod group_commit;
 mod idempotency;
 mod lifecycle;
 mod nginx;
+mod openapi;
 mod ops;
 mod private_postgres;
 mod properties;
