@@ -21,6 +21,14 @@ const UNREACHABLE_URL: &str = "postgres://postgres@127.0.0.1:1/nextup";
 
 /// A database name for one test and an empty working directory; both are removed on drop
 /// (the database is created by the binary itself).
+/// The binary under test: `NEXTUP_BIN` when set (CI runs these tests again with the release
+/// build, which is what people install), else the one cargo built for the tests.
+pub fn nextup_binary() -> PathBuf {
+    std::env::var_os("NEXTUP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nextup")))
+}
+
 pub struct Sandbox {
     db_name: String,
     database_url: String,
@@ -44,7 +52,7 @@ impl Sandbox {
     /// `nextup ARGS` with this sandbox's database, run in the empty directory (so that no
     /// `.env` is read) and with none of the developer's nextup variables.
     pub fn nextup(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_nextup"));
+        let mut command = Command::new(nextup_binary());
         command.args(args).current_dir(&self.dir);
         for name in [
             "JWT_SECRET",
@@ -960,7 +968,13 @@ async fn serve_demo_prints_its_address_and_serves_the_demo_tenant() {
         let mut response = client.get(&url).send().await.expect("file requested");
         let body = response.body().limit(1 << 24).await.expect("file body");
         assert_eq!(response.status().as_u16(), 200, "{name}");
-        assert_eq!(body.as_ref(), std::fs::read(&file).unwrap(), "{name}");
+        let on_disk = std::fs::read(&file).unwrap();
+        assert!(
+            body.as_ref() == on_disk.as_slice(),
+            "{name} served is not static/{name} ({} bytes against {}): a stale build?",
+            body.len(),
+            on_disk.len()
+        );
         let header = |name: &str| {
             response
                 .headers()

@@ -16,7 +16,7 @@ fn the_systemd_unit_verifies_without_a_warning() {
     assert!(unit.contains(installed), "the unit starts {installed}");
     let unit = unit.replace(
         installed,
-        &format!("ExecStart={} serve", env!("CARGO_BIN_EXE_nextup")),
+        &format!("ExecStart={} serve", crate::cli::nextup_binary().display()),
     );
     let dir = std::env::temp_dir().join(format!("nextup-unit-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();

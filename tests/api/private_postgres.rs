@@ -49,7 +49,7 @@ fn serve_runs_a_private_postgres_when_none_is_usable_and_stops_it_on_exit() {
         .args(["-n", "bash", "-c", SCRIPT])
         .env("WORK", &work)
         .env("DATA", &data)
-        .env("NEXTUP", env!("CARGO_BIN_EXE_nextup"))
+        .env("NEXTUP", crate::cli::nextup_binary())
         .env("NEXTUP_DATA_DIR", &data)
         .env("BIND_ADDR", "127.0.0.1:0");
     for name in [
