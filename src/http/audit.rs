@@ -46,6 +46,24 @@ pub(super) async fn list_audit(
     Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }
 
+/// An admin change and its audit entry in one transaction (a refused change leaves no
+/// entry, and a change never lacks one): reads the tenant of `slug`, makes the change,
+/// records `action` by `by` on the target the change names, and commits.
+pub(super) async fn audited<T>(
+    state: &AppState,
+    slug: &str,
+    by: &Claims,
+    action: Action,
+    change: impl AsyncFnOnce(&mut PgConnection, &Tenant) -> Result<(T, Target), ApiError>,
+) -> Result<T, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let tenant = db::tenants::get_tenant(&mut tx, slug).await?;
+    let (changed, target) = change(&mut tx, &tenant).await?;
+    record(state, &mut tx, tenant.id, Some(by), action, Some(&target)).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
 /// Writes an entry at the server's now, by the token's user (`None`: by no one), on
 /// `conn`: the transaction of the change it records, where there is one.
 pub(super) async fn record(

@@ -3,7 +3,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::audit::{counter_target, record};
+use super::audit::{audited, counter_target};
 use super::change::change;
 use super::{JsonBody, JsonBytes};
 use crate::auth::extract::{AdminAuth, ListQuery, OperatorAuth, admin_asks_for_all};
@@ -96,20 +96,18 @@ pub(super) async fn create_counter(
     body: JsonBody<CreateCounterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let name = DisplayName::parse("name", &body.0.name)?;
-    let mut tx = state.db.begin().await?;
-    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
-    let counter = db::counters::insert_counter(&mut tx, tenant.id, &name).await?;
-    let target = counter_target(&counter);
-    record(
+    let counter = audited(
         &state,
-        &mut tx,
-        tenant.id,
-        Some(&auth.0),
+        &slug,
+        &auth.0,
         Action::CounterCreated,
-        Some(&target),
+        async |tx, tenant| {
+            let counter = db::counters::insert_counter(tx, tenant.id, &name).await?;
+            let target = counter_target(&counter);
+            Ok((counter, target))
+        },
     )
     .await?;
-    tx.commit().await?;
     Ok(HttpResponse::Created().json(counter))
 }
 
@@ -146,21 +144,20 @@ pub(super) async fn update_counter(
         .as_deref()
         .map(|n| DisplayName::parse("name", n))
         .transpose()?;
-    let mut tx = state.db.begin().await?;
-    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
-    let counter =
-        db::counters::update_counter(&mut tx, tenant.id, id, name.as_ref(), body.0.active).await?;
-    let target = counter_target(&counter);
-    record(
+    let counter = audited(
         &state,
-        &mut tx,
-        tenant.id,
-        Some(&auth.0),
+        &slug,
+        &auth.0,
         Action::CounterUpdated,
-        Some(&target),
+        async |tx, tenant| {
+            let counter =
+                db::counters::update_counter(tx, tenant.id, id, name.as_ref(), body.0.active)
+                    .await?;
+            let target = counter_target(&counter);
+            Ok((counter, target))
+        },
     )
     .await?;
-    tx.commit().await?;
     Ok(HttpResponse::Ok().json(counter))
 }
 

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::JsonBody;
-use super::audit::{record, service_target};
+use super::audit::{audited, service_target};
 use crate::auth::extract::{AdminAuth, ListQuery, admin_asks_for_all};
 use crate::db;
 use crate::domain::audit::Action;
@@ -97,20 +97,18 @@ pub(super) async fn create_service(
 ) -> Result<HttpResponse, ApiError> {
     let code = ServiceCode::parse(&body.0.code)?;
     let name = DisplayName::parse("name", &body.0.name)?;
-    let mut tx = state.db.begin().await?;
-    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
-    let service = db::services::insert_service(&mut tx, tenant.id, &code, &name).await?;
-    let target = service_target(&service);
-    record(
+    let service = audited(
         &state,
-        &mut tx,
-        tenant.id,
-        Some(&auth.0),
+        &slug,
+        &auth.0,
         Action::ServiceCreated,
-        Some(&target),
+        async |tx, tenant| {
+            let service = db::services::insert_service(tx, tenant.id, &code, &name).await?;
+            let target = service_target(&service);
+            Ok((service, target))
+        },
     )
     .await?;
-    tx.commit().await?;
     Ok(HttpResponse::Created().json(service_json(&service)))
 }
 
@@ -144,20 +142,19 @@ pub(super) async fn update_service(
         .as_deref()
         .map(|n| DisplayName::parse("name", n))
         .transpose()?;
-    let mut tx = state.db.begin().await?;
-    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
-    let service =
-        db::services::update_service(&mut tx, tenant.id, id, name.as_ref(), body.0.active).await?;
-    let target = service_target(&service);
-    record(
+    let service = audited(
         &state,
-        &mut tx,
-        tenant.id,
-        Some(&auth.0),
+        &slug,
+        &auth.0,
         Action::ServiceUpdated,
-        Some(&target),
+        async |tx, tenant| {
+            let service =
+                db::services::update_service(tx, tenant.id, id, name.as_ref(), body.0.active)
+                    .await?;
+            let target = service_target(&service);
+            Ok((service, target))
+        },
     )
     .await?;
-    tx.commit().await?;
     Ok(HttpResponse::Ok().json(service_json(&service)))
 }

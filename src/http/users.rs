@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::JsonBody;
-use super::audit::{record, user_target};
+use super::audit::{audited, record, user_target};
 use crate::auth::extract::AdminAuth;
 use crate::auth::password::hash_password;
 use crate::db;
@@ -182,26 +182,24 @@ pub(super) async fn create_user(
     let password = NewPassword::parse(password)?;
     // Hashed before the transaction begins: no connection is held for the hashing.
     let hash = hash(password).await?;
-    let mut tx = state.db.begin().await?;
-    let tenant = db::tenants::get_tenant(&mut tx, &slug).await?;
-    let user = db::users::insert_user(&mut tx, tenant.id, &username, &hash, role).await?;
-    let target = user_target(user.id, &user.username);
-    record(
+    let (user, tenant_slug) = audited(
         &state,
-        &mut tx,
-        tenant.id,
-        Some(&auth.0),
+        &slug,
+        &auth.0,
         Action::UserCreated,
-        Some(&target),
+        async |tx, tenant| {
+            let user = db::users::insert_user(tx, tenant.id, &username, &hash, role).await?;
+            let target = user_target(user.id, &user.username);
+            Ok(((user, tenant.slug.clone()), target))
+        },
     )
     .await?;
-    tx.commit().await?;
     Ok(HttpResponse::Created().json(json!({
         "id": user.id,
         "username": user.username,
         "role": user.role,
         "active": true,
         "last_login_at": null,
-        "tenant": tenant.slug,
+        "tenant": tenant_slug,
     })))
 }
