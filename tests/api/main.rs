@@ -34,6 +34,7 @@ mod proxy;
 mod queue_order;
 mod restart;
 mod retention;
+mod schema;
 mod security_issuing;
 mod security_login;
 mod security_queue_full;
