@@ -19,8 +19,7 @@ use sqlx::PgConnection;
 use super::writer::{BatchOutcome, ChangeResult, TenantRequest};
 use super::{ChangeRequest, KeyedRequest, change_status};
 use crate::db;
-use crate::db::idempotency::{RequestFingerprint, SavedResponse};
-use crate::db::tenants::Tenant;
+use crate::db::idempotency::{RequestFingerprint, SavedResponse, TenantKey};
 use crate::error::{ApiError, error_body};
 use crate::ticketing::{self, batch::CommandOutcome};
 use crate::views::Audience;
@@ -49,45 +48,49 @@ pub fn fingerprint(
 }
 
 /// Claims the keys of the requests that have one, settling the result of those whose key
-/// is busy (also when the batch uses it twice) or already answered. Keys are per tenant.
+/// is busy (also when the batch uses it twice) or already answered. Keys are per tenant;
+/// those of all the batch's tenants are claimed together, in two statements.
 pub(super) async fn claim_keys(
     conn: &mut PgConnection,
     requests: &[TenantRequest],
     results: &mut [Option<ChangeResult>],
 ) -> Result<(), ticketing::Error> {
     let mut keys_seen = HashSet::new();
-    // By tenant, in order of their first keyed request.
-    let mut keyed: Vec<(&Tenant, Vec<(usize, &KeyedRequest)>)> = Vec::new();
+    let mut keyed: Vec<(usize, &KeyedRequest)> = Vec::new();
+    let mut keys: Vec<TenantKey> = Vec::new();
     for (i, TenantRequest { tenant, request }) in requests.iter().enumerate() {
         let Some(key) = &request.key else { continue };
-        if !keys_seen.insert((tenant.id, key.key.as_str())) {
+        let tenant_key = TenantKey {
+            tenant: tenant.id,
+            key: key.key.as_str(),
+        };
+        if !keys_seen.insert(tenant_key) {
             results[i] = Some(Err(ApiError::RequestInProgress));
             continue;
         }
-        match keyed.iter_mut().find(|(t, _)| t.id == tenant.id) {
-            Some((_, keys)) => keys.push((i, key)),
-            None => keyed.push((tenant, vec![(i, key)])),
+        keyed.push((i, key));
+        keys.push(tenant_key);
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let claimed = db::idempotency::try_lock_keys(conn, &keys).await?;
+    let mut stored: Vec<Option<SavedResponse>> = keys.iter().map(|_| None).collect();
+    for (at, saved) in db::idempotency::find_saved_many(conn, &keys).await? {
+        if let Some(slot) = stored.get_mut(at) {
+            *slot = Some(saved);
         }
     }
-    for (tenant, keyed) in keyed {
-        let keys: Vec<&str> = keyed.iter().map(|(_, k)| k.key.as_str()).collect();
-        let claimed = db::idempotency::try_lock_keys(conn, tenant.id, &keys).await?;
-        let mut stored = db::idempotency::find_saved_many(conn, tenant.id, &keys).await?;
-        for ((i, key), claimed) in keyed.iter().zip(claimed) {
-            let found = stored.iter().position(|(k, _)| *k == key.key);
-            results[*i] = match (claimed, found) {
-                (false, _) => Some(Err(ApiError::RequestInProgress)),
-                (true, None) => None,
-                (true, Some(at)) => {
-                    let (_, stored) = stored.swap_remove(at);
-                    Some(if stored.request == key.fingerprint {
-                        Ok(BatchOutcome::Replayed(stored))
-                    } else {
-                        Err(ApiError::IdempotencyKeyReused)
-                    })
-                }
-            };
-        }
+    for (((i, key), claimed), stored) in keyed.into_iter().zip(claimed).zip(stored) {
+        results[i] = match (claimed, stored) {
+            (false, _) => Some(Err(ApiError::RequestInProgress)),
+            (true, None) => None,
+            (true, Some(stored)) => Some(if stored.request == key.fingerprint {
+                Ok(BatchOutcome::Replayed(stored))
+            } else {
+                Err(ApiError::IdempotencyKeyReused)
+            }),
+        };
     }
     Ok(())
 }

@@ -16,46 +16,60 @@ pub struct SavedResponse {
     pub body: Option<serde_json::Value>,
 }
 
-/// Tries to take each key for this transaction without waiting: whether each was taken, in
-/// order. `false` means another request holds that key right now.
+/// A key, as keys are per tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TenantKey<'a> {
+    pub tenant: TenantId,
+    pub key: &'a str,
+}
+
+/// Tries to take each key for this transaction without waiting, whatever their tenants:
+/// whether each was taken, in order. `false` means another request holds that key right
+/// now.
 pub async fn try_lock_keys(
     conn: &mut PgConnection,
-    tenant: TenantId,
-    keys: &[&str],
+    keys: &[TenantKey<'_>],
 ) -> Result<Vec<bool>, Error> {
+    let tenants: Vec<uuid::Uuid> = keys.iter().map(|k| k.tenant.get()).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.key).collect();
     let rows = sqlx::query_scalar!(
-        r#"select pg_try_advisory_xact_lock(hashtextextended($1 || ':' || k.key, 0)) as "locked!"
-             from unnest($2::text[]) with ordinality as k(key, ord)
+        r#"select pg_try_advisory_xact_lock(hashtextextended(k.tenant_id::text || ':' || k.key, 0))
+                  as "locked!"
+             from unnest($1::uuid[], $2::text[]) with ordinality as k(tenant_id, key, ord)
             order by k.ord"#,
-        tenant.get().to_string(),
-        keys as &[&str]
+        &tenants,
+        &names as &[&str]
     )
     .fetch_all(conn)
     .await?;
     Ok(rows)
 }
 
-/// The saved responses of those of the keys used within the last 24 hours, by key.
+/// The saved responses of those of the keys used within the last 24 hours, with the index
+/// of their key in `keys`. Read after the keys are locked ([`try_lock_keys`]), in a
+/// statement of its own: its snapshot then holds the answer of a request that held a key
+/// and committed just before.
 pub async fn find_saved_many(
     conn: &mut PgConnection,
-    tenant: TenantId,
-    keys: &[&str],
-) -> Result<Vec<(String, SavedResponse)>, Error> {
+    keys: &[TenantKey<'_>],
+) -> Result<Vec<(usize, SavedResponse)>, Error> {
+    let tenants: Vec<uuid::Uuid> = keys.iter().map(|k| k.tenant.get()).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.key).collect();
     let rows = sqlx::query!(
         // One index probe per key, whatever the statistics say: written as a join (or
         // `key = any($2)`), the plan made while the table was new read all the tenant's
         // keys for each batch. `limit 1` keeps the lateral subquery from being flattened
         // into such a join; the key is unique anyway.
-        r#"select k.key as "key!", i.request_sha256, i.status_code, i.response_body
-             from unnest($2::text[]) as k(key)
+        r#"select k.ord as "ord!", i.request_sha256, i.status_code, i.response_body
+             from unnest($1::uuid[], $2::text[]) with ordinality as k(tenant_id, key, ord)
              cross join lateral (
                  select request_sha256, status_code, response_body from idempotency_keys
-                  where tenant_id = $1 and key = k.key
+                  where tenant_id = k.tenant_id and key = k.key
                     and created_at > now() - interval '24 hours'
                   limit 1
              ) i"#,
-        tenant.get(),
-        keys as &[&str]
+        &tenants,
+        &names as &[&str]
     )
     .fetch_all(conn)
     .await?;
@@ -71,7 +85,8 @@ pub async fn find_saved_many(
                 status_code: r.status_code,
                 body: r.response_body,
             };
-            Ok((r.key, saved))
+            let at = usize::try_from(r.ord - 1).map_err(Error::unexpected)?;
+            Ok((at, saved))
         })
         .collect()
 }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use actix_web::http::Method;
 use futures_util::future::{join, join_all};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -107,15 +108,27 @@ async fn blockers(app: &TestApp) -> Vec<BareSite> {
     blockers
 }
 
-/// Issues one ticket at each of `sites` so that all of them are sure to share one batch:
-/// while every lane of the writer is held (by batches of `blockers`, whose seq rows the test
-/// keeps locked; each further lane opens once the batches before it are slow), the
-/// requests queue; once the lock goes, the writer's next batch takes them all.
+/// Issues one ticket at each of `sites` so that all of them are sure to share one batch
+/// (see [`send_in_one_batch`]).
 async fn issue_in_one_batch(
     app: &TestApp,
     blockers: &[BareSite],
     sites: &[&BareSite],
 ) -> Vec<Reply> {
+    let requests: Vec<_> = sites.iter().map(|site| issue(app, site)).collect();
+    send_in_one_batch(app, blockers, requests).await
+}
+
+/// Sends the ticket requests so that all of them are sure to share one batch: while every
+/// lane of the writer is held (by batches of `blockers`, whose seq rows the test keeps
+/// locked; each further lane opens once the batches before it are slow), the requests
+/// queue; once the lock goes, the writer's next batch takes them all.
+async fn send_in_one_batch<F: std::future::Future<Output = Reply>>(
+    app: &TestApp,
+    blockers: &[BareSite],
+    requests: Vec<F>,
+) -> Vec<Reply> {
+    let count = requests.len() as i64;
     let lock = lock_seqs(&app.pool, &blockers.iter().collect::<Vec<_>>()).await;
     let held = join_all(blockers.iter().enumerate().map(|(k, site)| async move {
         wait_until("the lanes before wait for the test's lock", || async {
@@ -129,21 +142,34 @@ async fn issue_in_one_batch(
             lock_waiters(&app.pool).await == blockers.len() as i64
         })
         .await;
-        let issued = join_all(sites.iter().map(|site| issue(app, site)));
+        let sent = join_all(requests);
         let release = async {
             wait_until("every request waits for a batch", || async {
-                queued_changes(app).await == sites.len() as i64
+                queued_changes(app).await == count
             })
             .await;
             lock.commit().await.unwrap();
         };
-        join(issued, release).await.0
+        join(sent, release).await.0
     };
     let (held, replies) = join(held, batch).await;
     for reply in held {
         reply.expect(201);
     }
     replies
+}
+
+/// An anonymous issue with an `Idempotency-Key`.
+async fn issue_keyed(app: &TestApp, site: &BareSite, key: &str, service: &str) -> Reply {
+    let body = json!({ "service_id": service }).to_string();
+    app.send(
+        Method::POST,
+        &format!("/api/v1/tenants/{}/tickets", site.slug),
+        None,
+        &[("Idempotency-Key", key)],
+        Some(body.into_bytes()),
+    )
+    .await
 }
 
 /// Each tenant's events as (seq, transaction id of the row).
@@ -228,6 +254,68 @@ async fn a_failing_request_does_not_take_the_other_tenants_of_its_batch_down() {
         .map(|e| e.0)
         .collect();
     assert_eq!(seqs, [1]);
+}
+
+#[actix_web::test]
+async fn keyed_requests_of_several_tenants_are_claimed_together_each_by_its_own_rule() {
+    let app = TestApp::spawn().await;
+    let blockers = blockers(&app).await;
+    let mut sites = Vec::new();
+    for slug in ["alpha", "bravo", "charlie", "delta"] {
+        sites.push(bare_site(&app, slug).await);
+    }
+    let [alpha, bravo, charlie, delta]: [&BareSite; 4] =
+        sites.iter().collect::<Vec<_>>().try_into().ok().unwrap();
+    // Alpha and charlie have used the key before; bravo and delta have not (keys are per
+    // tenant).
+    let alpha_first = issue_keyed(&app, alpha, "press-1", &alpha.service)
+        .await
+        .expect(201);
+    issue_keyed(&app, charlie, "press-1", &charlie.service)
+        .await
+        .expect(201);
+    let elsewhere = uuid::Uuid::new_v4().to_string();
+
+    let replies = send_in_one_batch(
+        &app,
+        &blockers,
+        vec![
+            issue_keyed(&app, alpha, "press-1", &alpha.service),
+            issue_keyed(&app, bravo, "press-1", &bravo.service),
+            issue_keyed(&app, charlie, "press-1", &elsewhere),
+            issue_keyed(&app, delta, "press-1", &delta.service),
+            issue_keyed(&app, delta, "press-1", &delta.service),
+        ],
+    )
+    .await;
+
+    let [alpha_again, bravo_new, charlie_reused, delta_one, delta_two]: [Reply; 5] =
+        replies.try_into().unwrap();
+    assert_eq!(alpha_again.header("Idempotent-Replayed"), Some("true"));
+    assert_eq!(
+        alpha_again.expect(201),
+        alpha_first,
+        "alpha's answer, replayed"
+    );
+    assert_eq!(bravo_new.expect(201)["code"], "A001");
+    charlie_reused.expect_error(422, "idempotency_key_reused");
+    // The same key twice in one batch: one is applied, the other is told it is in progress.
+    let (applied, refused) = match delta_one.status {
+        201 => (delta_one, delta_two),
+        _ => (delta_two, delta_one),
+    };
+    assert_eq!(applied.expect(201)["code"], "A001");
+    refused.expect_error(409, "request_in_progress");
+
+    // Bravo's and delta's new tickets committed together; alpha and charlie changed nothing.
+    let bravo_events = events_of(&app.pool, bravo).await;
+    let delta_events = events_of(&app.pool, delta).await;
+    assert_eq!(bravo_events.len(), 1);
+    assert_eq!(delta_events.len(), 1);
+    assert_eq!(bravo_events[0].1, delta_events[0].1, "one transaction");
+    for site in [alpha, charlie] {
+        assert_eq!(events_of(&app.pool, site).await.len(), 1, "{}", site.slug);
+    }
 }
 
 #[actix_web::test]

@@ -448,9 +448,14 @@ async fn the_upgrade_keeps_users_whose_names_collide_once_folded() {
     );
 
     // The old key is kept, as a fingerprint no request has.
-    let saved = nextup::db::idempotency::find_saved_many(&mut conn, tenant, &["old-key"])
+    let old_key = nextup::db::idempotency::TenantKey {
+        tenant,
+        key: "old-key",
+    };
+    let saved = nextup::db::idempotency::find_saved_many(&mut conn, &[old_key])
         .await
         .unwrap();
     assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].0, 0);
     assert_eq!(saved[0].1.status_code, 201);
 }
