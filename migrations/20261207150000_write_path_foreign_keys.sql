@@ -13,6 +13,8 @@
 --   its own transaction already holds, and takes no new lock.
 -- - A ticket references its service by (tenant_id, service_id): one check instead of
 --   two, and it also makes sure the service is the ticket's tenant's.
+-- - A request's stored answer (`idempotency_keys`, written in the batch after its
+--   events) references its tenant's log head too, for the same reason as events.
 --
 -- Deleting a tenant still deletes everything of it (tenants → services → tickets, and
 -- tenants → event_sequences → events; the legs below). Deleting a service row now deletes
@@ -21,9 +23,21 @@
 -- Adding the constraints reads `tickets` and `events` once, under a lock that holds their
 -- writers back until this migration commits.
 
+-- Every tenant has had its log head since it was created; a database edited by hand may
+-- lack one, which the new references need.
+insert into event_sequences (tenant_id, last_seq)
+select t.id, coalesce((select max(e.seq) from events e where e.tenant_id = t.id), 0)
+  from tenants t
+ where not exists (select 1 from event_sequences s where s.tenant_id = t.id);
+
 alter table events
     drop constraint events_tenant_id_fkey,
     add constraint events_tenant_id_fkey foreign key (tenant_id)
+        references event_sequences (tenant_id) on delete cascade;
+
+alter table idempotency_keys
+    drop constraint idempotency_keys_tenant_id_fkey,
+    add constraint idempotency_keys_tenant_id_fkey foreign key (tenant_id)
         references event_sequences (tenant_id) on delete cascade;
 
 alter table services
