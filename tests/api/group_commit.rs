@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::Method;
 use futures_util::future::{join, join_all};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -161,13 +160,11 @@ async fn send_in_one_batch<F: std::future::Future<Output = Reply>>(
 
 /// An anonymous issue with an `Idempotency-Key`.
 async fn issue_keyed(app: &TestApp, site: &BareSite, key: &str, service: &str) -> Reply {
-    let body = json!({ "service_id": service }).to_string();
-    app.send(
-        Method::POST,
+    app.post_keyed(
         &format!("/api/v1/tenants/{}/tickets", site.slug),
         None,
-        &[("Idempotency-Key", key)],
-        Some(body.into_bytes()),
+        key,
+        json!({ "service_id": service }),
     )
     .await
 }

@@ -307,6 +307,24 @@ impl TestApp {
         .await
     }
 
+    /// A POST with an `Idempotency-Key`.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        key: &str,
+        body: Value,
+    ) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            token,
+            &[("Idempotency-Key", key)],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
     pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
         self.send(
             Method::PATCH,

@@ -5,13 +5,11 @@ use serde_json::json;
 use crate::helpers::*;
 
 async fn issue_with_key(app: &TestApp, site: &Site, key: &str, service: usize) -> Reply {
-    let body = json!({ "service_id": site.services[service] }).to_string();
-    app.send(
-        Method::POST,
+    app.post_keyed(
         &format!("/api/v1/tenants/{}/tickets", site.slug),
         None,
-        &[("Idempotency-Key", key)],
-        Some(body.into_bytes()),
+        key,
+        json!({ "service_id": site.services[service] }),
     )
     .await
 }

@@ -1,7 +1,5 @@
 //! What the schema itself guarantees, whatever the code above it does.
 
-use actix_web::http::Method;
-
 use crate::helpers::TestApp;
 
 async fn tenant_id(app: &TestApp, slug: &str) -> uuid::Uuid {
@@ -65,13 +63,11 @@ async fn deleting_a_tenant_deletes_everything_of_it_and_nothing_else() {
     .await
     .expect(200);
     // And an answer kept for an Idempotency-Key.
-    let body = serde_json::json!({ "service_id": gone.services[0] }).to_string();
-    app.send(
-        Method::POST,
+    app.post_keyed(
         &format!("/api/v1/tenants/{}/tickets", gone.slug),
         None,
-        &[("Idempotency-Key", "press-1")],
-        Some(body.into_bytes()),
+        "press-1",
+        serde_json::json!({ "service_id": gone.services[0] }),
     )
     .await
     .expect(201);
