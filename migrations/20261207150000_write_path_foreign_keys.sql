@@ -13,8 +13,9 @@
 --   its own transaction already holds, and takes no new lock.
 -- - A ticket references its service by (tenant_id, service_id): one check instead of
 --   two, and it also makes sure the service is the ticket's tenant's.
--- - A request's stored answer (`idempotency_keys`, written in the batch after its
---   events) references its tenant's log head too, for the same reason as events.
+-- - A request's stored answer (`idempotency_keys`) references its tenant's log head
+--   too: it is written after the batch's events, so the row is already held unless none
+--   of the tenant's requests in the batch changed anything.
 --
 -- Deleting a tenant still deletes everything of it (tenants → services → tickets, and
 -- tenants → event_sequences → events; the legs below). Deleting a service row now deletes
