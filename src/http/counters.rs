@@ -169,7 +169,7 @@ pub(super) struct CallNextRequest {
 /// Operators: call the next waiting ticket to this counter; 204 when nobody waits.
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/counters/{counter_id}/call", tag = "counters",
-    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("counter_id" = CounterId, Path, description = "The counter to call to"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("counter_id" = CounterId, Path, description = "The counter to call to"), crate::http::openapi::IdempotencyKeyHeader),
     request_body(content = Option<CallNextRequest>, content_type = "application/json", description = "Optional: without it, every service"),
     responses(
         (status = 200, description = "The ticket now called to the counter", body = crate::views::OperatorTicket),

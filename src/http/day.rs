@@ -28,7 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// the reverse. A replay of an `Idempotency-Key` closed nothing and records nothing.
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/day/close", tag = "admin",
-    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), crate::http::openapi::IdempotencyKeyHeader),
     responses((status = 200, description = "Closed: waiting and called tickets expired, serving ones finished", body = crate::views::DayClosedAnswer)),
     security(("admin" = [])),
 )]

@@ -361,6 +361,23 @@ pub fn error_response(status: u16, description: &str) -> Response {
     response.build()
 }
 
+/// The `Idempotency-Key` header of the routes that change tickets (contract §1.5), for
+/// their `params(…)`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    // One line: the document shows the text as written.
+    /// Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[ -~]+$"
+    )]
+    idempotency_key: Option<String>,
+}
+
 /// Schemas of answers that handlers build with `json!` or assemble from parts, and the
 /// error body. The real types are the ones named in each comment.
 #[allow(dead_code)]

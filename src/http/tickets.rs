@@ -64,7 +64,7 @@ fn customer_name(raw: Option<String>) -> Result<Option<String>, ApiError> {
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/tickets", tag = "tickets",
     summary = "Take a ticket: public (rate-limited), or an operator's with a customer name",
-    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$"),
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), crate::http::openapi::IdempotencyKeyHeader,
         ("X-Kiosk-Key" = Option<String>, Header, description = "The tenant's kiosk key: anonymous kiosks then share a quota of their own")),
     request_body(content = IssueBody, content_type = "application/json"),
     responses(
@@ -223,7 +223,7 @@ pub(super) struct CallTicketRequest {
 /// Operators: call this waiting ticket to a counter, out of order.
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/tickets/{id}/call", tag = "tickets",
-    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "A waiting ticket"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "A waiting ticket"), crate::http::openapi::IdempotencyKeyHeader),
     request_body(content = CallTicketRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The ticket, called to the counter out of order", body = crate::views::OperatorTicket),
@@ -257,7 +257,7 @@ pub(super) struct TransferRequest {
 /// Operators: move a called or serving ticket to another service's queue.
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/tickets/{id}/transfer", tag = "tickets",
-    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "A called or serving ticket"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "A called or serving ticket"), crate::http::openapi::IdempotencyKeyHeader),
     request_body(content = TransferRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The ticket, waiting in the other service with its code and issue time", body = crate::views::OperatorTicket),
@@ -305,7 +305,7 @@ struct EmptyBody {}
 #[utoipa::path(
     post, path = "/api/v1/tenants/{slug}/tickets/{id}/{action}", tag = "tickets",
     params(("slug" = String, Path, description = "The tenant's slug", example = "demo"), ("id" = TicketId, Path, description = "The ticket"),
-        ("action" = TicketAction, Path, description = "What to do"), ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: the same key on the same tenant within 24 h answers the first response again (1–255 printable ASCII characters)", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+        ("action" = TicketAction, Path, description = "What to do"), crate::http::openapi::IdempotencyKeyHeader),
     request_body(content = Option<EmptyBody>, content_type = "application/json", description = "None; any body is ignored (but must be sent as JSON)"),
     responses(
         (status = 200, description = "The ticket after the action", body = crate::views::OperatorTicket),
