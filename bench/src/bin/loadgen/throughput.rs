@@ -169,6 +169,62 @@ async fn client(
     log
 }
 
+/// The writers' batches, summed over the server processes, from their
+/// `nextup_change_batch_size` and `nextup_change_batch_tenants` histograms.
+#[derive(Debug, Default, Clone, Copy)]
+struct WriterBatches {
+    batches: f64,
+    requests: f64,
+    tenants: f64,
+}
+
+impl WriterBatches {
+    async fn read(deployment: &Deployment) -> Self {
+        let mut sum = Self::default();
+        for server in &deployment.servers {
+            let api = Api::with_client(deployment.http.clone(), &server.http_base, "-");
+            let Ok(text) = api.get_text("/metrics").await else {
+                continue;
+            };
+            let metric = |name| nextup_bench::api::metric_sum(&text, name, &[]).unwrap_or(0.0);
+            sum.batches += metric("nextup_change_batch_size_count");
+            sum.requests += metric("nextup_change_batch_size_sum");
+            sum.tenants += metric("nextup_change_batch_tenants_sum");
+        }
+        sum
+    }
+
+    fn since(self, before: &Self) -> Self {
+        Self {
+            batches: self.batches - before.batches,
+            requests: self.requests - before.requests,
+            tenants: self.tenants - before.tenants,
+        }
+    }
+
+    /// Batches per second, requests per batch and tenants per batch, if there were any.
+    fn rates(&self, secs: f64) -> Option<(f64, f64, f64)> {
+        (self.batches > 0.0).then(|| {
+            (
+                self.batches / secs,
+                self.requests / self.batches,
+                self.tenants / self.batches,
+            )
+        })
+    }
+
+    fn json(&self, secs: f64) -> Value {
+        self.rates(secs)
+            .map_or(Value::Null, |(per_sec, requests, tenants)| {
+                json!({
+                    "per_sec": per_sec,
+                    "requests_per_batch": requests,
+                    "tenants_per_batch": tenants,
+                })
+            })
+    }
+}
+
 /// Cancels those of `tickets` (tenant, id) that still wait; returns how many, and the time.
 async fn cancel_left(tenants: &[Tenant], tickets: Vec<(usize, Uuid)>) -> (usize, f64) {
     let started = Instant::now();
@@ -269,6 +325,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         args.secs,
         tenants.len()
     );
+    let batches0 = WriterBatches::read(deployment).await;
     let cpu0 = measure::Cpu::now(&deployment.servers, &[]);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.secs);
@@ -295,6 +352,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = measure::Cpu::now(&deployment.servers, &[]).since(&cpu0);
+    let batches = WriterBatches::read(deployment).await.since(&batches0);
 
     let mut latencies: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -380,6 +438,11 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         cpu.percent(elapsed)
     ));
     text.push_str(&format!("errors: {}\n", report::counts(&errors)));
+    if let Some((per_sec, requests, tenants)) = batches.rates(elapsed) {
+        text.push_str(&format!(
+            "writer: {per_sec:.0} batches/s, {requests:.1} requests and {tenants:.1} tenants per batch\n"
+        ));
+    }
     if let Some((cancelled, secs)) = cleanup {
         text.push_str(&format!(
             "cleanup: cancelled the {cancelled} tickets this run left waiting ({secs:.1} s)\n"
@@ -412,6 +475,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         "kinds": kinds_json,
         "errors": errors,
         "cpu": cpu.json(),
+        "writer_batches": batches.json(elapsed),
         "cleanup": cleanup.map(|(cancelled, secs)| json!({"cancelled": cancelled, "secs": secs})),
     });
     Ok(Outcome {
