@@ -124,11 +124,7 @@ async fn every_administrative_action_is_recorded_with_its_user_and_target_newest
         "{log}"
     );
     let entries = log["entries"].as_array().unwrap();
-    let tenant_id: uuid::Uuid = sqlx::query_scalar("select id from tenants where slug = $1")
-        .bind(&site.slug)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let tenant_id = app.tenant_id(&site.slug).await;
     let tenant = json!({ "type": "tenant", "id": tenant_id, "name": "Tenant clinic" });
     let service = json!({ "type": "service", "id": site.services[0], "name": "General" });
     let counter = json!({ "type": "counter", "id": site.counters[0], "name": "Desk 1" });

@@ -434,6 +434,15 @@ impl TestApp {
         }
     }
 
+    /// The id of the tenant `slug`, read from the database.
+    pub async fn tenant_id(&self, slug: &str) -> uuid::Uuid {
+        sqlx::query_scalar("select id from tenants where slug = $1")
+            .bind(slug)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     pub async fn site(&self, slug: &str, services: usize, counters: usize) -> Site {
         self.site_in(slug, "UTC", services, counters).await
     }

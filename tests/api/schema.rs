@@ -2,14 +2,6 @@
 
 use crate::helpers::TestApp;
 
-async fn tenant_id(app: &TestApp, slug: &str) -> uuid::Uuid {
-    sqlx::query_scalar("select id from tenants where slug = $1")
-        .bind(slug)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 /// Rows of `table` that belong to the tenant (through `tenant_id`).
 async fn rows_of(app: &TestApp, table: &str, tenant: uuid::Uuid) -> i64 {
     sqlx::query_scalar(&format!(
@@ -31,7 +23,7 @@ async fn a_ticket_cannot_name_a_service_of_another_tenant() {
                               created_at)
          values (gen_random_uuid(), $1, $2, 'A001', current_date, 'waiting', 'normal', now())",
     )
-    .bind(tenant_id(&app, &one.slug).await)
+    .bind(app.tenant_id(&one.slug).await)
     .bind(uuid::Uuid::parse_str(&two.services[0]).unwrap())
     .execute(&app.pool)
     .await;
@@ -72,8 +64,8 @@ async fn deleting_a_tenant_deletes_everything_of_it_and_nothing_else() {
     .await
     .expect(201);
     let (gone_id, kept_id) = (
-        tenant_id(&app, &gone.slug).await,
-        tenant_id(&app, &kept.slug).await,
+        app.tenant_id(&gone.slug).await,
+        app.tenant_id(&kept.slug).await,
     );
     let tables = [
         "services",
