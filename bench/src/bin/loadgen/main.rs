@@ -188,7 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     let (name, tenants, sessions) = match &cli.scenario {
         Scenario::Fanout(a) => ("fanout", 1, a.sessions.iter().copied().max().unwrap_or(0)),
-        Scenario::Throughput(a) => ("throughput", a.tenants.max(1), 0),
+        Scenario::Throughput(a) => ("throughput", a.most_tenants(), 0),
         Scenario::Tenants(a) => (
             "tenants",
             a.tenants.max(1),

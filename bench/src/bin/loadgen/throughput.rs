@@ -8,6 +8,12 @@
 //!
 //! Against an attached server, the tickets the run leaves waiting are cancelled afterwards:
 //! a queue thousands long would make every later snapshot (and handshake) slow.
+//!
+//! `--tenants 1,100 --rounds 4` compares tenant counts in one run: the deployment has the
+//! largest count of tenants, and each round measures every count in turn, on the first N
+//! tenants, against the same server and database. This machine's speed drifts by a quarter
+//! from minute to minute, so rates compared across separate runs tell less than rates
+//! taken in alternation.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,9 +50,13 @@ pub struct Args {
     /// How long they run, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub secs: f64,
-    /// Tenants the clients and their tickets are spread over.
+    /// Tenants the clients and their tickets are spread over; several counts, comma
+    /// separated (`1,100`), are measured in turn, each compared with the first.
+    #[arg(long, value_delimiter = ',', default_values_t = [1])]
+    pub tenants: Vec<usize>,
+    /// Times each tenant count is measured, in alternation.
     #[arg(long, default_value_t = 1)]
-    pub tenants: usize,
+    pub rounds: usize,
     /// Cycle mode: waiting tickets to issue beforehand, over all tenants (default: 100 per
     /// client per second of the run, plus a margin per tenant for the random spread).
     #[arg(long)]
@@ -59,6 +69,13 @@ pub struct Args {
     /// default every request goes to the first).
     #[arg(long)]
     pub spread: bool,
+}
+
+impl Args {
+    /// Tenants the deployment needs: the largest count measured.
+    pub fn most_tenants(&self) -> usize {
+        self.tenants.iter().copied().max().unwrap_or(1).max(1)
+    }
 }
 
 const KINDS: [&str; 5] = ["issue", "call_next", "call_next_empty", "start", "finish"];
@@ -95,13 +112,14 @@ async fn client(
     mode: Mode,
     keyed: bool,
     tenants: Arc<Vec<Tenant>>,
+    used: usize,
     base: Option<String>,
     deadline: Instant,
 ) -> ClientLog {
     let mut log = ClientLog::default();
     let mut rng: SmallRng = make_rng();
     // Each tenant's operator, through this client's server process.
-    let apis: Vec<Api> = tenants
+    let apis: Vec<Api> = tenants[..used]
         .iter()
         .map(|t| match &base {
             Some(base) => t.operator.at(base),
@@ -109,10 +127,10 @@ async fn client(
         })
         .collect();
     while Instant::now() < deadline {
-        let t = if tenants.len() == 1 {
+        let t = if used == 1 {
             0
         } else {
-            rng.random_range(0..tenants.len())
+            rng.random_range(0..used)
         };
         let tenant = &tenants[t];
         let api = &apis[t];
@@ -254,8 +272,11 @@ async fn cancel_left(tenants: &[Tenant], tickets: Vec<(usize, Uuid)>) -> (usize,
 }
 
 pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyhow::Result<Outcome> {
-    if args.clients == 0 || args.secs <= 0.0 {
-        bail!("--clients and --secs must be positive");
+    if args.clients == 0 || args.secs <= 0.0 || args.rounds == 0 {
+        bail!("--clients, --secs and --rounds must be positive");
+    }
+    if args.tenants.contains(&0) {
+        bail!("--tenants counts must be positive");
     }
     let started = Instant::now();
     let tenants = setup::ready_tenants(
@@ -272,28 +293,267 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         common.setup_jobs * 4,
     )
     .await?;
-    let api_setup = started.elapsed();
+    let api_setup = started.elapsed().as_secs_f64();
     let tenants = Arc::new(tenants);
 
+    if let ([used], 1) = (args.tenants.as_slice(), args.rounds) {
+        let measured = measure(args, deployment, &tenants, *used).await?;
+        let mut text = measured.header(args, deployment);
+        text.push_str(&format!(
+            "setup: API {api_setup:.1} s{}\n",
+            measured.preissue_note()
+        ));
+        text.push_str(&measured.text);
+        let mut json = measured.json;
+        json["setup_secs"] = json!({
+            "cli": deployment.cli_setup.as_secs_f64(),
+            "api": api_setup,
+            "preissue": measured.preissue_secs,
+        });
+        return Ok(Outcome {
+            text,
+            json,
+            passed: measured.failed == 0,
+        });
+    }
+    compare(args, deployment, &tenants, api_setup).await
+}
+
+/// Each tenant count of `--tenants`, measured `--rounds` times in alternation, and each
+/// count's mean rate against the first count's.
+async fn compare(
+    args: &Args,
+    deployment: &Deployment,
+    tenants: &Arc<Vec<Tenant>>,
+    api_setup: f64,
+) -> anyhow::Result<Outcome> {
+    let unit = match args.mode {
+        Mode::Issue => "issues/s",
+        Mode::Cycle => "cycles/s",
+    };
+    let mut table = Table::new(&[
+        "round",
+        "tenants",
+        unit,
+        "worst p99",
+        "batches/s",
+        "req/batch",
+        "tenants/batch",
+        "CPU server / postgres / loadgen",
+    ]);
+    let mut rates: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut runs = Vec::new();
+    let mut failed = 0;
+    for round in 1..=args.rounds {
+        for &used in &args.tenants {
+            let measured = measure(args, deployment, tenants, used).await?;
+            let batches = measured.batches.rates(measured.elapsed);
+            let cell = |pick: fn((f64, f64, f64)) -> f64, digits: usize| {
+                batches.map_or("-".to_owned(), |b| format!("{:.*}", digits, pick(b)))
+            };
+            table.row(vec![
+                round.to_string(),
+                used.to_string(),
+                format!("{:.0}", measured.rate),
+                measured
+                    .worst_p99
+                    .map_or("-".to_owned(), |p| format!("{p:.1} ms")),
+                cell(|b| b.0, 0),
+                cell(|b| b.1, 1),
+                cell(|b| b.2, 1),
+                measured.cpu.short_percent(measured.elapsed),
+            ]);
+            eprintln!(
+                "loadgen: round {round}, {used} tenant(s): {:.0} {unit}",
+                measured.rate
+            );
+            rates.entry(used).or_default().push(measured.rate);
+            failed += measured.failed;
+            let mut json = measured.json;
+            json["round"] = json!(round);
+            runs.push(json);
+        }
+    }
+    let first = args.tenants[0];
+    let mut text = format!(
+        "throughput: {:?} mode{}, {} clients with operator tokens, {:.1} s per run, \
+         {} tenant(s) deployed; {} round(s) of {}\n",
+        args.mode,
+        keyed_note(args),
+        args.clients,
+        args.secs,
+        tenants.len(),
+        args.rounds,
+        args.tenants
+            .iter()
+            .map(|n| format!("{n} tenant(s)"))
+            .collect::<Vec<_>>()
+            .join(", then ")
+    );
+    text.push_str(&format!("setup: API {api_setup:.1} s\n"));
+    text.push_str(&table.render());
+    let mut summary = Vec::new();
+    for count in CountMean::of(&args.tenants, &rates) {
+        text.push_str(&format!(
+            "mean: {} tenant(s) {:.0} {unit} ({:.0} % of {first} tenant(s)), runs {}\n",
+            count.tenants,
+            count.mean,
+            count.of_first * 100.0,
+            count
+                .runs
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        summary.push(json!({
+            "tenants": count.tenants,
+            "runs_per_sec": count.runs,
+            "mean_per_sec": count.mean,
+            "of_first": count.of_first,
+        }));
+    }
+    text.push_str(&format!("failed requests: {failed}\n"));
+    let json = json!({
+        "config": {
+            "mode": format!("{:?}", args.mode).to_lowercase(),
+            "clients": args.clients,
+            "secs": args.secs,
+            "tenants": args.tenants,
+            "rounds": args.rounds,
+            "idempotency_keys": args.idempotency_keys,
+            "servers": deployment.servers.len(),
+            "spread": args.spread,
+        },
+        "setup_secs": {"cli": deployment.cli_setup.as_secs_f64(), "api": api_setup},
+        "compare": summary,
+        "runs": runs,
+    });
+    Ok(Outcome {
+        text,
+        json,
+        passed: failed == 0,
+    })
+}
+
+/// One tenant count's runs in a comparison, and their mean against the first count's.
+#[derive(Debug, PartialEq)]
+struct CountMean {
+    tenants: usize,
+    runs: Vec<f64>,
+    mean: f64,
+    of_first: f64,
+}
+
+impl CountMean {
+    /// Each count of `order` once, in that order, from the rates measured for it.
+    fn of(order: &[usize], rates: &BTreeMap<usize, Vec<f64>>) -> Vec<CountMean> {
+        let mean = |runs: &[f64]| runs.iter().sum::<f64>() / runs.len().max(1) as f64;
+        let base = order
+            .first()
+            .and_then(|first| rates.get(first))
+            .map_or(0.0, |runs| mean(runs));
+        let mut seen = std::collections::BTreeSet::new();
+        order
+            .iter()
+            .filter(|&&tenants| seen.insert(tenants))
+            .filter_map(|&tenants| {
+                let runs = rates.get(&tenants)?.clone();
+                let mean = mean(&runs);
+                Some(CountMean {
+                    tenants,
+                    of_first: if base > 0.0 { mean / base } else { 0.0 },
+                    mean,
+                    runs,
+                })
+            })
+            .collect()
+    }
+}
+
+fn keyed_note(args: &Args) -> &'static str {
+    if args.idempotency_keys {
+        " with an Idempotency-Key per issue"
+    } else {
+        ""
+    }
+}
+
+/// One measured run on the first `used` tenants.
+struct Measured {
+    /// Its report, from the latency table on.
+    text: String,
+    json: Value,
+    elapsed: f64,
+    /// Issues or cycles per second, as the mode counts.
+    rate: f64,
+    /// The highest p99 of any request kind, in ms.
+    worst_p99: Option<f64>,
+    failed: u64,
+    cpu: measure::Cpu,
+    batches: WriterBatches,
+    used: usize,
+    preissued: usize,
+    preissue_secs: f64,
+}
+
+impl Measured {
+    fn header(&self, args: &Args, deployment: &Deployment) -> String {
+        format!(
+            "throughput: {:?} mode{}, {} clients with operator tokens, {:.1} s, {} tenant(s){}\n",
+            args.mode,
+            keyed_note(args),
+            args.clients,
+            self.elapsed,
+            self.used,
+            match deployment.servers.len() {
+                1 => String::new(),
+                n if args.spread => format!(", requests spread over {n} server processes"),
+                n => format!(", every request to the first of {n} server processes"),
+            }
+        )
+    }
+
+    fn preissue_note(&self) -> String {
+        if self.preissued > 0 {
+            format!(
+                ", {} waiting tickets issued beforehand in {:.1} s",
+                self.preissued, self.preissue_secs
+            )
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Runs the clients for `--secs` on the first `used` tenants (cycle mode issues their
+/// waiting tickets beforehand, outside the measurement).
+async fn measure(
+    args: &Args,
+    deployment: &Deployment,
+    tenants: &Arc<Vec<Tenant>>,
+    used: usize,
+) -> anyhow::Result<Measured> {
+    let used = used.min(tenants.len());
     let mut preissued = 0;
     // Tickets this run issued, which it may leave waiting.
     let mut left: Vec<(usize, Uuid)> = Vec::new();
     let mut preissue_secs = 0.0;
     if args.mode == Mode::Cycle {
         let per_tenant = match args.preissue {
-            Some(total) => total.div_ceil(tenants.len()),
+            Some(total) => total.div_ceil(used),
             None => {
                 // Clients pick tenants at random: leave room for the luckier ones.
-                let mean = args.clients as f64 * args.secs * 100.0 / tenants.len() as f64;
+                let mean = args.clients as f64 * args.secs * 100.0 / used as f64;
                 (mean + 3.0 * mean.sqrt() + 5.0).ceil() as usize
             }
         };
         eprintln!(
             "loadgen: issuing {} waiting tickets beforehand",
-            per_tenant * tenants.len()
+            per_tenant * used
         );
         let started = Instant::now();
-        let jobs = tenants
+        let jobs = tenants[..used]
             .iter()
             .enumerate()
             .flat_map(|(i, t)| (0..per_tenant).map(move |_| (i, t)));
@@ -320,10 +580,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
 
     eprintln!(
         "loadgen: {} clients, {:?} mode, {} s, over {} tenant(s)",
-        args.clients,
-        args.mode,
-        args.secs,
-        tenants.len()
+        args.clients, args.mode, args.secs, used
     );
     let batches0 = WriterBatches::read(deployment).await;
     let cpu0 = measure::Cpu::now(&deployment.servers, &[]);
@@ -341,6 +598,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
                 args.mode,
                 args.idempotency_keys,
                 tenants.clone(),
+                used,
                 base,
                 deadline,
             ))
@@ -370,17 +628,21 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
     let cleanup = if deployment.spawned {
         None
     } else {
-        Some(cancel_left(&tenants, left).await)
+        Some(cancel_left(tenants, left).await)
     };
     let ok_requests: usize = latencies.values().map(Vec::len).sum();
     let failed: u64 = errors.values().sum();
     let mut table = Table::new(&["request", "count", "per s", "p50", "p90", "p99", "max"]);
     let mut kinds_json = serde_json::Map::new();
+    let mut worst_p99: Option<f64> = None;
     for kind in KINDS {
         let Some(values) = latencies.get(kind) else {
             continue;
         };
         let summary = Summary::of_millis(values);
+        if let Some(s) = &summary {
+            worst_p99 = Some(worst_p99.map_or(s.p99, |w| w.max(s.p99)));
+        }
         table.row(vec![
             kind.to_owned(),
             values.len().to_string(),
@@ -395,33 +657,7 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
             json!({"count": values.len(), "per_sec": values.len() as f64 / elapsed, "latency_ms": summary}),
         );
     }
-    let mut text = format!(
-        "throughput: {:?} mode{}, {} clients with operator tokens, {:.1} s, {} tenant(s){}\n",
-        args.mode,
-        if args.idempotency_keys {
-            " with an Idempotency-Key per issue"
-        } else {
-            ""
-        },
-        args.clients,
-        elapsed,
-        tenants.len(),
-        match deployment.servers.len() {
-            1 => String::new(),
-            n if args.spread => format!(", requests spread over {n} server processes"),
-            n => format!(", every request to the first of {n} server processes"),
-        }
-    );
-    text.push_str(&format!(
-        "setup: API {:.1} s{}\n",
-        api_setup.as_secs_f64(),
-        if args.mode == Mode::Cycle {
-            format!(", {preissued} waiting tickets issued beforehand in {preissue_secs:.1} s")
-        } else {
-            String::new()
-        }
-    ));
-    text.push_str(&table.render());
+    let mut text = table.render();
     text.push_str(&format!(
         "total: {:.0} requests/s ({} ok, {} failed){}; CPU: {}\n",
         ok_requests as f64 / elapsed,
@@ -459,13 +695,12 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
             "mode": format!("{:?}", args.mode).to_lowercase(),
             "clients": args.clients,
             "secs": args.secs,
-            "tenants": tenants.len(),
+            "tenants": used,
             "preissued": preissued,
             "idempotency_keys": args.idempotency_keys,
             "servers": deployment.servers.len(),
             "spread": args.spread,
         },
-        "setup_secs": {"cli": deployment.cli_setup.as_secs_f64(), "api": api_setup.as_secs_f64(), "preissue": preissue_secs},
         "elapsed_secs": elapsed,
         "requests_ok": ok_requests,
         "requests_failed": failed,
@@ -478,9 +713,56 @@ pub async fn run(common: &Common, args: &Args, deployment: &Deployment) -> anyho
         "writer_batches": batches.json(elapsed),
         "cleanup": cleanup.map(|(cancelled, secs)| json!({"cancelled": cancelled, "secs": secs})),
     });
-    Ok(Outcome {
+    let rate = match args.mode {
+        Mode::Issue => latencies.get("issue").map_or(0, Vec::len) as f64 / elapsed,
+        Mode::Cycle => cycles as f64 / elapsed,
+    };
+    Ok(Measured {
         text,
         json,
-        passed: failed == 0,
+        elapsed,
+        rate,
+        worst_p99,
+        failed,
+        cpu,
+        batches,
+        used,
+        preissued,
+        preissue_secs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_count_is_compared_with_the_first_once_in_the_order_given() {
+        let rates = BTreeMap::from([(1, vec![100.0, 300.0]), (100, vec![150.0, 170.0, 160.0])]);
+        let means = CountMean::of(&[100, 1, 100], &rates);
+        assert_eq!(
+            means,
+            [
+                CountMean {
+                    tenants: 100,
+                    runs: vec![150.0, 170.0, 160.0],
+                    mean: 160.0,
+                    of_first: 1.0,
+                },
+                CountMean {
+                    tenants: 1,
+                    runs: vec![100.0, 300.0],
+                    mean: 200.0,
+                    of_first: 1.25,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_first_count_with_no_rate_gives_no_ratio_rather_than_infinity() {
+        let rates = BTreeMap::from([(1, vec![0.0]), (100, vec![50.0])]);
+        let means = CountMean::of(&[1, 100], &rates);
+        assert_eq!(means[1].of_first, 0.0);
+    }
 }
