@@ -26,7 +26,7 @@ use rand::{RngExt, make_rng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use nextup_bench::api::{Api, ApiError, Priority};
+use nextup_bench::api::{self, Api, ApiError, Priority};
 use nextup_bench::stats::Summary;
 
 use crate::measure;
@@ -204,7 +204,7 @@ impl WriterBatches {
             let Ok(text) = api.get_text("/metrics").await else {
                 continue;
             };
-            let metric = |name| nextup_bench::api::metric_sum(&text, name, &[]).unwrap_or(0.0);
+            let metric = |name| api::metric_sum(&text, name, &[]).unwrap_or(0.0);
             sum.batches += metric("nextup_change_batch_size_count");
             sum.requests += metric("nextup_change_batch_size_sum");
             sum.tenants += metric("nextup_change_batch_tenants_sum");
@@ -253,7 +253,7 @@ async fn cancel_left(tenants: &[Tenant], tickets: Vec<(usize, Uuid)>) -> (usize,
     let mut waiting = Vec::new();
     for (t, ids) in &by_tenant {
         let api = &tenants[*t].operator;
-        match api.tickets(Some(nextup_bench::api::Status::Waiting)).await {
+        match api.tickets(Some(api::Status::Waiting)).await {
             Ok(list) => waiting.extend(
                 list.into_iter()
                     .filter(|ticket| ids.contains(&ticket.id))
