@@ -11,8 +11,8 @@
 //!
 //! `--tenants 1,100 --rounds 4` compares tenant counts in one run: the deployment has the
 //! largest count of tenants, and each round measures every count in turn, on the first N
-//! tenants, against the same server and database. This machine's speed drifts by a quarter
-//! from minute to minute, so rates compared across separate runs tell less than rates
+//! tenants, against the same server and database. A shared machine's speed can drift by a
+//! quarter from minute to minute, so rates of separate runs compare less well than rates
 //! taken in alternation.
 
 use std::collections::BTreeMap;
