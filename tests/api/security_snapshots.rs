@@ -13,6 +13,8 @@ use crate::helpers::*;
 /// Waiting tickets in the queue: a snapshot of them is about 1 MB of JSON.
 const WAITING: i64 = 2_000;
 const CLIENTS: usize = 100;
+/// Connections for the hundred requests that share one snapshot: a tenth of them.
+const SHARED_POOL: u32 = 10;
 
 /// Puts `count` waiting tickets in the site's first service, straight into the database
 /// (as many anonymous issues would, but in one statement), with its waiting count.
@@ -146,13 +148,16 @@ async fn poll(app: &TestApp, token: Option<&str>) -> Reply {
 
 #[actix_web::test]
 async fn a_hundred_concurrent_handshakes_share_one_snapshot_and_none_is_refused() {
-    // Two connections: one snapshot read per handshake would queue the handshakes for
-    // connections past the pool's 3 s, and refuse them with 503. The test's client reads a
-    // hundred large answers on one thread of a debug build, which on a loaded machine can
-    // leave a connection unread for longer than the slow-client guard allows
-    // (SEND_TIMEOUT_SECS, a TCP_USER_TIMEOUT): that guard is not the subject here.
+    // Ten connections for a hundred handshakes: one snapshot read per handshake would hold
+    // them for seconds and refuse the rest with 503, and the count of reads below shows
+    // the sharing itself. With two, the hundred short transactions after the one read
+    // queued two at a time, and on a loaded CI machine the last of them waited past the
+    // pool's 3 s. The test's client reads a hundred large answers on one thread of a debug
+    // build, which on a loaded machine can leave a connection unread for longer than the
+    // slow-client guard allows (SEND_TIMEOUT_SECS, a TCP_USER_TIMEOUT): that guard is not
+    // the subject here.
     let app = TestApp::spawn_with(|c| {
-        c.database_pool_size = 2;
+        c.database_pool_size = SHARED_POOL;
         c.send_timeout = std::time::Duration::from_secs(120);
     })
     .await;
@@ -198,11 +203,12 @@ async fn a_hundred_concurrent_handshakes_share_one_snapshot_and_none_is_refused(
 
 #[actix_web::test]
 async fn concurrent_polls_share_one_snapshot_and_never_miss_a_change() {
-    // Two connections; and the test's client reads a hundred large bodies on one thread of
-    // a debug build, which under a loaded machine can leave a connection unread for longer
-    // than the slow-client guard allows (SEND_TIMEOUT_SECS): that guard is not the subject.
+    // Ten connections, as for the handshakes above; and the test's client reads a hundred
+    // large bodies on one thread of a debug build, which under a loaded machine can leave a
+    // connection unread for longer than the slow-client guard allows (SEND_TIMEOUT_SECS):
+    // that guard is not the subject.
     let app = TestApp::spawn_with(|c| {
-        c.database_pool_size = 2;
+        c.database_pool_size = SHARED_POOL;
         c.send_timeout = std::time::Duration::from_secs(120);
     })
     .await;
